@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch that lies on this project's machines; override for a CUDA build, e.g. TORCH=torch.
+TORCH ?= torch==2.13.0
+
+.PHONY: install run test bench sample clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,train,sample]"
+	touch $@
+
+run: install
+	$(VENV)/bin/brainsr
+
+test: install
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+sample: install
+	$(PY) resources/sample/make_sample.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Medical-image I/O shared by the CLI and the viewer: DICOM series, NIfTI volumes, 2D images."""
