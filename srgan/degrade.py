@@ -1,0 +1,240 @@
+"""MRI degradations that turn an HR image into the LR image a generator must learn to invert.
+
+Three steps, kept apart so every LR image used in training can be reproduced and logged:
+``DegradationConfig`` (validated ranges and probabilities) → ``sample(rng)`` (a plain ``dict`` of
+parameters) → ``apply(hr, params)`` (deterministic, noise included, via a seed in ``params``).
+
+Pixel-centre convention (see ``srgan.io.geometry``): LR pixel i is centred on HR position i·s + (s−1)/2.
+Antialiased bicubic with ``align_corners=False`` satisfies it; k-space truncation gets it from a
+half-pixel phase ramp, exactly as ``shared/tools/contract_check.py`` does, so training LR matches the
+LR that reviewers measure with.
+
+Images are ``(H, W)`` or batches ``(B, 1, H, W)``; numpy in → numpy out, torch in → torch out.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+KINDS = ("bicubic", "kspace")
+
+
+def _as_tensor(x) -> tuple[torch.Tensor, bool]:
+    """(B, 1, H, W) tensor view of ``x`` and whether ``x`` was numpy."""
+    is_np = isinstance(x, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(x)) if is_np else x
+    if t.ndim == 2:
+        t = t[None, None]
+    if t.ndim != 4 or t.shape[1] != 1:
+        raise ValueError(f"expected (H, W) or (B, 1, H, W), got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.float()
+    return t, is_np
+
+
+def _like(t: torch.Tensor, ndim: int, is_np: bool):
+    if ndim == 2:
+        t = t[0, 0]
+    return t.numpy() if is_np else t
+
+
+def bicubic_down(hr, scale: int):
+    """Antialiased bicubic downsampling by ``scale`` (H, W → H//s, W//s); H, W should be multiples of s."""
+    t, is_np = _as_tensor(hr)
+    out = F.interpolate(t, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)
+    return _like(out, np.ndim(hr), is_np)
+
+
+def bicubic_up(lr, scale: int):
+    """Plain bicubic upsampling by ``scale``: the baseline a generator has to beat."""
+    t, is_np = _as_tensor(lr)
+    out = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)
+    return _like(out, np.ndim(lr), is_np)
+
+
+def _centred_hamming(n: int, dtype, device) -> torch.Tensor:
+    """Hamming window over n k-space samples, peaking (1.0) at the DC sample n//2 of a centred crop."""
+    i = torch.arange(n, dtype=dtype, device=device)
+    return 0.54 + 0.46 * torch.cos(2 * math.pi * (i - n // 2) / n)
+
+
+def kspace_truncate(hr, scale: int, hamming: bool = False):
+    """LR image from the central 1/s of k-space per axis, magnitude, scaled to keep intensities.
+
+    The HR image is first shifted by (s−1)/2 px with a phase ramp so LR pixel i is centred on
+    HR position i·s + (s−1)/2. ``hamming`` tapers the kept k-space (less ringing, more blur), as many
+    scanners do. Output is ``(H//s, W//s)``; it is identical (to rounding) to contract_check's ``degrade``.
+    """
+    t, is_np = _as_tensor(hr)
+    H, W = t.shape[-2:]
+    s = scale
+    cdt = torch.complex128 if t.dtype == torch.float64 else torch.complex64
+    d = (s - 1) / 2
+    fy = torch.fft.fftfreq(H, dtype=t.dtype, device=t.device)[:, None]
+    fx = torch.fft.fftfreq(W, dtype=t.dtype, device=t.device)[None, :]
+    ramp = torch.exp((2j * math.pi * d) * (fy + fx).to(cdt))
+    k = torch.fft.fftshift(torch.fft.fft2(t.to(cdt)) * ramp, dim=(-2, -1))
+    h, w = H // s, W // s
+    kc = k[..., H // 2 - h // 2:H // 2 - h // 2 + h, W // 2 - w // 2:W // 2 - w // 2 + w]
+    if hamming:
+        kc = kc * (_centred_hamming(h, t.dtype, t.device)[:, None] * _centred_hamming(w, t.dtype, t.device)[None, :])
+    out = torch.fft.ifft2(torch.fft.ifftshift(kc, dim=(-2, -1))).abs() / (s * s)
+    return _like(out.to(t.dtype), np.ndim(hr), is_np)
+
+
+def gaussian_blur(x, sigma: float):
+    """Separable Gaussian blur, ``sigma`` in pixels, reflect padding (kernel radius ⌈3σ⌉)."""
+    t, is_np = _as_tensor(x)
+    if sigma <= 0:
+        return x
+    r = max(1, math.ceil(3 * sigma))
+    i = torch.arange(-r, r + 1, dtype=t.dtype, device=t.device)
+    g = torch.exp(-0.5 * (i / sigma) ** 2)
+    g = g / g.sum()
+    pad_r = min(r, t.shape[-2] - 1, t.shape[-1] - 1)
+    if pad_r < r:
+        g = g[r - pad_r:r + pad_r + 1]
+        g = g / g.sum()
+        r = pad_r
+    y = F.conv2d(F.pad(t, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1))
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
+    return _like(y, np.ndim(x), is_np)
+
+
+def rician_noise(x, sigma: float, seed: int):
+    """Magnitude of the image plus complex Gaussian noise of std ``sigma`` (in the image's units).
+
+    MR magnitude images carry Rician, not Gaussian, noise: biased upwards in dark background.
+    """
+    t, is_np = _as_tensor(x)
+    if sigma <= 0:
+        return x
+    g = torch.Generator().manual_seed(int(seed))
+    n1 = torch.randn(t.shape, generator=g, dtype=t.dtype) * sigma
+    n2 = torch.randn(t.shape, generator=g, dtype=t.dtype) * sigma
+    y = torch.sqrt((t + n1.to(t.device)) ** 2 + n2.to(t.device) ** 2)
+    return _like(y, np.ndim(x), is_np)
+
+
+def slice_thickness(volume, factor: int, axis: int = 0, profile: str = "box"):
+    """Thick slices from a thin-slice volume: average ``factor`` neighbours along ``axis``, then subsample.
+
+    ``profile`` "box" is an ideal rectangular slice profile; "gaussian" a smooth one with FWHM = factor.
+    Thick slice j is centred on thin slice j·f + (f−1)/2 (the same pixel-centre convention); a trailing
+    remainder of fewer than ``factor`` slices is dropped. numpy or torch, any number of dimensions.
+    """
+    is_np = isinstance(volume, np.ndarray)
+    v = torch.from_numpy(np.ascontiguousarray(volume)) if is_np else volume
+    if not v.is_floating_point():
+        v = v.float()
+    f = int(factor)
+    if f < 1:
+        raise ValueError("factor must be >= 1")
+    v = v.movedim(axis, -1)
+    n = v.shape[-1] // f * f
+    flat = v[..., :n].reshape(-1, 1, n)
+    if profile == "box":
+        k = torch.ones(f, dtype=v.dtype) / f
+        pad = 0
+    elif profile == "gaussian":
+        sig = f / 2.3548
+        pad = math.ceil(3 * sig)
+        i = torch.arange(-pad, pad + f, dtype=v.dtype) - (f - 1) / 2
+        k = torch.exp(-0.5 * (i / sig) ** 2)
+        k = k / k.sum()
+    else:
+        raise ValueError(f"unknown slice profile {profile!r}")
+    src = F.pad(flat, (pad, pad), mode="replicate") if pad else flat
+    out = F.conv1d(src, k.view(1, 1, -1), stride=f)
+    out = out.reshape(*v.shape[:-1], n // f).movedim(-1, axis)
+    return out.numpy() if is_np else out
+
+
+@dataclass
+class DegradationConfig:
+    """Which degradations training draws, how often, and from which ranges.
+
+    Ranges are (low, high) drawn uniformly. ``blur_sigma`` is in HR pixels (before downsampling);
+    ``noise_sigma`` is relative to the image's robust maximum (1.0 in normalised units).
+    ``quantize_8bit`` rounds the LR to 256 levels of the source range for sources that are 8-bit,
+    since 8-bit LR is what such users (and the contract tests) feed in.
+    """
+    scale: int = 2
+    p_kspace: float = 0.5
+    p_hamming: float = 0.3
+    p_blur: float = 0.2
+    blur_sigma: tuple[float, float] = (0.2, 0.8)
+    p_noise: float = 0.3
+    noise_sigma: tuple[float, float] = (0.0, 0.02)
+    quantize_8bit: bool = True
+
+    def __post_init__(self):
+        self.blur_sigma = tuple(float(v) for v in self.blur_sigma)
+        self.noise_sigma = tuple(float(v) for v in self.noise_sigma)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.scale not in (2, 3, 4, 8):
+            raise ValueError(f"scale must be 2, 3, 4 or 8, not {self.scale}")
+        for name in ("p_kspace", "p_hamming", "p_blur", "p_noise"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], not {p}")
+        for name in ("blur_sigma", "noise_sigma"):
+            lo, hi = getattr(self, name)
+            if not 0.0 <= lo <= hi:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high, not {(lo, hi)}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def sample(self, rng: np.random.Generator, *, eight_bit: bool = False) -> dict:
+        """One set of parameters for ``apply``; ``eight_bit`` says the source image was 8-bit."""
+        kspace = bool(rng.random() < self.p_kspace)
+        hamming = bool(kspace and rng.random() < self.p_hamming)
+        blur = float(rng.uniform(*self.blur_sigma)) if rng.random() < self.p_blur else 0.0
+        noise = float(rng.uniform(*self.noise_sigma)) if rng.random() < self.p_noise else 0.0
+        return {
+            "scale": self.scale,
+            "kind": "kspace" if kspace else "bicubic",
+            "hamming": hamming,
+            "blur_sigma": blur,
+            "noise_sigma": noise,
+            "noise_seed": int(rng.integers(0, 2**31 - 1)),
+            "quantize_levels": 255 if (self.quantize_8bit and eight_bit) else 0,
+        }
+
+
+def apply(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
+    """LR image ``(H//s, W//s)`` (or batch) from ``hr`` with the parameters from ``sample``.
+
+    ``hr`` may be in normalised units; ``source = (low, high)`` maps them back to source units
+    (value = low + y·(high − low)) so clipping to [0, 1] and 8-bit rounding happen where the 8-bit
+    source had them. Order: blur (optics/partial volume) → downsample → Rician noise → clip/quantise.
+    """
+    s = int(params["scale"])
+    kind = params.get("kind", "bicubic")
+    x = hr
+    if params.get("blur_sigma", 0.0) > 0:
+        x = gaussian_blur(x, params["blur_sigma"])
+    if kind == "bicubic":
+        x = bicubic_down(x, s)
+    elif kind == "kspace":
+        x = kspace_truncate(x, s, hamming=bool(params.get("hamming", False)))
+    else:
+        raise ValueError(f"unknown degradation kind {kind!r}; expected one of {KINDS}")
+    if params.get("noise_sigma", 0.0) > 0:
+        x = rician_noise(x, params["noise_sigma"], params.get("noise_seed", 0))
+    levels = int(params.get("quantize_levels", 0))
+    if levels:
+        lo, hi = source
+        span = hi - lo
+        if isinstance(x, np.ndarray):
+            x = (np.round(np.clip(lo + x * span, 0, 1) * levels) / levels - lo) / span
+        else:
+            x = (torch.round((lo + x * span).clamp(0, 1) * levels) / levels - lo) / span
+    return x
