@@ -1,0 +1,150 @@
+"""The inference engine shared by ``srgan enhance``, ``srgan evaluate`` and the viewer.
+
+Images go in and come out in their own intensity units: each image is normalised robustly
+(``srgan.normalize``), enhanced, and mapped back with the same two numbers. Large images are cut into overlapping
+tiles whose margins exceed the network's receptive field, so tiled and untiled outputs agree (no seams).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from srgan.errors import InputError
+from srgan.normalize import Normalizer
+from srgan.provenance import Provenance
+from srgan.weights import bundled_weights, load_weights
+
+
+def resolve_device(device: str = "auto"):
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda asked for, but no CUDA GPU is available")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(None, "--device mps asked for, but Apple MPS is not available")
+    if device not in ("cpu", "cuda", "mps"):
+        raise InputError(None, f"unknown device {device!r} (auto, cpu, cuda or mps)")
+    return torch.device(device)
+
+
+def interpolate(image: np.ndarray, scale: int, method: str = "bicubic") -> np.ndarray:
+    """Plain interpolation ``(H, W) → (s·H, s·W)`` float32 under the pixel-centre convention of
+    ``srgan.io.geometry`` (LR pixel i centred on HR position i·s + (s−1)/2)."""
+    import torch
+    import torch.nn.functional as F
+
+    a = np.asarray(image, dtype=np.float32)
+    if method == "lanczos":
+        from PIL import Image
+
+        h, w = a.shape
+        return np.asarray(Image.fromarray(a, mode="F").resize((w * scale, h * scale), Image.Resampling.LANCZOS),
+                          dtype=np.float32)
+    mode = {"bicubic": "bicubic", "nearest": "nearest-exact", "bilinear": "bilinear"}.get(method)
+    if mode is None:
+        raise ValueError(f"unknown interpolation {method!r}")
+    t = torch.from_numpy(np.ascontiguousarray(a))[None, None]
+    kw = {} if mode == "nearest-exact" else {"align_corners": False}
+    return F.interpolate(t, scale_factor=scale, mode=mode, **kw)[0, 0].numpy()
+
+
+class Enhancer:
+    """A loaded generator plus everything needed to apply it to images in modality units.
+
+    Thread use: build and call it from one thread (the viewer's worker owns one); ``enhance`` takes a lock so a
+    second thread (e.g. an export) may share it safely, one call at a time.
+    """
+
+    def __init__(self, *, scale: int = 2, model: str | None = None, weights: str | Path | None = None,
+                 device: str = "auto", threads: int | None = None, tile: int = 192, margin: int = 24,
+                 batch: int = 8):
+        import torch
+
+        if scale not in (2, 4):
+            raise InputError(None, f"scale must be 2 or 4, got {scale}")
+        if threads:
+            torch.set_num_threads(max(1, int(threads)))
+        self.device = resolve_device(device)
+        path = Path(weights) if weights else bundled_weights(scale, model)
+        self.model, self.card = load_weights(path, device=self.device)
+        self.weights_path = path
+        self.scale = int(self.card.get("kwargs", {}).get("scale", scale))
+        if self.scale != scale:
+            raise InputError(path, f"these weights are for x{self.scale}, but x{scale} was asked for")
+        self.tile, self.margin, self.batch = int(tile), int(margin), int(batch)
+        self.consistency = "off"
+        self.provenance = Provenance(model=self.card["arch"], weights_name=self.card.get("name", path.stem),
+                                     weights_sha256=self.card["sha256"], scale=self.scale,
+                                     consistency=self.consistency)
+        self._lock = threading.Lock()
+
+    @property
+    def label(self) -> str:
+        """Short human name for overlays, e.g. ``brainsr-x2-fidelity (srresnet_lite)``."""
+        return f"{self.card.get('name', self.weights_path.stem)} ({self.card['arch']})"
+
+    def _run(self, x):
+        """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``."""
+        import torch
+
+        b, _, h, w = x.shape
+        s, t, m = self.scale, self.tile, self.margin
+        if h <= t + 2 * m and w <= t + 2 * m:
+            return self.model(x.to(self.device)).cpu()
+        out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                ya, xa = max(0, y0 - m), max(0, x0 - m)
+                yb, xb = min(h, y1 + m), min(w, x1 + m)
+                sr = self.model(x[:, :, ya:yb, xa:xb].to(self.device)).cpu()
+                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
+        return out
+
+    def enhance_stack(self, images: np.ndarray, *, progress: Callable[[int, int], None] | None = None,
+                      cancel: Callable[[], bool] | None = None) -> np.ndarray:
+        """``(N, H, W)`` in any intensity units → ``(N, s·H, s·W)`` float32 in the same units.
+
+        Each image gets its own normaliser, so images of one stack may differ in range.
+        """
+        import torch
+
+        stack = np.asarray(images, dtype=np.float32)
+        if stack.ndim != 3:
+            raise ValueError(f"expected a (N, H, W) stack, got shape {stack.shape}")
+        n, h, w = stack.shape
+        out = np.empty((n, h * self.scale, w * self.scale), dtype=np.float32)
+        norms = [Normalizer.fit(im) for im in stack]
+        with self._lock, torch.inference_mode():
+            for i in range(0, n, self.batch):
+                if cancel is not None and cancel():
+                    raise InterruptedError("enhancement cancelled")
+                j = min(n, i + self.batch)
+                x = np.stack([norms[k].forward(stack[k]) for k in range(i, j)])[:, None]
+                y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()[:, 0]
+                for k in range(i, j):
+                    out[k] = norms[k].inverse(y[k - i])
+                if progress is not None:
+                    progress(j, n)
+        return out
+
+    def enhance(self, image: np.ndarray) -> np.ndarray:
+        """One ``(H, W)`` image → ``(s·H, s·W)`` float32 in the same units."""
+        return self.enhance_stack(np.asarray(image)[None])[0]
+
+
+def default_threads() -> int:
+    """Leave one core to the rest of the machine (the viewer's GUI thread)."""
+    return max(1, (os.cpu_count() or 2) - 1)

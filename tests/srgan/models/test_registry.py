@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from srgan.models import (DEFAULT_DISCRIMINATOR, DEFAULT_GENERATOR, DISCRIMINATORS, GENERATORS, build_discriminator,
+                          build_generator, count_parameters)
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+@pytest.mark.parametrize("scale", [2, 4])
+def test_generator_shapes_and_gradients(name, scale):
+    torch.manual_seed(0)
+    g = build_generator(name, scale=scale, **GENERATORS[name].TINY)
+    x = torch.rand(2, 1, 12, 10)
+    y = g(x)
+    assert y.shape == (2, 1, 12 * scale, 10 * scale)
+    y.mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
+def test_discriminator_logits(name):
+    d = build_discriminator(name, **DISCRIMINATORS[name].TINY)
+    x = torch.rand(3, 1, 16, 16)
+    logits = d(x)
+    assert logits.shape == (3, 1)
+    p = d.predict(x)
+    assert ((p > 0) & (p < 1)).all()
+
+
+def test_pooled_discriminator_size_does_not_depend_on_patch():
+    d = build_discriminator("pooled", **DISCRIMINATORS["pooled"].TINY)
+    assert d(torch.rand(1, 1, 32, 32)).shape == d(torch.rand(1, 1, 64, 48)).shape == (1, 1)
+
+
+def test_seed_discriminator_grows_with_patch():
+    kw = dict(DISCRIMINATORS["seed"].TINY)
+    small = count_parameters(build_discriminator("seed", **{**kw, "patch_size": 16}))
+    big = count_parameters(build_discriminator("seed", **{**kw, "patch_size": 32}))
+    assert big > small
+
+
+def test_seed_generator_is_faithful_at_seed_sizes():
+    g = build_generator("seed", scale=4)
+    assert len(g.blocks) == 3
+    assert g.head[0].kernel_size == (9, 9) and g.head[0].out_channels == 64
+    assert g.tail.kernel_size == (9, 9)
+    ups = [m for m in g.upsample if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in ups] == [256, 256]
+    block = g.blocks[0].body
+    assert [type(m).__name__ for m in block] == ["Conv2d", "ReLU", "BatchNorm2d", "Conv2d", "BatchNorm2d"]
+
+
+def test_default_generator_starts_as_bicubic():
+    import torch.nn.functional as F
+
+    g = build_generator(DEFAULT_GENERATOR, scale=2, **GENERATORS[DEFAULT_GENERATOR].TINY)
+    x = torch.rand(1, 1, 9, 7)
+    ref = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    assert torch.allclose(g(x), ref, atol=1e-6)
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="unknown generator"):
+        build_generator("nope", scale=2)
+    with pytest.raises(ValueError, match="unknown discriminator"):
+        build_discriminator("nope")
+    assert DEFAULT_DISCRIMINATOR in DISCRIMINATORS
+
+
+def test_bad_scale_refused():
+    with pytest.raises(ValueError):
+        build_generator("srresnet_lite", scale=5)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from srgan.enhance import Enhancer, interpolate
+from srgan.errors import InputError
+
+
+def test_units_survive_and_shape(tiny_weights):
+    e = Enhancer(weights=tiny_weights, scale=2, device="cpu")
+    rng = np.random.default_rng(0)
+    img = (rng.random((20, 16)) * 3000 + 500).astype(np.float32)
+    out = e.enhance(img)
+    assert out.shape == (40, 32) and out.dtype == np.float32
+    # a near-bicubic tiny model keeps the intensity range of the input (modality units, not [0, 1])
+    assert 300 < out.mean() < 3700
+    assert abs(out.mean() - img.mean()) < 0.05 * img.mean()
+
+
+def test_tiling_has_no_seams(tiny_weights):
+    whole = Enhancer(weights=tiny_weights, scale=2, device="cpu", tile=512)
+    tiled = Enhancer(weights=tiny_weights, scale=2, device="cpu", tile=16, margin=8)
+    img = np.random.default_rng(1).random((50, 45)).astype(np.float32)
+    a, b = whole.enhance(img), tiled.enhance(img)
+    # margin 8 exceeds the tiny model's receptive field radius (3 convs + bicubic): results agree exactly
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_scale_mismatch_and_missing_weights(tiny_weights, tmp_path):
+    with pytest.raises(InputError, match="x2"):
+        Enhancer(weights=tiny_weights, scale=4, device="cpu")
+    with pytest.raises(InputError):
+        Enhancer(weights=tmp_path / "none.safetensors", scale=2)
+
+
+def test_interpolate_keeps_pixel_centres():
+    ramp = np.arange(8, dtype=np.float32)[None, :].repeat(4, 0)
+    # LR pixel i centred at HR i*2 + 0.5: HR pixel j samples LR coordinate (j - 0.5) / 2 (bilinear is exact on a ramp)
+    j = np.arange(2, 14)
+    assert np.allclose(interpolate(ramp, 2, "bilinear")[2, j], (j - 0.5) / 2, atol=1e-5)
+    for method, s in [("bicubic", 2), ("bicubic", 4), ("lanczos", 4), ("nearest", 4)]:
+        delta = np.zeros((1, 9), np.float32)
+        delta[0, 4] = 1
+        up = interpolate(delta, s, method)[0]
+        centroid = (up * np.arange(up.size)).sum() / up.sum()
+        assert centroid == pytest.approx(4 * s + (s - 1) / 2, abs=1e-3), method
+    assert interpolate(ramp, 4, "nearest").shape == (16, 32)
+
+
+def test_cancel_and_progress(tiny_weights):
+    e = Enhancer(weights=tiny_weights, scale=2, device="cpu", batch=1)
+    seen = []
+    e.enhance_stack(np.zeros((3, 8, 8), np.float32), progress=lambda d, n: seen.append((d, n)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    with pytest.raises(InterruptedError):
+        e.enhance_stack(np.zeros((3, 8, 8), np.float32), cancel=lambda: True)
+
+
+def test_device_auto_is_cpu_here():
+    from srgan.enhance import resolve_device
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert resolve_device("auto").type in ("cpu", "mps")
