@@ -226,13 +226,10 @@ def decode_frames(ds: pydicom.Dataset, index: int | None = None) -> np.ndarray:
 
 
 def rescale(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Modality values float32 = stored · slope + intercept."""
-    out = np.asarray(stored, dtype=np.float32)
-    if slope != 1.0:
-        out = out * np.float32(slope)
-    if intercept != 0.0:
-        out = out + np.float32(intercept)
-    return out
+    """Modality values float32 = stored · slope + intercept (computed in float64, then rounded once)."""
+    if slope == 1.0 and intercept == 0.0:
+        return np.asarray(stored, dtype=np.float32)
+    return (np.asarray(stored, dtype=np.float64) * slope + intercept).astype(np.float32)
 
 
 def frame_pixels(ds: pydicom.Dataset, frame_index: int | None = None) -> np.ndarray:
