@@ -1,0 +1,180 @@
+"""Enhance files of every kind the ``srgan enhance`` contract accepts: one 2D image, a folder of 2D images, a NIfTI
+volume, a DICOM folder. Qt-free; the CLI only parses arguments and calls :func:`enhance_path`.
+
+Failure rules: a bad file is named in one sentence; in a folder it is skipped while the rest are enhanced; nothing
+is written for an input that fails; every file or series is written atomically (temporary name, then rename).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from srgan.errors import InputError
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class EnhanceReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and bool(self.written)
+
+
+def _png_text(enhancer) -> dict:
+    p = enhancer.provenance
+    return {"Software": f"BrainSR {p.software_version}", "Description": p.long(), "BrainSR-Provenance": p.to_json()}
+
+
+def enhance_image_file(src: Path, dst: Path, enhancer) -> list[str]:
+    """One 2D image → ``dst`` at s× width and height; 16-bit output where the input was 16-bit. Returns notes."""
+    from srgan.io.images import load_image, save_image
+
+    img = load_image(src)
+    sr = enhancer.enhance(img.data)
+    bit_depth = img.bit_depth if img.bit_depth in (8, 16) else 16
+    if dst.suffix.lower() in (".tif", ".tiff") and img.bit_depth == 32:
+        bit_depth = 32
+    else:
+        sr = np.clip(sr, 0.0, 1.0)
+    save_image(dst, sr, bit_depth=bit_depth, text=_png_text(enhancer))
+    return [f"{src.name}: {n}" for n in img.notes]
+
+
+def _image_output_path(src: Path, output: Path) -> Path:
+    if output.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
+        return output
+    return output / (src.stem + ".png")
+
+
+def enhance_image_folder(folder: Path, output: Path, enhancer, images: list[Path], log: Log) -> EnhanceReport:
+    """Every image under ``folder`` → ``output``/same relative name, saved as PNG."""
+    report = EnhanceReport()
+    for i, src in enumerate(images, 1):
+        dst = output / src.relative_to(folder).with_suffix(".png")
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            report.notes += enhance_image_file(src, dst, enhancer)
+            report.written.append(dst)
+            log(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}")
+        except InputError as e:
+            report.failed.append((src, e.problem))
+            log(f"[{i}/{len(images)}] skipped {src}: {e.problem}")
+    _remove_empty_dirs(output)
+    return report
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
+
+
+def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> Path:
+    """A NIfTI volume → NIfTI refined in-plane (through-plane axis = largest spacing, or ``axis``)."""
+    from srgan.io.nifti import enhance_volume, load_nifti, nifti_stem, save_nifti
+
+    vol = load_nifti(src)
+    dst = output if output.name.lower().endswith((".nii", ".nii.gz")) else output / f"{nifti_stem(src)}.nii.gz"
+    out = enhance_volume(vol, enhancer.enhance_stack, enhancer.scale, axis=axis)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return save_nifti(out, dst, enhancer.provenance)
+
+
+def _series_folder_name(series) -> str:
+    desc = "".join(c if c.isalnum() or c in "-_" else "_" for c in (series.series_description or "series"))[:40]
+    return f"S{int(series.series_number or 0):04d}_{desc}"
+
+
+def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, include_non_anatomy: bool = False,
+                         scan_result=None) -> EnhanceReport:
+    """Every series under ``folder`` → a derived series. One series is written into ``output`` itself; several go
+    into one sub-folder each. Everything is assembled in a temporary folder beside ``output`` and renamed at the end.
+    """
+    from srgan.io.dicom_derived import write_derived_series
+    from srgan.io.dicom_series import scan
+
+    result = scan_result or scan(folder)
+    report = EnhanceReport()
+    for p in result.problems:
+        report.failed.append((Path(p.path), p.message))
+        log(f"skipped {p.path}: {p.message}")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise InputError(output, "output exists and is not an empty folder; choose a new one")
+    src_root = folder.resolve()
+    if output.resolve() == src_root or src_root in output.resolve().parents:
+        raise InputError(output, "refusing to write inside the source folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        several = len(result.series) > 1
+        for series in result.series:
+            dest = staging / _series_folder_name(series) if several else staging / "series"
+            label = f"series {series.series_number} {series.series_description!r}"
+            try:
+                derived = write_derived_series(series.files, enhancer.enhance_stack, dest, scale=enhancer.scale,
+                                               provenance=enhancer.provenance,
+                                               include_non_anatomy=include_non_anatomy,
+                                               progress=lambda d, n, lab=label: log(f"{lab}: {d}/{n} files"))
+            except InputError as e:
+                report.failed.append((e.path or folder, e.problem))
+                log(f"skipped {label}: {e}")
+                continue
+            report.notes += [f"{label}: {n}" for n in derived.notes]
+            for path, reason in derived.skipped:
+                report.failed.append((Path(path), reason))
+            report.written += [output / f.relative_to(staging if several else dest) for f in derived.files]
+        if not report.written:
+            raise InputError(folder, "no derived image could be written"
+                             + (f" ({report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""))
+        final = staging if several else staging / "series"
+        if output.exists():
+            output.rmdir()
+        os.replace(final, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: int | None = None,
+                 log: Log = lambda s: None, include_non_anatomy: bool = False) -> EnhanceReport:
+    """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced."""
+    from srgan.io.images import IMAGE_SUFFIXES, find_images
+    from srgan.io.nifti import is_nifti
+
+    src, out = Path(input_path), Path(output)
+    if not src.exists():
+        raise InputError(src, "does not exist")
+    if src.is_file():
+        if is_nifti(src):
+            written = enhance_nifti_file(src, out, enhancer, axis)
+            return EnhanceReport(written=[written])
+        if src.suffix.lower() in IMAGE_SUFFIXES:
+            dst = _image_output_path(src, out)
+            if dst.parent != out and not out.suffix:
+                out.mkdir(parents=True, exist_ok=True)
+            notes = enhance_image_file(src, dst, enhancer)
+            return EnhanceReport(written=[dst], notes=notes)
+        return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy)
+    images = find_images(src)
+    if images:
+        report = enhance_image_folder(src, out, enhancer, images, log)
+        if not report.written:
+            raise InputError(src, "none of its images could be enhanced: "
+                             + "; ".join(f"{p.name}: {why}" for p, why in report.failed[:5]))
+        return report
+    return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy)
