@@ -1,0 +1,400 @@
+"""Export from the viewer: a derived DICOM series of the whole series, or a PNG of what is on screen.
+
+Series export (:func:`run_export`, Qt-free) hands the work to :func:`srgan.io.dicom_derived.write_derived_series`,
+which writes a new, clearly marked derived series atomically (a temporary folder renamed at the end: complete
+or absent, also on cancel). The destination is checked before any work starts: never the source folder or a
+folder inside it (inputs are never touched and a rescan must not mix the two series), and a new or empty folder.
+
+Threading and the model: export runs on its own ``QThread`` (:class:`ExportWorker`) while the viewer keeps
+enhancing slices on its worker. Both may share the viewer's enhancer. ``srgan.enhance.Enhancer`` holds a lock
+in ``enhance_stack``/``enhance``, so the two threads take turns per call (a torch module in eval mode under
+inference mode is safe to call from one thread at a time). For any other enhancer-like object
+(``.enhance(image (H, W)) -> (sH, sW)`` without its own lock), pass the lock the viewer's worker uses as
+``lock``; the stack callable built here holds it per slice, so the viewer can interleave its own slices and
+stays responsive during a long export.
+
+The PNG export (:func:`export_view_png`) burns a visible "AI-enhanced, not for primary diagnosis" label into
+the picture and stores the provenance in PNG text chunks, so a screenshot cannot pass for an acquired image.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from srgan.errors import InputError
+from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
+from srgan.provenance import DISCLAIMER, Provenance
+
+StackEnhance = Callable[[np.ndarray], np.ndarray]
+
+
+class ExportCancelled(Exception):
+    """The user cancelled; nothing was written."""
+
+
+# --------------------------------------------------------------------------------------------- Qt-free logic
+
+
+def check_destination(series_files: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """``out_dir`` as an absolute path if it may receive the derived series, else raise :class:`InputError`.
+
+    Refused: a source file's folder or any folder inside it (checked on resolved paths, so links do not get
+    around it), an existing file, an existing non-empty folder.
+    """
+    out = Path(os.path.abspath(out_dir))
+    real = Path(os.path.realpath(out))
+    for folder in {Path(os.path.realpath(Path(f).parent)) for f in series_files}:
+        if real == folder or folder in real.parents:
+            raise InputError(out_dir, "this is the source series' folder (or inside it); "
+                                      "choose another folder so the original images stay untouched")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(out_dir, "the output folder already exists and is not empty")
+    return out
+
+
+def default_folder_name(description: str, scale: int) -> str:
+    """A file-system-safe folder name for a derived series, e.g. ``t1_fl2d_sag_AI_x2``."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", description or "series").strip("._-") or "series"
+    return f"{base[:60]}_AI_x{int(scale)}"
+
+
+def unique_child(parent: str | Path, name: str) -> Path:
+    """``parent/name``, or ``parent/name_2``, ``_3``… when taken."""
+    parent = Path(parent)
+    candidate = parent / name
+    n = 2
+    while candidate.exists():
+        candidate = parent / f"{name}_{n}"
+        n += 1
+    return candidate
+
+
+def series_files_of(series) -> list[Path]:
+    """The files of a ``srgan.io.dicom_series.Series`` (``.files``) or of a plain sequence of paths."""
+    files = getattr(series, "files", series)
+    return [Path(f) for f in files]
+
+
+def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
+                   cancel: Callable[[], bool] | None = None) -> StackEnhance:
+    """A callable (N, H, W) float32 → (N, sH, sW) float32 for :func:`write_derived_series`.
+
+    Accepted: an object with ``enhance_stack(stack)`` (``srgan.enhance.Enhancer``; locks itself), an object
+    with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional) is
+    held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
+    mosaic or multi-frame file.
+    """
+    def guarded(fn, *args):
+        if lock is None:
+            return fn(*args)
+        with lock:
+            return fn(*args)
+
+    if hasattr(enhancer_like, "enhance_stack"):
+        def run(stack: np.ndarray) -> np.ndarray:
+            try:
+                out = guarded(lambda x: enhancer_like.enhance_stack(x, cancel=cancel), np.asarray(stack, np.float32))
+            except InterruptedError as err:
+                raise WriteCancelled("cancelled") from err
+            return np.asarray(out, np.float32)
+        return run
+    if hasattr(enhancer_like, "enhance"):
+        def run(stack: np.ndarray) -> np.ndarray:
+            out = []
+            for image in np.asarray(stack, np.float32):
+                if cancel is not None and cancel():
+                    raise WriteCancelled("cancelled")
+                out.append(np.asarray(guarded(enhancer_like.enhance, image), np.float32))
+            return np.stack(out)
+        return run
+    if callable(enhancer_like):
+        return lambda stack: np.asarray(guarded(enhancer_like, np.asarray(stack, np.float32)), np.float32)
+    raise TypeError(f"{type(enhancer_like).__name__} has neither enhance_stack nor enhance and is not callable")
+
+
+def _scale_of(enhancer_like, scale: int | None, provenance: Provenance | None) -> int:
+    if scale is not None:
+        return int(scale)
+    if provenance is not None:
+        return int(provenance.scale)
+    s = getattr(enhancer_like, "scale", None)
+    if s is None:
+        raise ValueError("scale unknown: pass scale= or a provenance")
+    return int(s)
+
+
+def run_export(series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like, scale: int | None = None,
+               provenance: Provenance | None = None, progress: Callable[[int, int], None] | None = None,
+               cancel: Callable[[], bool] | None = None, lock: threading.Lock | None = None) -> DerivedReport:
+    """Write the derived ×``scale`` series of ``series_files`` into the new folder ``out_dir``.
+
+    ``provenance`` defaults to ``enhancer_like.provenance`` and ``scale`` to the provenance's. ``progress(done,
+    total)`` is called per source file; ``cancel()`` is polled between files and slices. Raises
+    :class:`InputError` for a refused destination or unusable input, :class:`ExportCancelled` on cancel (the
+    destination is then left as it was).
+    """
+    files = [Path(f) for f in series_files]
+    if not files:
+        raise InputError(out_dir, "the series has no files to export")
+    out = check_destination(files, out_dir)
+    provenance = provenance if provenance is not None else getattr(enhancer_like, "provenance", None)
+    if provenance is None:
+        raise ValueError("no provenance: pass provenance= or an enhancer with .provenance")
+    s = _scale_of(enhancer_like, scale, provenance)
+    if provenance.scale != s:
+        raise ValueError(f"provenance is for x{provenance.scale} but export asks for x{s}")
+    enhance = stack_enhancer(enhancer_like, lock=lock, cancel=cancel)
+    try:
+        return write_derived_series(files, enhance, out, scale=s, provenance=provenance,
+                                    progress=progress, cancel=cancel)
+    except WriteCancelled as err:
+        raise ExportCancelled("export cancelled; nothing was written") from err
+
+
+# ------------------------------------------------------------------------------------------------------ Qt
+
+
+class ExportWorker(QtCore.QObject):
+    """Runs :func:`run_export` in a ``QThread``; signals carry the outcome back to the GUI thread.
+
+    ``progress(done, total)`` per source file; exactly one of ``finished(DerivedReport)``, ``cancelled()`` or
+    ``failed(str message)`` at the end. :meth:`cancel` may be called from any thread. Start with
+    :func:`start_worker` (or ``moveToThread`` + ``thread.started.connect(worker.run)``).
+    """
+
+    progress = QtCore.Signal(int, int)
+    finished = QtCore.Signal(object)
+    cancelled = QtCore.Signal()
+    failed = QtCore.Signal(str)
+
+    def __init__(self, series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like,
+                 scale: int | None = None, provenance: Provenance | None = None,
+                 lock: threading.Lock | None = None):
+        super().__init__()
+        self.series_files = [Path(f) for f in series_files]
+        self.out_dir = Path(out_dir)
+        self._enhancer = enhancer_like
+        self._scale = scale
+        self._provenance = provenance
+        self._lock = lock
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        try:
+            report = run_export(self.series_files, self.out_dir, self._enhancer, scale=self._scale,
+                                provenance=self._provenance, progress=self.progress.emit,
+                                cancel=self._cancel.is_set, lock=self._lock)
+        except ExportCancelled:
+            self.cancelled.emit()
+        except InputError as err:
+            self.failed.emit(str(err))
+        except Exception as err:  # the GUI must hear about any failure, not a dead thread
+            self.failed.emit(f"Export failed: {err.__class__.__name__}: {err}")
+        else:
+            self.finished.emit(report)
+
+
+def start_worker(worker: ExportWorker, parent: QtCore.QObject | None = None) -> QtCore.QThread:
+    """Move ``worker`` to a new ``QThread``, start it, and quit the thread when the worker ends.
+
+    Keep a reference to the returned thread (and the worker) until it has finished.
+    """
+    thread = QtCore.QThread(parent)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    for signal in (worker.finished, worker.cancelled, worker.failed):
+        signal.connect(thread.quit)
+    thread.start()
+    return thread
+
+
+def report_message(report: DerivedReport) -> str:
+    """The text shown when an export finishes: where, how many files, what was left out and why."""
+    lines = [f"Wrote {len(report.files)} file{'s' if len(report.files) != 1 else ''} to {report.out_dir}."]
+    lines += report.notes
+    if report.skipped:
+        lines.append(f"{len(report.skipped)} source file(s) skipped:")
+        lines += [f"  {Path(p).name}: {why}" for p, why in report.skipped[:10]]
+        if len(report.skipped) > 10:
+            lines.append(f"  … and {len(report.skipped) - 10} more")
+    lines.append(DISCLAIMER + ".")
+    return "\n".join(lines)
+
+
+class ExportSession(QtCore.QObject):
+    """A running series export with its progress dialog; keeps the thread and worker alive until it ends.
+
+    ``done(object)`` carries the :class:`DerivedReport`, or None when cancelled or failed.
+    """
+
+    done = QtCore.Signal(object)
+
+    def __init__(self, parent: QtWidgets.QWidget | None, worker: ExportWorker, show_messages: bool = True):
+        super().__init__(parent)
+        self.worker = worker
+        self._parent = parent
+        self._show = show_messages
+        self.dialog = QtWidgets.QProgressDialog("Enhancing and writing the derived series…", "Cancel",
+                                                0, max(len(worker.series_files), 1), parent)
+        self.dialog.setWindowTitle("Export derived series")
+        self.dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        self.dialog.setMinimumDuration(0)
+        self.dialog.setAutoClose(False)
+        self.dialog.setAutoReset(False)
+        self.dialog.canceled.connect(self._cancel)
+        worker.progress.connect(self._progress)
+        worker.finished.connect(self._finished)
+        worker.cancelled.connect(self._cancelled)
+        worker.failed.connect(self._failed)
+        self.thread = start_worker(worker)
+        self.thread.finished.connect(self.thread.deleteLater)
+        self.dialog.show()
+
+    def _cancel(self) -> None:
+        self.dialog.setLabelText("Cancelling…")
+        self.worker.cancel()
+
+    def _progress(self, done: int, total: int) -> None:
+        self.dialog.setMaximum(max(total, 1))
+        self.dialog.setValue(done)
+
+    def _close(self) -> None:
+        self.dialog.canceled.disconnect(self._cancel)
+        self.dialog.close()
+
+    def _finished(self, report) -> None:
+        self._close()
+        if self._show:
+            QtWidgets.QMessageBox.information(self._parent, "Export finished", report_message(report))
+        self.done.emit(report)
+
+    def _cancelled(self) -> None:
+        self._close()
+        self.done.emit(None)
+
+    def _failed(self, message: str) -> None:
+        self._close()
+        if self._show:
+            QtWidgets.QMessageBox.critical(self._parent, "Export failed", message)
+        self.done.emit(None)
+
+
+def export_series_dialog(parent: QtWidgets.QWidget | None, series, enhancer, scale: int | None = None,
+                         provenance: Provenance | None = None, lock: threading.Lock | None = None,
+                         out_dir: str | Path | None = None, start_dir: str | Path | None = None,
+                         show_messages: bool = True) -> ExportSession | None:
+    """Ask for a destination, then export ``series`` in the background with a cancellable progress dialog.
+
+    The user picks a parent folder; the series goes into a new subfolder named after it (e.g.
+    ``t1_fl2d_sag_AI_x2``). The source folder (or one inside it) is refused with a message and the user asked
+    again. ``out_dir`` skips the question (used as given). Returns the running :class:`ExportSession` (keep it
+    until ``done``), or None when the user gave up or the destination is refused.
+    """
+    files = series_files_of(series)
+    if not files:
+        QtWidgets.QMessageBox.warning(parent, "Export", "This series has no files to export.")
+        return None
+    prov = provenance if provenance is not None else getattr(enhancer, "provenance", None)
+    s = _scale_of(enhancer, scale, prov)
+    if out_dir is None:
+        name = default_folder_name(getattr(series, "series_description", "") or files[0].parent.name, s)
+        start = str(start_dir or files[0].parent.parent)
+        while True:
+            chosen = QtWidgets.QFileDialog.getExistingDirectory(parent, "Folder for the derived series", start)
+            if not chosen:
+                return None
+            target = unique_child(chosen, name)
+            try:
+                check_destination(files, target)
+            except InputError as err:
+                QtWidgets.QMessageBox.warning(parent, "Choose another folder", err.problem[:1].upper() + err.problem[1:] + ".")
+                start = chosen
+                continue
+            break
+    else:
+        target = Path(out_dir)
+        try:
+            check_destination(files, target)
+        except InputError as err:
+            if show_messages:
+                QtWidgets.QMessageBox.warning(parent, "Choose another folder", str(err))
+            return None
+    worker = ExportWorker(files, target, enhancer, scale=s, provenance=prov, lock=lock)
+    return ExportSession(parent, worker, show_messages=show_messages)
+
+
+def _grab(target) -> QtGui.QImage:
+    """An ARGB image of a QWidget, a QGraphicsView, or a pyqtgraph item (ViewBox/PlotItem) as rendered."""
+    if isinstance(target, QtWidgets.QWidget):
+        return target.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_ARGB32)
+    if isinstance(target, QtWidgets.QGraphicsItem):
+        scene = target.scene()
+        if scene is None:
+            raise ValueError("the item is not in a scene, so there is nothing to grab")
+        rect = target.sceneBoundingRect()
+        w, h = max(int(round(rect.width())), 1), max(int(round(rect.height())), 1)
+        image = QtGui.QImage(w, h, QtGui.QImage.Format.Format_ARGB32)
+        image.fill(QtGui.QColor("black"))
+        painter = QtGui.QPainter(image)
+        try:
+            scene.render(painter, QtCore.QRectF(0, 0, w, h), rect)
+        finally:
+            painter.end()
+        return image
+    raise TypeError(f"cannot grab a {type(target).__name__}; pass a QWidget or a QGraphicsItem")
+
+
+def burn_label(image: QtGui.QImage, text: str = DISCLAIMER) -> None:
+    """Paint ``text`` in a dark box at the bottom-left of ``image`` (in place), sized to stay readable."""
+    painter = QtGui.QPainter(image)
+    try:
+        font = painter.font()
+        font.setPixelSize(max(11, min(image.height() // 28, 28)))
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = QtGui.QFontMetrics(font)
+        pad = max(4, font.pixelSize() // 3)
+        box = metrics.boundingRect(text).adjusted(-pad, -pad, pad, pad)
+        box.moveBottomLeft(QtCore.QPoint(pad, image.height() - pad))
+        painter.fillRect(box, QtGui.QColor(0, 0, 0, 190))
+        painter.setPen(QtGui.QColor(255, 210, 0))
+        painter.drawText(box, int(QtCore.Qt.AlignmentFlag.AlignCenter), text)
+    finally:
+        painter.end()
+
+
+def export_view_png(widget_or_viewport, path: str | Path, provenance_text: str,
+                    label: str = DISCLAIMER) -> Path:
+    """Save what ``widget_or_viewport`` shows as a PNG with a visible disclaimer and provenance text chunks.
+
+    Text chunks: ``Description`` = ``provenance_text`` (e.g. ``Provenance.long()``), ``Disclaimer`` = the
+    label, ``Software`` = "BrainSR". Written atomically (temporary file beside ``path``, then renamed).
+    Must be called on the GUI thread. Returns the written path.
+    """
+    path = Path(path)
+    image = _grab(widget_or_viewport)
+    burn_label(image, label)
+    image.setText("Description", provenance_text)
+    image.setText("Disclaimer", label)
+    image.setText("Software", "BrainSR")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    if not image.save(str(tmp), "PNG"):
+        tmp.unlink(missing_ok=True)
+        raise InputError(path, "the PNG could not be written (check the folder's permissions and free space)")
+    os.replace(tmp, path)
+    return path
