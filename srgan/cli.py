@@ -28,6 +28,9 @@ def _enhance_parser() -> argparse.ArgumentParser:
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="NIfTI through-plane voxel axis (default: largest spacing)")
     p.add_argument("--include-non-anatomy", action="store_true",
                    help="DICOM: also enhance phase, field-map, ADC/trace, localizer and AI-derived images")
+    p.add_argument("--consistency", choices=("off", "bicubic", "kspace"),
+                   help="project the output so that degrading it reproduces the input (default: the model card's "
+                        "recommendation, else off); the wrong model lowers quality")
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary")
     return p
@@ -46,8 +49,8 @@ def enhance_main(argv: list[str]) -> int:
         from srgan.enhance_files import enhance_path
 
         enhancer = Enhancer(scale=args.scale, model=args.model, weights=args.weights, device=args.device,
-                            threads=args.threads)
-        log(f"model {enhancer.label}, x{enhancer.scale}, device {enhancer.device}")
+                            threads=args.threads, consistency=args.consistency)
+        log(f"model {enhancer.label}, x{enhancer.scale}, device {enhancer.device}, consistency {enhancer.consistency}")
         report = enhance_path(args.input, args.output, enhancer, axis=args.axis, log=log,
                               include_non_anatomy=args.include_non_anatomy)
     except InputError as e:

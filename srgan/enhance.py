@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from srgan.consistency import KINDS, project
 from srgan.errors import InputError
 from srgan.normalize import Normalizer
 from srgan.provenance import Provenance
@@ -69,7 +70,7 @@ class Enhancer:
 
     def __init__(self, *, scale: int = 2, model: str | None = None, weights: str | Path | None = None,
                  device: str = "auto", threads: int | None = None, tile: int = 192, margin: int = 24,
-                 batch: int = 8):
+                 batch: int = 8, consistency: str | None = None):
         import torch
 
         if scale not in (2, 4):
@@ -84,7 +85,10 @@ class Enhancer:
         if self.scale != scale:
             raise InputError(path, f"these weights are for x{self.scale}, but x{scale} was asked for")
         self.tile, self.margin, self.batch = int(tile), int(margin), int(batch)
-        self.consistency = "off"
+        # None: what the model card recommends (the degradation the model was made for), else off.
+        self.consistency = consistency or self.card.get("consistency", "off")
+        if self.consistency not in KINDS:
+            raise InputError(None, f"unknown consistency {self.consistency!r}; choose from {', '.join(KINDS)}")
         self.provenance = Provenance(model=self.card["arch"], weights_name=self.card.get("name", path.stem),
                                      weights_sha256=self.card["sha256"], scale=self.scale,
                                      consistency=self.consistency)
@@ -136,6 +140,8 @@ class Enhancer:
                 y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()[:, 0]
                 for k in range(i, j):
                     out[k] = norms[k].inverse(y[k - i])
+                    if self.consistency != "off":
+                        out[k] = project(out[k], stack[k], self.scale, self.consistency)
                 if progress is not None:
                     progress(j, n)
         return out
