@@ -8,13 +8,12 @@ Philips field map next to its magnitude) become separate volumes. Pixels are dec
 """
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import pydicom
@@ -29,12 +28,12 @@ DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ".dic"}
 #: ImageType / FrameType values that mark an image as something other than magnitude anatomy.
 _KIND_TOKENS = {
     "LOCALIZER": "localizer", "SCOUT": "localizer",
-    "FIELD_MAP": "field_map", "B0_MAP": "field_map", "B0MAP": "field_map", "FM": "field_map",
-    "P": "phase", "PHASE": "phase", "PHA": "phase",
+    "FIELD_MAP": "field_map", "B0_MAP": "field_map", "B0MAP": "field_map", "B0 MAP": "field_map",
+    "P": "phase", "PHASE": "phase", "PHA": "phase", "PHASE MAP": "phase",
     "R": "real", "REAL": "real", "I": "imaginary", "IMAGINARY": "imaginary",
     "ADC": "adc", "EADC": "adc", "TRACEW": "trace", "TRACE": "trace", "ISOTROPIC": "trace",
     "FA": "fa", "COLFA": "fa", "T1_MAP": "map", "T2_MAP": "map", "T2_STAR_MAP": "map",
-    "PERFUSION": "map", "MOCO": "magnitude",
+    "PERFUSION": "map",
 }
 
 #: Volumes at one position are ordered magnitude first, then the other kinds in this order.
@@ -332,7 +331,7 @@ def _has_dicm_magic(path: Path) -> tuple[bool, bytes]:
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
     """A DICOM stream without preamble starts with a group 0x0002 or 0x0008 element (little endian)."""
-    return len(head) >= 8 and head[1] == 0 and head[0] in (0x02, 0x08) and head[3] == 0
+    return len(head) >= 8 and head[1] == 0 and head[0] in (0x02, 0x08)
 
 
 def _read_header(path: Path) -> pydicom.Dataset | None:
