@@ -1,0 +1,408 @@
+"""Derived ×2 series from the real scanner series: dciodvfy adds no errors, dcm2niix reads the source grid
+refined ×2 in-plane with the same centre and 4th dimension, the header says what was done, pixels round-trip,
+and nothing half-written is ever left."""
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from srgan.errors import InputError
+from srgan.io import dicom_pixels
+from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
+from srgan.io.geometry import refine_position
+from srgan.provenance import DISCLAIMER, Provenance
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "dicom"
+SCALE = 2
+PROV = Provenance(model="nearest", weights_name="test-weights", weights_sha256="ab" * 32, scale=SCALE)
+HAVE_DCIODVFY = shutil.which("dciodvfy") is not None
+HAVE_DCM2NIIX = shutil.which("dcm2niix") is not None
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DICOM test data not found at {DATA}")
+
+
+def nearest(stack: np.ndarray) -> np.ndarray:
+    return np.kron(stack, np.ones((1, SCALE, SCALE), np.float32))
+
+
+def _files(folder: str) -> list[Path]:
+    return sorted(p for p in (DATA / folder).iterdir() if p.is_file() and not p.name.endswith((".md", "SUMS")))
+
+
+@functools.lru_cache(maxsize=None)
+def _philips_dti_subset() -> list[Path]:
+    """At each of the 40 slice positions: b = 0, the first direction and the trace image (120 of 680 files)."""
+    by_pos = defaultdict(list)
+    for f in _files("philips_achieva_dti_ax"):
+        h = pydicom.dcmread(f, stop_before_pixels=True)
+        by_pos[tuple(round(float(v), 2) for v in h.ImagePositionPatient)].append((int(h.InstanceNumber), f))
+    out = []
+    for items in by_pos.values():
+        items.sort()
+        out += [items[0][1], items[1][1], items[-1][1]]
+    return sorted(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _ge_subset(series_number: int) -> list[Path]:
+    """First 3 time points (45 of 150 files) of one of the two GE series sharing the folder."""
+    hs = [(f, pydicom.dcmread(f, stop_before_pixels=True)) for f in _files("ge_mr750_epi_ax_mixed_2series")]
+    mine = sorted((int(h.InstanceNumber), f) for f, h in hs if int(h.SeriesNumber) == series_number)
+    return [f for _, f in mine[:45]]
+
+
+CASES = {
+    "siemens_prisma_t1_sag_hfs": lambda: _files("siemens_prisma_t1_sag_hfs"),
+    "ge_mr750_series4": lambda: _ge_subset(4),
+    "ge_mr750_series5": lambda: _ge_subset(5),
+    "philips_achieva_dti_ax": _philips_dti_subset,
+    "philips_achieva_enhanced_b0map_phantom": lambda: _files("philips_achieva_enhanced_b0map_phantom"),
+    "siemens_vida_xa10_enhanced_fmri_phantom": lambda: _files("siemens_vida_xa10_enhanced_fmri_phantom"),
+    "siemens_trio_epi_mosaic_cor": lambda: _files("siemens_trio_epi_mosaic_cor"),
+    "siemens_trio_fmri_mosaic_ax_jpeg2000": lambda: _files("siemens_trio_fmri_mosaic_ax_jpeg2000"),
+    "trio_sag_jpegls_noisepixels": lambda: _files("trio_sag_jpegls_noisepixels"),
+}
+MOSAICS = {"siemens_trio_epi_mosaic_cor", "siemens_trio_fmri_mosaic_ax_jpeg2000"}
+
+
+class Case:
+    def __init__(self, name: str, sources: list[Path], report: DerivedReport, work: Path):
+        self.name, self.sources, self.report, self.work = name, sources, report, work
+        self.src_by_uid = {}
+        for f in sources:
+            h = pydicom.dcmread(f, stop_before_pixels=True)
+            self.src_by_uid[str(h.SOPInstanceUID)] = f
+
+    def source_of(self, derived: pydicom.Dataset) -> Path:
+        uid = derived.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+        return self.src_by_uid[str(uid)]
+
+
+@pytest.fixture(scope="session")
+def derived(tmp_path_factory):
+    cache: dict[str, Case] = {}
+
+    def get(name: str) -> Case:
+        if name not in cache:
+            work = tmp_path_factory.mktemp(name)
+            sources = CASES[name]()
+            report = write_derived_series(sources, nearest, work / "out", scale=SCALE, provenance=PROV)
+            cache[name] = Case(name, sources, report, work)
+        return cache[name]
+
+    return get
+
+
+def _dcm2niix(folder: Path, out: Path):
+    import nibabel as nib
+
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "%s_%d", "-o", str(out), str(folder)],
+                   capture_output=True, text=True, timeout=300)
+    return [nib.load(f) for f in sorted(glob.glob(str(out / "*.nii")))]
+
+
+def _source_folder_for_dcm2niix(case: Case) -> Path:
+    """The case's source files in one folder, uncompressed (this dcm2niix build may lack a JPEG-LS decoder)."""
+    folder = case.work / "src"
+    folder.mkdir(exist_ok=True)
+    for f in case.sources:
+        ds = pydicom.dcmread(f)
+        if ds.file_meta.TransferSyntaxUID.is_compressed and "JPEG-LS" in ds.file_meta.TransferSyntaxUID.name:
+            ds.decompress()
+            ds.save_as(folder / f.name)
+        else:
+            os.symlink(f, folder / f.name)
+    return folder
+
+
+def _dciodvfy_errors(path: Path) -> set[str]:
+    p = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    return {line.strip() for line in (p.stdout + p.stderr).splitlines() if line.startswith("Error")}
+
+
+# ---------------------------------------------------------------------------------------- standards
+
+
+@pytest.mark.skipif(not HAVE_DCIODVFY, reason="dciodvfy (dicom3tools) not on PATH")
+@pytest.mark.parametrize("name", CASES)
+def test_dciodvfy_adds_no_errors(derived, name):
+    case = derived(name)
+    for out in case.report.files[:3]:
+        src = case.source_of(pydicom.dcmread(out, stop_before_pixels=True))
+        added = _dciodvfy_errors(out) - _dciodvfy_errors(src)
+        assert not added, f"{out.name} (from {src.name}) adds dciodvfy errors: {sorted(added)}"
+
+
+@pytest.mark.skipif(not HAVE_DCM2NIIX, reason="dcm2niix not on PATH")
+@pytest.mark.parametrize("name", CASES)
+def test_dcm2niix_reads_the_refined_grid(derived, name):
+    case = derived(name)
+    a = _dcm2niix(_source_folder_for_dcm2niix(case), case.work / "nii_src")
+    b = _dcm2niix(case.report.out_dir, case.work / "nii_derived")
+    assert a and b, f"dcm2niix made {len(a)} source and {len(b)} derived volumes"
+    assert len(b) <= len(a)
+    tol = 0.25 * min(min(A.header.get_zooms()[:3]) for A in a) if name in MOSAICS else 1e-3
+    for B in b:
+        cb = B.affine @ np.r_[(np.array(B.shape[:3]) - 1) / 2, 1]
+        ok = []
+        for A in a:
+            ca = A.affine @ np.r_[(np.array(A.shape[:3]) - 1) / 2, 1]
+            ratio = np.array(B.shape[:3]) / np.array(A.shape[:3])  # dcm2niix may put the slice axis first
+            same_axes = np.allclose(B.affine[:3, :3] * ratio, A.affine[:3, :3], atol=1e-4)
+            ok.append(sorted(ratio) == [1, SCALE, SCALE] and same_axes and B.shape[3:] == A.shape[3:]
+                      and np.linalg.norm(ca[:3] - cb[:3]) < tol)
+        assert any(ok), f"derived volume {B.shape} {B.affine.round(3).tolist()} matches no source volume " \
+                        f"{[(A.shape, A.affine.round(3).tolist()) for A in a]}"
+
+
+# ---------------------------------------------------------------------------------------- attributes
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_header_and_pixels(derived, name):
+    case = derived(name)
+    report = case.report
+    assert report.files and not report.skipped
+    uids = set()
+    for out in report.files[:4] + report.files[-2:]:
+        ds = pydicom.dcmread(out)
+        src = pydicom.dcmread(case.source_of(ds))
+        enhanced = "PerFrameFunctionalGroupsSequence" in src
+        # identity and provenance
+        assert ds.SOPClassUID == src.SOPClassUID
+        assert ds.SeriesInstanceUID == report.series_instance_uid != src.SeriesInstanceUID
+        assert ds.SOPInstanceUID != src.SOPInstanceUID and ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+        assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+        assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        uids.add(ds.SOPInstanceUID)
+        assert ds.StudyInstanceUID == src.StudyInstanceUID
+        assert ds.get("FrameOfReferenceUID") == src.get("FrameOfReferenceUID")
+        assert int(ds.SeriesNumber) == int(src.get("SeriesNumber") or 0) + 1000
+        assert ds.SeriesDescription.endswith("AI super-resolution x2") and len(ds.SeriesDescription) <= 64
+        assert list(ds.ImageType[:2]) == ["DERIVED", "PRIMARY" if enhanced else "SECONDARY"]
+        assert list(ds.ImageType[2:]) == list(src.ImageType[2:])
+        assert ds.DerivationDescription == PROV.long() and DISCLAIMER in ds.ImageComments
+        assert ds.BurnedInAnnotation == "NO"
+        assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+        assert ds.get("InstanceNumber") == src.get("InstanceNumber")
+        assert "SmallestImagePixelValue" not in ds and "LargestImagePixelValue" not in ds
+        for kw in ("BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "WindowCenter", "WindowWidth",
+                   "ImageOrientationPatient", "SliceThickness", "LossyImageCompression", "(0029,1010)"):
+            tag = kw if not kw.startswith("(") else pydicom.tag.Tag(0x0029, 0x1010)
+            assert (tag in ds) == (tag in src)
+            if tag in src:
+                assert ds[tag].value == src[tag].value, kw
+        # grid
+        assert (ds.Rows, ds.Columns) == (src.Rows * SCALE, src.Columns * SCALE)
+        if enhanced:
+            _check_enhanced(ds, src)
+        else:
+            ref = ds.SourceImageSequence[0]
+            assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
+            assert ref.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
+            assert np.allclose(ds.PixelSpacing, np.array(src.PixelSpacing, float) / SCALE)
+            want = refine_position(src.ImagePositionPatient, src.ImageOrientationPatient[:3],
+                                   src.ImageOrientationPatient[3:], src.PixelSpacing, SCALE)
+            assert np.allclose(np.array(ds.ImagePositionPatient, float), want, atol=1e-4)
+            expect = _expected_pixels(src)
+            slope = dicom_pixels.frame_rescale(ds)[0]
+            got = dicom_pixels.frame_pixels(ds)
+            lo = dicom_pixels.frame_rescale(src)[1]
+            assert np.abs(got - np.maximum(expect, lo)).max() <= slope / 2 + 1e-3
+    assert len(uids) == min(len(report.files), 6)
+
+
+def _expected_pixels(src: pydicom.Dataset) -> np.ndarray:
+    if dicom_pixels.is_mosaic(src):
+        tiles = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), dicom_pixels.mosaic_tile_count(src))
+        return dicom_pixels.join_mosaic(nearest(tiles), dicom_pixels.mosaic_grid(src))
+    return nearest(dicom_pixels.frame_pixels(src)[None])[0]
+
+
+def _check_enhanced(ds, src):
+    shared, src_shared = ds.SharedFunctionalGroupsSequence[0], src.SharedFunctionalGroupsSequence[0]
+    assert int(ds.NumberOfFrames) == len(ds.PerFrameFunctionalGroupsSequence)
+    for k, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        ref = group.DerivationImageSequence[0].SourceImageSequence[0]
+        assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
+        assert ref.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
+        i = int(ref.ReferencedFrameNumber) - 1
+        sgroup = src.PerFrameFunctionalGroupsSequence[i]
+        pm = (group if "PixelMeasuresSequence" in group else shared).PixelMeasuresSequence[0]
+        spm = (sgroup if "PixelMeasuresSequence" in sgroup else src_shared).PixelMeasuresSequence[0]
+        assert np.allclose(pm.PixelSpacing, np.array(spm.PixelSpacing, float) / SCALE)
+        orient = (sgroup if "PlaneOrientationSequence" in sgroup else src_shared).PlaneOrientationSequence[0]
+        iop = np.array(orient.ImageOrientationPatient, float)
+        want = refine_position(sgroup.PlanePositionSequence[0].ImagePositionPatient, iop[:3], iop[3:],
+                               spm.PixelSpacing, SCALE)
+        assert np.allclose(np.array(group.PlanePositionSequence[0].ImagePositionPatient, float), want, atol=1e-4)
+        if k < 3:
+            expect = nearest(dicom_pixels.frame_pixels(src, i)[None])[0]
+            slope = dicom_pixels.frame_rescale(ds, k)[0]
+            assert np.abs(dicom_pixels.frame_pixels(ds, k) - expect).max() <= slope / 2 + 1e-3
+
+
+def test_signed_ge_stays_signed_and_philips_slope_kept(derived):
+    ge = pydicom.dcmread(derived("ge_mr750_series4").report.files[0])
+    assert ge.PixelRepresentation == 1 and ge.pixel_array.dtype == np.int16
+    ph = pydicom.dcmread(derived("philips_achieva_dti_ax").report.files[0])
+    src = pydicom.dcmread(_philips_dti_subset()[0], stop_before_pixels=True)
+    assert float(ph.RescaleSlope) == float(src.RescaleSlope) and float(ph.RescaleIntercept) == float(src.RescaleIntercept)
+
+
+def test_two_ge_series_get_two_derived_series(derived):
+    a, b = derived("ge_mr750_series4").report, derived("ge_mr750_series5").report
+    assert a.series_instance_uid != b.series_instance_uid
+    assert int(pydicom.dcmread(a.files[0]).SeriesNumber) == 1004
+    assert int(pydicom.dcmread(b.files[0]).SeriesNumber) == 1005
+
+
+def test_philips_trace_images_left_out_with_a_note(derived):
+    report = derived("philips_achieva_dti_ax").report
+    assert len(report.files) == 80
+    assert any("40" in n and "trace" in n.lower() for n in report.notes), report.notes
+
+
+def test_field_map_frames_left_out_by_default(derived, tmp_path):
+    case = derived("philips_achieva_enhanced_b0map_phantom")
+    assert any(n.startswith("32 field map frames") for n in case.report.notes), case.report.notes
+    ds = pydicom.dcmread(case.report.files[0], stop_before_pixels=True)
+    assert int(ds.NumberOfFrames) == 32
+    types = {g.MRImageFrameTypeSequence[0].FrameType[3] for g in ds.PerFrameFunctionalGroupsSequence}
+    assert types == {"M"}
+    everything = write_derived_series(case.sources, nearest, tmp_path / "all", scale=SCALE, provenance=PROV,
+                                      include_non_anatomy=True)
+    assert not everything.notes
+    assert int(pydicom.dcmread(everything.files[0], stop_before_pixels=True).NumberOfFrames) == 64
+
+
+def test_mosaic_keeps_its_tiles_and_csa(derived):
+    case = derived("siemens_trio_epi_mosaic_cor")
+    ds = pydicom.dcmread(case.report.files[0])
+    src = pydicom.dcmread(case.source_of(ds))
+    assert dicom_pixels.is_mosaic(ds)
+    assert dicom_pixels.mosaic_tile_count(ds) == dicom_pixels.mosaic_tile_count(src) == 35
+    assert dicom_pixels.mosaic_grid(ds) == 6 and ds.Rows == 768
+    assert list(ds.AcquisitionMatrix) == [v * SCALE for v in src.AcquisitionMatrix]
+    tiles = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(ds), 35)
+    assert tiles.shape == (35, 128, 128)
+
+
+# ---------------------------------------------------------------------------------------- rescale
+
+
+def test_values_beyond_the_stored_range_get_a_new_slope(tmp_path):
+    sources = _files("siemens_prisma_t1_sag_hfs")[15:17]
+    louder = lambda x: nearest(x) * 5.0  # noqa: E731 - 1948 × 5 does not fit 12 stored bits
+    report = write_derived_series(sources, louder, tmp_path / "out", scale=SCALE, provenance=PROV)
+    for out, f in zip(report.files, sources):
+        ds, src = pydicom.dcmread(out), pydicom.dcmread(f)
+        slope, intercept = dicom_pixels.frame_rescale(ds)
+        assert slope > 1 and intercept == 0 and int(ds.pixel_array.max()) <= 4095
+        want = louder(dicom_pixels.frame_pixels(src)[None])[0]
+        assert np.abs(dicom_pixels.frame_pixels(ds) - want).max() <= slope / 2 + 1e-3
+    assert HAVE_DCIODVFY is False or not (_dciodvfy_errors(report.files[0]) - _dciodvfy_errors(sources[0]))
+
+
+def test_philips_slope_change_keeps_private_scale_consistent(tmp_path):
+    f = _philips_dti_subset()[0]
+    src = pydicom.dcmread(f)
+    assert src.pixel_array.max() > 200
+    report = write_derived_series([f], lambda x: nearest(x) * 40.0, tmp_path / "out", scale=SCALE, provenance=PROV)
+    ds = pydicom.dcmread(report.files[0])
+    rs, rs2 = float(src.RescaleSlope), float(ds.RescaleSlope)
+    assert rs2 > rs
+    ss, ss2 = float(src[0x2005, 0x100E].value), float(ds[0x2005, 0x100E].value)
+    assert rs2 * ss2 == pytest.approx(rs * ss, rel=1e-5)  # Philips' floating value of a stored value's meaning kept
+
+
+# ---------------------------------------------------------------------------------------- safety
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_failing_enhance_leaves_nothing(tmp_path):
+    sources = _files("siemens_prisma_t1_sag_hfs")[:4]
+    calls = []
+
+    def flaky(x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("model crashed")
+        return nearest(x)
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        write_derived_series(sources, flaky, tmp_path / "out", scale=SCALE, provenance=PROV)
+    assert _leftovers(tmp_path) == []
+
+
+def test_cancel_leaves_nothing(tmp_path):
+    sources = _files("siemens_prisma_t1_sag_hfs")[:4]
+    seen = []
+    with pytest.raises(WriteCancelled):
+        write_derived_series(sources, nearest, tmp_path / "out", scale=SCALE, provenance=PROV,
+                             progress=lambda d, n: seen.append((d, n)), cancel=lambda: len(seen) >= 2)
+    assert seen == [(1, 4), (2, 4)] and _leftovers(tmp_path) == []
+
+
+def test_refuses_to_write_into_the_source_folder(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for f in _files("siemens_prisma_t1_sag_hfs")[:2]:
+        shutil.copy(f, folder / f.name)
+    sources = sorted(folder.iterdir())
+    for out in (folder, folder / "derived", folder / "a" / "b"):
+        with pytest.raises(InputError, match="inside the source folder"):
+            write_derived_series(sources, nearest, out, scale=SCALE, provenance=PROV)
+    assert _leftovers(folder) == [f.name for f in sources]
+
+
+def test_refuses_a_non_empty_output_folder_but_fills_an_empty_one(tmp_path):
+    sources = _files("siemens_prisma_t1_sag_hfs")[:2]
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty"):
+        write_derived_series(sources, nearest, busy, scale=SCALE, provenance=PROV)
+    assert _leftovers(busy) == ["keep.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = write_derived_series(sources, nearest, empty, scale=SCALE, provenance=PROV)
+    assert _leftovers(empty) == sorted(p.name for p in report.files) and len(report.files) == 2
+    assert _leftovers(tmp_path) == ["busy", "empty"]
+
+
+def test_bad_file_is_skipped_and_named(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    good = _files("siemens_prisma_t1_sag_hfs")[:2]
+    for f in good:
+        shutil.copy(f, folder / f.name)
+    (folder / "trunc.dcm").write_bytes(good[0].read_bytes()[:300])
+    data = bytearray(good[1].read_bytes())
+    (folder / "short_pixels.dcm").write_bytes(bytes(data[:-5000]))
+    report = write_derived_series(sorted(folder.iterdir()), nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    assert len(report.files) == 2
+    assert sorted(p.name for p, _ in report.skipped) == ["short_pixels.dcm", "trunc.dcm"]
+    with pytest.raises(InputError, match="trunc.dcm"):
+        write_derived_series([folder / "trunc.dcm"], nearest, tmp_path / "out2", scale=SCALE, provenance=PROV)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_files_of_two_series_are_refused(tmp_path):
+    mixed = _ge_subset(4)[:1] + _ge_subset(5)[:1]
+    with pytest.raises(InputError, match="2 series"):
+        write_derived_series(mixed, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    assert _leftovers(tmp_path) == []
