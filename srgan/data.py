@@ -1,0 +1,356 @@
+"""Training data: HR images and volumes held in memory, split by patient, cut into patches, degraded on the fly.
+
+Why this shape: on a CPU the model step is the cost, so everything is loaded once (normalised float32), and a
+batch is a pure function of ``(seed, step, sample index)``. That makes resume exact without saving any sampler
+state, and lets DDP ranks each build only their own share of the same global batch.
+
+Sources: a folder of 2D images (PNG/JPEG/TIFF, any depth), NIfTI files or folders of them, DICOM folders.
+Splits are by group — the patient (a NIfTI's first folder under the source root, a DICOM PatientID) or, with no
+patient id (Kaggle images), the image file — never by slice, so no validation slice has a neighbour in training.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srgan import degrade
+from srgan.degrade import DegradationConfig
+from srgan.errors import InputError
+from srgan.normalize import Normalizer
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ALWAYS_EXCLUDED = ("TCGA-DU-7294",)  # the tumour-ROI evaluation case: never trained on
+
+
+@dataclass
+class DataConfig:
+    """Where HR data come from and how patches are drawn.
+
+    ``foreground_level`` is in normalised units (0 = LR 0.5th percentile, 1 = 99.5th); a patch is kept when at
+    least ``min_foreground`` of its pixels are above it (retrying up to ``max_tries`` positions).
+    ``slice_axes`` are the volume axes slices are cut across; an axis is used only where the two in-plane
+    spacings agree within 10 %, so anisotropic slices never enter training.
+    """
+    sources: list[str] = field(default_factory=list)
+    val_fraction: float = 0.1
+    exclude: list[str] = field(default_factory=lambda: list(ALWAYS_EXCLUDED))
+    slice_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
+    min_foreground: float = 0.3
+    foreground_level: float = 0.08
+    max_tries: int = 10
+    source_weights: list[float] | None = None
+    max_items_per_source: int = 0  # 0 = all; tests use a few
+    val_crop: int = 192            # HR validation crops (centre), px
+    val_slices_per_volume: int = 4
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Item:
+    """One HR image ``(H, W)`` or volume ``(X, Y, Z)`` in source units (float32), with where it came from.
+
+    Each plane has its own ``Normalizer`` fitted on its bicubic LR, because that is what inference does
+    (``srgan.enhance`` fits one per image/slice); ``norms[j]`` belongs to ``slices[j]`` (one entry for 2D).
+    """
+    array: np.ndarray
+    path: str
+    group: str
+    eight_bit: bool
+    norms: list[Normalizer]
+    slices: list[tuple[int, int]] | None = None  # (axis, index) of usable slices, volumes only
+
+    def plane(self, j: int = 0) -> tuple[np.ndarray, Normalizer]:
+        """Plane j (normalised float32) and its normaliser."""
+        raw = self.array if self.slices is None else np.take(self.array, self.slices[j][1], axis=self.slices[j][0])
+        norm = self.norms[j]
+        return norm.forward(raw).astype(np.float32), norm
+
+    def __len__(self) -> int:
+        return 1 if self.slices is None else len(self.slices)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_gray(path: str | Path) -> tuple[np.ndarray, bool]:
+    """A 2D image as float32 in [0, 1] and whether it was 8-bit (16-bit scaled by 65535, like contract_check)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im)
+            if a.ndim == 3:
+                a = np.asarray(im.convert("L"))
+            sixteen = im.mode.startswith("I;16") or im.mode in ("I", "F") or a.dtype == np.uint16
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(path, f"not a readable image ({e})") from None
+    if a.dtype == np.float32 or a.dtype == np.float64:
+        return a.astype(np.float32), False
+    return (a.astype(np.float32) / (65535.0 if sixteen else 255.0)), not sixteen
+
+
+def _is_label_map(data: np.ndarray, dtype) -> bool:
+    if not np.issubdtype(dtype, np.integer):
+        return False
+    return np.unique(data[::4, ::4, ::4]).size <= 16
+
+
+def _lr_norms(planes: np.ndarray, scale: int) -> list[Normalizer]:
+    """The normaliser inference fits for each plane of ``(N, H, W)``: on its (bicubic) LR image."""
+    h, w = planes.shape[-2] // scale * scale, planes.shape[-1] // scale * scale
+    t = torch.from_numpy(np.ascontiguousarray(planes[:, :h, :w], dtype=np.float32))[:, None]
+    lr = torch.cat([degrade.bicubic_down(c, scale) for c in t.split(64)])[:, 0].numpy()
+    return [Normalizer.fit(p) for p in lr]
+
+
+def _usable_slices(vol: np.ndarray, zooms, axes, cfg: DataConfig, *, scale: int, min_side: int):
+    """(slices, norms): planes whose in-plane pixels are square and with enough foreground to draw patches."""
+    slices, norms = [], []
+    for ax in axes:
+        inplane = [z for i, z in enumerate(zooms[:3]) if i != ax]
+        if abs(inplane[0] - inplane[1]) > 0.1 * max(inplane):
+            continue
+        planes = np.moveaxis(vol, ax, 0)
+        if min(planes.shape[1:]) < min_side:
+            continue
+        for i, norm in enumerate(_lr_norms(planes, scale)):
+            if (norm.forward(planes[i]) > cfg.foreground_level).mean() >= cfg.min_foreground / 2:
+                slices.append((ax, i))
+                norms.append(norm)
+    return slices, norms
+
+
+def _find(root: Path, suffixes) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes)
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def _group_of(path: Path, root: Path) -> str:
+    """Patient of a file: its first folder under the source root, else the file's stem."""
+    if root.is_file():
+        return path.parent.name or path.name
+    rel = path.relative_to(root)
+    return rel.parts[0] if len(rel.parts) > 1 else re.sub(r"\.(nii(\.gz)?|dcm)$", "", path.name, flags=re.I)
+
+
+def _excluded(path: Path, group: str, cfg: DataConfig) -> bool:
+    names = set(cfg.exclude) | set(ALWAYS_EXCLUDED)
+    return any(n and (n in group or n in str(path)) for n in names)
+
+
+def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: int) -> list[Item]:
+    """Every usable HR image/volume under ``source`` (a file or folder), normalised; excluded patients left out."""
+    root = Path(source)
+    if not root.exists():
+        raise InputError(root, "data source does not exist")
+    items: list[Item] = []
+    nifti = [p for p in _find(root, NIFTI_SUFFIXES) if p.name.lower().endswith(NIFTI_SUFFIXES)]
+    images = [p for p in _find(root, IMAGE_SUFFIXES) if p.name.lower().endswith(IMAGE_SUFFIXES)]
+    if nifti:
+        import nibabel as nib
+        for p in nifti:
+            group = _group_of(p, root)
+            if _excluded(p, group, cfg):
+                continue
+            try:
+                img = nib.load(str(p))
+                data = np.asanyarray(img.dataobj)
+            except Exception as e:  # nibabel raises many types for broken files
+                raise InputError(p, f"not a readable NIfTI file ({e})") from None
+            if data.ndim == 4:
+                data = data[..., 0]
+            if data.ndim != 3 or _is_label_map(data, img.get_data_dtype()):
+                continue
+            vol = data.astype(np.float32)
+            slices, norms = _usable_slices(vol, img.header.get_zooms(), cfg.slice_axes, cfg, scale=scale,
+                                           min_side=min_side)
+            if slices:
+                items.append(Item(vol, str(p), group, False, norms, slices))
+            if cfg.max_items_per_source and len(items) >= cfg.max_items_per_source:
+                break
+    if images:
+        for p in images:
+            group = str(p.relative_to(root)) if root.is_dir() else p.name
+            if _excluded(p, group, cfg):
+                continue
+            hr, eight = load_gray(p)
+            if min(hr.shape) < min_side:
+                continue
+            items.append(Item(hr, str(p), group, eight, _lr_norms(hr[None], scale)))
+            if cfg.max_items_per_source and len(items) >= cfg.max_items_per_source:
+                break
+    if not nifti and not images:
+        items = _load_dicom(root, cfg, scale=scale, min_side=min_side)
+    if not items:
+        raise InputError(root, "no usable training images or volumes found (PNG/JPEG/TIFF, NIfTI or DICOM)")
+    return items
+
+
+def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> list[Item]:
+    """DICOM series under ``root`` via ``srgan.io.dicom_series``; each series is one volume of its patient."""
+    try:
+        from srgan.io import dicom_series
+    except ImportError:
+        return []
+    result = dicom_series.scan(root)
+    items = []
+    for series in getattr(result, "series", result):
+        group = str(getattr(series, "patient_id", None) or getattr(series, "uid", None) or root.name)
+        if _excluded(root, group, cfg):
+            continue
+        try:
+            vol = np.asarray(series.pixels(), dtype=np.float32)  # (N, rows, cols) or (V, N, rows, cols)
+        except Exception as e:
+            log.warning("skipping DICOM series %s: %s", getattr(series, "uid", "?"), e)
+            continue
+        while vol.ndim > 3:
+            vol = vol[0]
+        if vol.ndim == 2:
+            vol = vol[None]
+        if min(vol.shape[1:]) < min_side:
+            continue
+        slices, norms = _usable_slices(vol, (1.0, 1.0, 1.0), [0], cfg, scale=scale, min_side=min_side)
+        if slices:
+            items.append(Item(vol, str(root), group, False, norms, slices))
+    return items
+
+
+def split(items: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """(train, val) by group with a seeded shuffle; a source with one group keeps it in training."""
+    groups = sorted({it.group for it in items})
+    n_val = 0
+    if len(groups) > 1 and val_fraction > 0:
+        n_val = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    val_groups = {groups[i] for i in order[:n_val]}
+    return [it for it in items if it.group not in val_groups], [it for it in items if it.group in val_groups]
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class PatchSampler:
+    """Global batch ``step`` = patches i = 0..B−1, each drawn from ``default_rng([seed, step, i])``.
+
+    Sources are drawn by ``source_weights`` (equal by default), then an item, slice and position uniformly,
+    rejecting mostly-background patches, then a random dihedral transform and a degradation from ``degradation``.
+    """
+
+    def __init__(self, sources: list[list[Item]], *, patch_size: int, degradation: DegradationConfig,
+                 seed: int, cfg: DataConfig):
+        self.sources = [s for s in sources if s]
+        if not self.sources:
+            raise ValueError("no training items")
+        self.patch = patch_size
+        self.deg = degradation
+        self.scale = degradation.scale
+        if patch_size % self.scale:
+            raise ValueError(f"patch size {patch_size} is not a multiple of scale {self.scale}")
+        self.seed = seed
+        self.cfg = cfg
+        w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
+        w = np.asarray([wi for wi, s in zip(w, sources) if s])
+        self.weights = w / w.sum()
+
+    def _crop(self, rng: np.random.Generator, item: Item) -> tuple[np.ndarray, Normalizer]:
+        """A normalised HR crop (p, p) of a random plane of ``item``, mostly foreground, and its normaliser."""
+        p = self.patch
+        best, best_fg = None, -1.0
+        for _ in range(max(1, self.cfg.max_tries)):
+            j = int(rng.integers(len(item)))
+            raw = item.array if item.slices is None else np.take(item.array, item.slices[j][1], axis=item.slices[j][0])
+            H, W = raw.shape
+            y, x = int(rng.integers(H - p + 1)), int(rng.integers(W - p + 1))
+            crop = item.norms[j].forward(raw[y:y + p, x:x + p])
+            fg = float((crop > self.cfg.foreground_level).mean())
+            if fg > best_fg:
+                best, best_fg = (crop, item.norms[j]), fg
+            if fg >= self.cfg.min_foreground:
+                break
+        return best
+
+    def sample(self, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(lr (1, p/s, p/s), hr (1, p, p), degradation params) of sample ``index`` of batch ``step``."""
+        rng = np.random.default_rng([self.seed, step, index])
+        src = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
+        item = src[int(rng.integers(len(src)))]
+        crop, norm = self._crop(rng, item)
+        k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        crop = np.rot90(crop, k)
+        if flip:
+            crop = crop[:, ::-1]
+        hr = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))[None, None]
+        params = self.deg.sample(rng, eight_bit=item.eight_bit)
+        lr = degrade.apply(hr, params, source=(norm.low, norm.high))
+        return lr[0], hr[0], params
+
+    def batch(self, step: int, indices) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+        """(lr (n, 1, p/s, p/s), hr (n, 1, p, p), params) for the given sample indices of global batch ``step``."""
+        out = [self.sample(step, int(i)) for i in indices]
+        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), [o[2] for o in out]
+
+
+def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bicubic", "kspace"),
+                   max_images: int = 32) -> list[dict]:
+    """Fixed held-out pairs: centre crops of images and a few evenly spaced slices of volumes.
+
+    Each entry: ``{"name", "kind", "lr" (1, 1, h, w), "hr" (1, 1, s·h, s·w)}`` in normalised units; LR made as
+    the contract does (antialiased bicubic or k-space, 8-bit rounding for 8-bit sources), no noise or blur.
+    """
+    planes = []
+    for it in items:
+        if it.slices:
+            axial = [j for j, sl in enumerate(it.slices) if sl[0] == 2] or list(range(len(it.slices)))
+            pick = np.linspace(0, len(axial) - 1, min(cfg.val_slices_per_volume, len(axial))).round().astype(int)
+            planes += [(f"{Path(it.path).name}[axis {it.slices[axial[i]][0]}, {it.slices[axial[i]][1]}]",
+                        *it.plane(axial[i]), it) for i in pick]
+        else:
+            planes.append((Path(it.path).name, *it.plane(), it))
+    planes = planes[:max_images]
+    out = []
+    for name, plane, norm, it in planes:
+        c = min(cfg.val_crop, plane.shape[0], plane.shape[1]) // scale * scale
+        y, x = (plane.shape[0] - c) // 2, (plane.shape[1] - c) // 2
+        hr = torch.from_numpy(np.ascontiguousarray(plane[y:y + c, x:x + c], dtype=np.float32))[None, None]
+        for kind in kinds:
+            params = {"scale": scale, "kind": kind, "quantize_levels": 255 if it.eight_bit else 0}
+            out.append({"name": name, "kind": kind, "hr": hr,
+                        "lr": degrade.apply(hr, params, source=(norm.low, norm.high))})
+    return out
+
+
+def load_datasets(cfg: DataConfig, *, scale: int, patch_size: int, seed: int) -> tuple[list[list[Item]], list[Item]]:
+    """Per-source training items and the pooled validation items."""
+    if not cfg.sources:
+        raise InputError(None, "no data sources given: pass --data FOLDER (images, NIfTI or DICOM)")
+    train, val = [], []
+    for src in cfg.sources:
+        items = load_source(src, cfg, scale=scale, min_side=patch_size)
+        tr, va = split(items, cfg.val_fraction, seed)
+        train.append(tr)
+        val += va
+    return train, val
+
+
+def describe(train: list[list[Item]], val: list[Item], cfg: DataConfig) -> dict:
+    """What a model was trained on, for the run log and the weights card."""
+    return {
+        "sources": [str(s) for s in cfg.sources],
+        "train_items": [len(t) for t in train],
+        "train_groups": [len({it.group for it in t}) for t in train],
+        "val_items": len(val),
+        "val_groups": sorted({it.group for it in val}) if len(val) <= 50 else len({it.group for it in val}),
+        "excluded": sorted(set(cfg.exclude) | set(ALWAYS_EXCLUDED)),
+        "split": "by patient (volume folder / DICOM PatientID) or by image file, seeded",
+    }
