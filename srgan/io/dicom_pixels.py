@@ -201,6 +201,24 @@ def _as_frames(ds: pydicom.Dataset, arr: np.ndarray, several: bool) -> np.ndarra
     return arr
 
 
+def _ensure_transfer_syntax(ds: pydicom.Dataset) -> None:
+    """A file without meta header (no preamble, read with force=True) gets the transfer syntax it was
+    actually read with, so that the pixel decoders know how the data are encoded."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
 def decode_frames(ds: pydicom.Dataset, index: int | None = None) -> np.ndarray:
     """Stored values (F, R, C) of every frame (or only frame ``index``, F = 1), no rescale.
 
@@ -210,6 +228,7 @@ def decode_frames(ds: pydicom.Dataset, index: int | None = None) -> np.ndarray:
     filename = getattr(ds, "filename", None)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InputError(filename if isinstance(filename, str) else None, "has no pixel data")
+    _ensure_transfer_syntax(ds)
     try:
         if index is None:
             arr = ds.pixel_array

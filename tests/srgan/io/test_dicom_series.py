@@ -268,3 +268,45 @@ def test_unequal_images_per_position_is_reported(dicom_dir, tmp_path):
     s = scan(tmp_path).series[0]
     assert s.shape[:2] == (2, 15)
     assert any("unequal numbers of images" in p for p in s.problems)
+
+
+def test_file_without_preamble_in_implicit_vr_is_found(prisma_copy, tmp_path):
+    _, files = prisma_copy(1)
+    ds = pydicom.dcmread(files[0])
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    ds.preamble = None
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.save_as(raw / "IMG1", implicit_vr=True, little_endian=True)
+    assert (raw / "IMG1").read_bytes()[128:132] != b"DICM"
+    s = scan(raw).series[0]
+    assert s.shape == (1, 1, 256, 256) and s.pixels(0, 0).max() > 0
+
+
+@pytest.mark.parametrize("image_type, kind", [
+    (["ORIGINAL", "PRIMARY", "P", "ND"], "phase"),
+    (["ORIGINAL", "PRIMARY", "LOCALIZER"], "localizer"),
+    (["DERIVED", "PRIMARY", "DIFFUSION", "ADC", "ND"], "adc"),
+    (["DERIVED", "SECONDARY", "M", "ND"], "magnitude"),
+])
+def test_image_kinds_from_image_type(prisma_copy, image_type, kind):
+    folder, files = prisma_copy(2)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.ImageType = image_type
+        ds.save_as(f)
+    s = scan(folder).series[0]
+    assert s.kind == kind and s.frame(0, 0).is_magnitude_anatomy == (kind == "magnitude")
+    assert s.anatomy_volumes == ([0] if kind == "magnitude" else [])
+
+
+def test_images_without_geometry_are_ordered_by_instance_number(prisma_copy):
+    folder, files = prisma_copy(3)
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        del ds.ImagePositionPatient
+        ds.InstanceNumber = 3 - i
+        ds.save_as(f)
+    s = scan(folder).series[0]
+    assert [s.frame(0, k).instance_number for k in range(3)] == [1, 2, 3]
+    assert any("InstanceNumber" in p for p in s.problems)
