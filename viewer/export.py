@@ -217,7 +217,7 @@ def start_worker(worker: ExportWorker, parent: QtCore.QObject | None = None) -> 
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
     for signal in (worker.finished, worker.cancelled, worker.failed):
-        signal.connect(thread.quit)
+        signal.connect(thread.quit, QtCore.Qt.ConnectionType.DirectConnection)   # quit() is thread-safe
     thread.start()
     return thread
 

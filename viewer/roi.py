@@ -175,7 +175,8 @@ class DragCatcher(pg.GraphicsObject):
 
     It takes a left-button drag only when ``wants(modifiers)`` says so (e.g. Shift held or a tool mode on);
     otherwise it ignores the drag and the ViewBox pans as usual. ``on_drag(p0_mm, p1_mm, finished)`` is called
-    on every move. Items above it (ROI handles) get drags first.
+    on every move. It sits at z 500: pyqtgraph offers a drag to items by their summed z, the ViewBox itself
+    included, so it must be above the ViewBox and the images; ROIs (z 1000) stay above it and get drags first.
     """
 
     def __init__(self, viewbox: pg.ViewBox, wants: Callable[[QtCore.Qt.KeyboardModifier], bool],
@@ -185,7 +186,7 @@ class DragCatcher(pg.GraphicsObject):
         self._wants = wants
         self._on_drag = on_drag
         self._active = False
-        self.setZValue(-1e6)
+        self.setZValue(500)
         viewbox.addItem(self, ignoreBounds=True)
         viewbox.sigRangeChanged.connect(self._range_changed)
 

@@ -17,8 +17,8 @@ INDENT = "    "
 
 
 class TagRow(NamedTuple):
-    """One table row: tag "(gggg,eeee)", keyword (indented inside sequences; "Private" for private tags),
-    VR, and the value as shown."""
+    """One table row: tag "(gggg,eeee)", keyword (indented inside sequences; "Private" for private tags,
+    "Private Creator" for their creator elements), VR, and the value as shown."""
     tag: str
     keyword: str
     vr: str
@@ -46,7 +46,7 @@ def format_value(elem: DataElement, max_value_len: int = 120) -> str:
 
 def _keyword(elem: DataElement) -> str:
     if elem.tag.is_private:
-        return "Private"
+        return "Private Creator" if elem.tag.is_private_creator else "Private"
     return elem.keyword or elem.name
 
 
