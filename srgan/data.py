@@ -198,31 +198,32 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
 
 
 def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> list[Item]:
-    """DICOM series under ``root`` via ``srgan.io.dicom_series``; each series is one volume of its patient."""
+    """DICOM series under ``root`` via ``srgan.io.dicom_series``: the first magnitude-anatomy volume of each
+    series (an fMRI run's hundreds of repeats would swamp the rest), slices in its acquisition plane, grouped
+    by PatientID. Series with non-square pixels or too small for a patch are skipped."""
+    from srgan.io import dicom_series
     try:
-        from srgan.io import dicom_series
-    except ImportError:
+        result = dicom_series.scan(root)
+    except InputError:
         return []
-    result = dicom_series.scan(root)
     items = []
-    for series in getattr(result, "series", result):
-        group = str(getattr(series, "patient_id", None) or getattr(series, "uid", None) or root.name)
-        if _excluded(root, group, cfg):
+    for series in result.series:
+        group = series.patient_id or series.study_uid or series.uid or root.name
+        if _excluded(root, group, cfg) or not series.anatomy_volumes:
+            continue
+        dr, dc = series.pixel_spacing
+        if abs(dr - dc) > 0.1 * max(dr, dc) or min(series.rows, series.cols) < min_side:
             continue
         try:
-            vol = np.asarray(series.pixels(), dtype=np.float32)  # (N, rows, cols) or (V, N, rows, cols)
-        except Exception as e:
-            log.warning("skipping DICOM series %s: %s", getattr(series, "uid", "?"), e)
-            continue
-        while vol.ndim > 3:
-            vol = vol[0]
-        if vol.ndim == 2:
-            vol = vol[None]
-        if min(vol.shape[1:]) < min_side:
+            vol = series.volume(series.anatomy_volumes[0]).astype(np.float32)  # (slices, rows, cols)
+        except InputError as e:
+            log.warning("skipping DICOM series %s: %s", series.description, e)
             continue
         slices, norms = _usable_slices(vol, (1.0, 1.0, 1.0), [0], cfg, scale=scale, min_side=min_side)
         if slices:
-            items.append(Item(vol, str(root), group, False, norms, slices))
+            items.append(Item(vol, f"{root}#{series.uid}", group, False, norms, slices))
+        if cfg.max_items_per_source and len(items) >= cfg.max_items_per_source:
+            break
     return items
 
 
