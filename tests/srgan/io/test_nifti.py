@@ -181,3 +181,19 @@ def test_save_refuses_bad_name_and_overwriting_source(tmp_path):
     loaded = load_nifti(src)
     with pytest.raises(InputError, match="overwrite"):
         save_nifti(loaded, src)
+
+
+def test_4d_round_trip_keeps_tr_and_2d_file_gets_a_slice_axis(tmp_path):
+    data = np.random.default_rng(4).random((6, 4, 3, 2)).astype(np.float32)
+    img = nib.Nifti1Image(data, np.diag([2.0, 2.0, 4.0, 1.0]))
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = 2.5
+    nib.save(img, str(tmp_path / "bold.nii.gz"))
+    vol = load_nifti(tmp_path / "bold.nii.gz")
+    assert vol.data.shape == (6, 4, 3, 2) and vol.zooms == pytest.approx((2.0, 2.0, 4.0))
+    out = load_nifti(save_nifti(enhance_volume(vol, nearest(2), 2), tmp_path / "sr.nii.gz", PROV))
+    assert out.data.shape == (12, 8, 3, 2)
+    assert out.header.get_zooms() == pytest.approx((1.0, 1.0, 4.0, 2.5))
+    assert out.header.get_xyzt_units() == ("mm", "sec")
+    nib.save(nib.Nifti1Image(np.ones((5, 7), np.int16), np.eye(4)), str(tmp_path / "flat.nii"))
+    assert load_nifti(tmp_path / "flat.nii").data.shape == (5, 7, 1)
