@@ -124,7 +124,7 @@ class ContentLoss(nn.Module):
 
     TERMS = ("gradient", "fft", "vgg")
 
-    def __init__(self, kind: str = "gradient+fft", vgg_path: str | Path | None = None):
+    def __init__(self, kind: str = "gradient+fft", vgg_path: str | Path | None = None, vgg_layer: int = 34):
         super().__init__()
         self.terms = [t for t in kind.split("+") if t and t != "none"]
         for t in self.terms:
@@ -134,7 +134,7 @@ class ContentLoss(nn.Module):
         if "vgg" in self.terms:
             if not vgg_path:
                 raise InputError(None, "content loss 'vgg' needs --vgg PATH (a torchvision VGG19 state dict)")
-            self.vgg = VGG19Features.from_checkpoint(vgg_path)
+            self.vgg = VGG19Features.from_checkpoint(vgg_path, vgg_layer)
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         total = sr.new_zeros(())
