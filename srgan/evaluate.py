@@ -12,6 +12,7 @@ Conventions that make the numbers comparable with the project's contract check:
 - Volumes use ``data_range`` = 99.5th percentile of the HR foreground (MR has no absolute unit), no clipping,
   and are evaluated on the slices (through-plane axis) that contain foreground, in-plane super-resolution.
 - HR is cropped (bottom/right) to a multiple of the scale so LR pixel centres fall on the HR grid.
+- The bootstrap resamples images: a volume (all its evaluated slices) is one unit, a 2D file another.
 """
 from __future__ import annotations
 
@@ -415,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"srgan evaluate: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("srgan evaluate: interrupted; no report written", file=sys.stderr)
+        return 130
     return 0
 
 

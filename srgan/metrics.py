@@ -30,6 +30,13 @@ def _pair(hr, sr, mask):
     return hr, sr, m
 
 
+def _check_range(data_range) -> float:
+    r = float(data_range)
+    if not np.isfinite(r) or r <= 0:
+        raise ValueError(f"data_range must be a positive number, got {data_range!r}")
+    return r
+
+
 def _slices(x: np.ndarray):
     return x[None] if x.ndim == 2 else x
 
@@ -37,6 +44,7 @@ def _slices(x: np.ndarray):
 def psnr(hr, sr, data_range: float, mask=None) -> float:
     """Peak signal-to-noise ratio (dB) = 10·log10(data_range² / MSE); +inf when identical, nan on an empty mask."""
     hr, sr, m = _pair(hr, sr, mask)
+    data_range = _check_range(data_range)
     if not m.any():
         return float("nan")
     mse = float(np.mean((hr[m] - sr[m]) ** 2))
@@ -54,6 +62,7 @@ def ssim(hr, sr, data_range: float, mask=None) -> float:
     from skimage.metrics import structural_similarity
 
     hr, sr, m = _pair(hr, sr, mask)
+    data_range = _check_range(data_range)
     win = 7
     pad = (win - 1) // 2
     total, count = 0.0, 0

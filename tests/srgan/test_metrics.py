@@ -84,6 +84,11 @@ def test_shape_checks(hr):
         M.psnr(hr, hr[:-1], 1.0)
     with pytest.raises(ValueError):
         M.ssim(hr, hr, 1.0, mask=np.ones((3, 3), bool))
+    for bad in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="data_range"):
+            M.psnr(hr, hr, bad)
+        with pytest.raises(ValueError, match="data_range"):
+            M.ssim(hr, hr, bad)
 
 
 def test_foreground_mask_real_slice(hr):
