@@ -235,10 +235,17 @@ def report_message(report: DerivedReport) -> str:
     return "\n".join(lines)
 
 
-class ExportSession(QtCore.QObject):
-    """A running series export with its progress dialog; keeps the thread and worker alive until it ends.
+_LIVE_SESSIONS: set["ExportSession"] = set()
 
-    ``done(object)`` carries the :class:`DerivedReport`, or None when cancelled or failed.
+
+class ExportSession(QtCore.QObject):
+    """A running series export with its progress dialog; keeps its thread and worker alive until the end.
+
+    ``done(object)`` carries the :class:`DerivedReport`, or None when cancelled or failed. The progress dialog
+    is not modal: the viewer stays usable while the export runs (the enhancer is shared, one call at a time).
+    Running sessions are also held in a module registry, so dropping the last reference to a session (e.g.
+    starting a second export) never destroys a running ``QThread``; call :func:`shutdown_exports` when the
+    application closes.
     """
 
     done = QtCore.Signal(object)
@@ -248,49 +255,85 @@ class ExportSession(QtCore.QObject):
         self.worker = worker
         self._parent = parent
         self._show = show_messages
+        self.report: DerivedReport | None = None
         self.dialog = QtWidgets.QProgressDialog("Enhancing and writing the derived series…", "Cancel",
                                                 0, max(len(worker.series_files), 1), parent)
         self.dialog.setWindowTitle("Export derived series")
-        self.dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        self.dialog.setWindowModality(QtCore.Qt.WindowModality.NonModal)
         self.dialog.setMinimumDuration(0)
         self.dialog.setAutoClose(False)
         self.dialog.setAutoReset(False)
-        self.dialog.canceled.connect(self._cancel)
+        self.dialog.setValue(0)
+        self.dialog.canceled.connect(self.cancel)
         worker.progress.connect(self._progress)
         worker.finished.connect(self._finished)
         worker.cancelled.connect(self._cancelled)
         worker.failed.connect(self._failed)
+        _LIVE_SESSIONS.add(self)
         self.thread = start_worker(worker)
-        self.thread.finished.connect(self.thread.deleteLater)
+        self.thread.finished.connect(self._thread_finished)
         self.dialog.show()
 
-    def _cancel(self) -> None:
+    def is_running(self) -> bool:
+        return self.thread.isRunning()
+
+    def cancel(self) -> None:
+        """Ask the export to stop after the current slice; ``done(None)`` follows."""
         self.dialog.setLabelText("Cancelling…")
         self.worker.cancel()
 
+    def wait(self, timeout_ms: int = 60_000) -> bool:
+        """Block until the worker thread has ended (True) or ``timeout_ms`` passed (False)."""
+        return self.thread.wait(timeout_ms)
+
+    @QtCore.Slot(int, int)
     def _progress(self, done: int, total: int) -> None:
         self.dialog.setMaximum(max(total, 1))
         self.dialog.setValue(done)
 
     def _close(self) -> None:
-        self.dialog.canceled.disconnect(self._cancel)
+        self.dialog.canceled.disconnect(self.cancel)
         self.dialog.close()
 
+    @QtCore.Slot(object)
     def _finished(self, report) -> None:
         self._close()
+        self.report = report
         if self._show:
             QtWidgets.QMessageBox.information(self._parent, "Export finished", report_message(report))
         self.done.emit(report)
 
+    @QtCore.Slot()
     def _cancelled(self) -> None:
         self._close()
         self.done.emit(None)
 
+    @QtCore.Slot(str)
     def _failed(self, message: str) -> None:
         self._close()
         if self._show:
             QtWidgets.QMessageBox.critical(self._parent, "Export failed", message)
         self.done.emit(None)
+
+    @QtCore.Slot()
+    def _thread_finished(self) -> None:
+        _LIVE_SESSIONS.discard(self)
+
+
+def running_exports() -> list[ExportSession]:
+    """Exports whose thread has not ended yet."""
+    return [s for s in list(_LIVE_SESSIONS) if s.is_running()]
+
+
+def shutdown_exports(timeout_ms: int = 30_000) -> bool:
+    """Cancel every running export and wait for their threads (call on application exit). True if all ended.
+
+    A cancelled export removes its temporary folder, so nothing half-written is left behind.
+    """
+    sessions = running_exports()
+    for s in sessions:
+        s.worker.cancel()
+    return all(s.wait(timeout_ms) for s in sessions)
 
 
 def export_series_dialog(parent: QtWidgets.QWidget | None, series, enhancer, scale: int | None = None,
@@ -321,7 +364,10 @@ def export_series_dialog(parent: QtWidgets.QWidget | None, series, enhancer, sca
             try:
                 check_destination(files, target)
             except InputError as err:
-                QtWidgets.QMessageBox.warning(parent, "Choose another folder", err.problem[:1].upper() + err.problem[1:] + ".")
+                if not show_messages:
+                    return None
+                QtWidgets.QMessageBox.warning(parent, "Choose another folder",
+                                              err.problem[:1].upper() + err.problem[1:] + ".")
                 start = chosen
                 continue
             break

@@ -244,3 +244,66 @@ def test_png_snapshot_has_label_and_text_chunk(qtbot, tmp_path):
     path = export_view_png(vb, tmp_path / "vb.png", text)                  # a pyqtgraph item works too
     with Image.open(path) as im:
         assert im.text["Description"] == text
+
+
+class Gate(Nearest):
+    """Blocks inside ``enhance`` until released, so a test can act while an export is mid-way."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def enhance(self, image):
+        self.started.set()
+        assert self.release.wait(30)
+        return super().enhance(image)
+
+
+def test_dialog_asks_again_after_source_folder(qtbot, local_copy, tmp_path, monkeypatch):
+    from PySide6 import QtWidgets
+
+    from viewer.export import export_series_dialog
+    src = local_copy[0].parent
+    answers = [str(src), str(tmp_path / "dest")]
+    (tmp_path / "dest").mkdir()
+    warnings, infos = [], []
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: answers.pop(0))
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda parent, title, text: warnings.append(text))
+    monkeypatch.setattr(QtWidgets.QMessageBox, "information", lambda parent, title, text: infos.append(text))
+    session = export_series_dialog(None, local_copy, Nearest())
+    with qtbot.waitSignal(session.done, timeout=60000) as sig:
+        pass
+    assert session.wait(10000)
+    report = sig.args[0]
+    assert len(warnings) == 1 and "source" in warnings[0]
+    assert report.out_dir == tmp_path / "dest" / f"{src.name}_AI_x2"
+    assert len(list(report.out_dir.glob("*.dcm"))) == 2
+    assert infos and "Wrote 2 files" in infos[0] and DISCLAIMER in infos[0]
+    assert sorted(p.name for p in src.iterdir()) == sorted(f.name for f in local_copy)
+
+
+def test_progress_dialog_cancel(qtbot, trio_files, tmp_path):
+    from PySide6 import QtWidgets
+
+    from viewer.export import export_series_dialog
+    gate = Gate()
+    session = export_series_dialog(None, trio_files, gate, out_dir=tmp_path / "out", show_messages=False)
+    assert gate.started.wait(30) and session.is_running()
+    with qtbot.waitSignal(session.done, timeout=60000) as sig:
+        session.dialog.findChild(QtWidgets.QPushButton).click()     # the Cancel button
+        gate.release.set()
+    assert sig.args == [None] and session.wait(10000)
+    assert gate.calls == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_shutdown_exports_cancels_and_waits(qtbot, trio_files, tmp_path):
+    from viewer.export import export_series_dialog, running_exports, shutdown_exports
+    gate = Gate()
+    session = export_series_dialog(None, trio_files, gate, out_dir=tmp_path / "out", show_messages=False)
+    assert gate.started.wait(30)
+    assert session in running_exports()
+    gate.release.set()
+    assert shutdown_exports(30000)
+    assert not session.is_running() and list(tmp_path.iterdir()) == []
+    qtbot.waitUntil(lambda: session not in running_exports())
