@@ -1,0 +1,165 @@
+"""`srgan train`: a tiny two-stage run end to end, exact resume, config precedence, clean stops, errors."""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan import train
+from srgan.models import GENERATORS, DISCRIMINATORS
+from srgan.weights import load_weights
+
+KAGGLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
+
+
+@pytest.fixture(autouse=True)
+def few_threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Eight 8-bit textured discs on black (each its own 'patient')."""
+    root = tmp_path_factory.mktemp("imgs")
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i in range(8):
+        rng = np.random.default_rng(i)
+        tex = torch.nn.functional.interpolate(torch.from_numpy(rng.random((1, 1, 16, 16))), size=(64, 64),
+                                              mode="bicubic", align_corners=False)[0, 0].numpy()
+        img = np.where(np.hypot(yy - 32, xx - 32) < 26, 0.3 + 0.6 * np.clip(tex, 0, 1), 0.0)
+        Image.fromarray(np.round(img * 255).astype(np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def tiny_args(data, out, *extra):
+    return ["--data", str(data), "--out", str(out), "--scale", "2", "--patch-size", "32", "--batch-size", "4",
+            "--generator-kwargs", json.dumps(GENERATORS["srresnet_lite"].TINY),
+            "--discriminator-kwargs", json.dumps(DISCRIMINATORS["pooled"].TINY),
+            "--stage1-steps", "4", "--stage2-steps", "4", "--log-every", "2", "--val-every", "4", "--ckpt-every", "100",
+            "--set", "warmup_steps=2", "--set", "data.val_crop=48", "--set", "data.val_fraction=0.25",
+            "--set", "degradation.p_noise=0.5", "--set", "degradation.p_blur=0.5", "--num-threads", "1", *extra]
+
+
+def state(run: Path) -> dict:
+    return torch.load(run / train.CKPT, map_location="cpu", weights_only=True)
+
+
+def test_two_stage_run_writes_logs_checkpoint_and_weights_cards(images, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(tiny_args(images, out)) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["stage1_steps"] == 4 and cfg["degradation"]["scale"] == 2 and cfg["data"]["sources"] == [str(images)]
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
+    assert rows[-1]["loss_adv"] and rows[-1]["loss_d"] and not rows[0]["loss_adv"]
+    val = list(csv.DictReader(open(out / "val.csv")))
+    assert {r["kind"] for r in val} == {"bicubic", "kspace"} and {int(r["step"]) for r in val} == {4, 8}
+    assert any((out / "tb").iterdir())
+    ck = state(out)
+    assert ck["step"] == 8 and ck["config"] == cfg
+    for kind in ("fidelity", "gan"):
+        model, card = load_weights(out / f"brainsr-x2-{kind}.safetensors")
+        assert card["arch"] == "srresnet_lite" and card["kind"] == kind and card["scale"] == 2
+        assert card["kwargs"] == {**GENERATORS["srresnet_lite"].TINY, "scale": 2}
+        assert card["data"]["val_items"] == 2 and "TCGA-DU-7294" in card["data"]["excluded"]
+        assert card["degradation"]["p_noise"] == 0.5
+        assert set(card["metrics"]["validation"]) == {"bicubic", "kspace"}
+        assert card["normalisation"]["p_high"] == 99.5
+    # the exported gan weights are the final EMA generator
+    ema = {k[len("module."):]: v for k, v in ck["ema"].items() if k.startswith("module.")}
+    model, _ = load_weights(out / "brainsr-x2-gan.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ema[k])
+    # and training moved the generator away from its bicubic start
+    assert ck["G"]["tail.weight"].abs().sum() > 0
+
+
+def test_resume_is_exact_across_the_stage_boundary(images, tmp_path):
+    full, parts = tmp_path / "full", tmp_path / "parts"
+    assert train.main(tiny_args(images, full)) == 0
+    assert train.main(tiny_args(images, parts, "--stop-after", "3")) == 0
+    assert state(parts)["step"] == 3
+    assert not (parts / "brainsr-x2-gan.safetensors").exists()
+    assert train.main(["--out", str(parts), "--resume", "--stop-after", "3"]) == 0  # to step 6, inside stage 2
+    assert state(parts)["step"] == 6
+    assert train.main(["--out", str(parts), "--resume"]) == 0
+    a, b = state(full), state(parts)
+    assert b["step"] == 8
+    for part in ("G", "D", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    assert a["opt_g"]["state"][0]["exp_avg"].equal(b["opt_g"]["state"][0]["exp_avg"])
+    ga, _ = load_weights(full / "brainsr-x2-gan.safetensors")
+    gb, _ = load_weights(parts / "brainsr-x2-gan.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(ga.state_dict().values(), gb.state_dict().values()))
+
+
+def test_config_file_flags_and_set_precedence(images, tmp_path):
+    base = train.TrainConfig(stage1_steps=7, lr=1e-3).as_dict()
+    (tmp_path / "c.json").write_text(json.dumps(base))
+    args = train.build_parser().parse_args(["--config", str(tmp_path / "c.json"), "--lr", "5e-4", "--data", "x",
+                                            "--set", "degradation.p_kspace=1.0", "--set", "data.slice_axes=[2]"])
+    cfg = train.config_from_args(args)
+    assert cfg.stage1_steps == 7 and cfg.lr == 5e-4
+    assert cfg.degradation.p_kspace == 1.0 and cfg.data.slice_axes == [2] and cfg.data.sources == ["x"]
+    assert train.TrainConfig.from_dict(cfg.as_dict()) == cfg
+
+
+def test_user_errors_exit_2_with_a_message(images, tmp_path, capsys):
+    assert train.main(["--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no training checkpoint" in capsys.readouterr().err
+    assert train.main(["--data", str(images), "--set", "nonsense=1"]) == 2
+    assert "unknown config keys: nonsense" in capsys.readouterr().err
+    assert train.main(["--data", str(images), "--patch-size", "33"]) == 2
+    assert train.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    out = tmp_path / "done"
+    assert train.main(tiny_args(images, out, "--stage2-steps", "0", "--stage1-steps", "1")) == 0
+    assert train.main(tiny_args(images, out)) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_time_budget_stops_cleanly_with_checkpoint_and_partial_weights(images, tmp_path):
+    out = tmp_path / "budget"
+    assert train.main(tiny_args(images, out, "--time-budget", "0.00001")) == 0
+    ck = state(out)
+    assert ck["step"] == 1
+    _, card = load_weights(out / "brainsr-x2-fidelity-partial.safetensors")
+    assert card["training"]["steps"] == 1
+
+
+def test_lr_schedule_warms_up_decays_and_restarts_for_stage2():
+    cfg = train.TrainConfig(stage1_steps=100, stage2_steps=50, warmup_steps=10, lr_min_ratio=0.1, stage2_lr_ratio=0.5)
+    f = [train.lr_factor(cfg, s) for s in range(150)]
+    assert f[0] == pytest.approx(0.1 * (0.1 + 0.9 * 0.5 * (1 + np.cos(0))))
+    assert max(f[:100]) == pytest.approx(f[9]) and f[99] == pytest.approx(0.1, abs=0.01)
+    assert f[100] < 0.5 * 0.2 and f[109] == pytest.approx(0.5 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 9 / 50))))
+    assert train.lr_factor_d(cfg, 0) == 1.0 and train.lr_factor_d(cfg, 50) == pytest.approx(0.1)
+
+
+def test_seed_generator_and_discriminator_train(images, tmp_path):
+    out = tmp_path / "seed"
+    args = tiny_args(images, out, "--generator", "seed", "--discriminator", "seed", "--stage1-steps", "2",
+                     "--stage2-steps", "2", "--adversarial", "bce", "--content", "gradient")
+    args[args.index("--generator-kwargs") + 1] = json.dumps(GENERATORS["seed"].TINY)
+    args[args.index("--discriminator-kwargs") + 1] = json.dumps({**DISCRIMINATORS["seed"].TINY, "patch_size": 32})
+    assert train.main(args) == 0
+    model, card = load_weights(out / "brainsr-x2-gan.safetensors")
+    assert card["arch"] == "seed" and model(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
+
+
+@pytest.mark.skipif(not KAGGLE.exists(), reason=f"real data not found at {KAGGLE}")
+def test_stage1_on_real_kaggle_images(tmp_path):
+    out = tmp_path / "kaggle"
+    args = tiny_args(KAGGLE, out, "--stage2-steps", "0", "--patch-size", "64", "--set", "data.max_items_per_source=8")
+    assert train.main(args) == 0
+    _, card = load_weights(out / "brainsr-x2-fidelity.safetensors")
+    assert card["data"]["train_items"] == [6] and card["data"]["val_items"] == 2
+    v = card["metrics"]["validation"]["bicubic"]
+    assert v["n"] == 2 and 20 < v["psnr_bicubic"] < 60
