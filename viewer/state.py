@@ -2,10 +2,11 @@
 
 Both viewports (original and enhanced) render the same ``ViewState``; that is how they stay linked.
 Linking is in millimetres, not pixels, because the enhanced image lies on a grid ``scale`` times finer:
-the in-plane coordinates are (x, y) mm along the image's row and column directions, with the origin at
-the centre of the original pixel (row 0, col 0). Original pixel (r, c) is centred at (c·Δcol, r·Δrow);
-both the original and the enhanced image cover x ∈ [−Δcol/2, (cols − ½)·Δcol] and
-y ∈ [−Δrow/2, (rows − ½)·Δrow] (LR pixel i centred on HR i·s + (s−1)/2 keeps the field of view).
+the in-plane coordinates are (x, y) mm along the image's row and column directions (x → columns,
+y → rows, y pointing down on screen), measured from the top-left *edge* of the first pixel (the convention
+``viewer.roi`` and ``viewer.ruler`` share). Original pixel (r, c) is centred at ((c + ½)·Δcol, (r + ½)·Δrow);
+the original and the ×s image both cover x ∈ [0, cols·Δcol], y ∈ [0, rows·Δrow] (LR pixel i centred on
+HR i·s + (s−1)/2 keeps the field of view), so each ImageItem is simply placed on that rectangle.
 
 Zoom is screen pixels per millimetre; the pan centre is the mm point shown at the viewport centre.
 Observers are plain callables ``fn(state, changed: frozenset[str])`` called after each change.
@@ -34,8 +35,7 @@ class Plane:
     @property
     def rect_mm(self) -> tuple[float, float, float, float]:
         """(x, y, width, height) mm covered by the image, identical for the original and any ×s grid."""
-        return (-0.5 * self.col_spacing, -0.5 * self.row_spacing,
-                self.cols * self.col_spacing, self.rows * self.row_spacing)
+        return (0.0, 0.0, self.cols * self.col_spacing, self.rows * self.row_spacing)
 
     @property
     def centre_mm(self) -> tuple[float, float]:
@@ -45,7 +45,7 @@ class Plane:
     def pixel_of(self, x_mm: float, y_mm: float, scale: int = 1) -> tuple[float, float]:
         """(row, col) index (fractional) on the ×scale grid of the point (x, y) mm; scale 1 = original."""
         s = float(scale)
-        return (y_mm / self.row_spacing * s + (s - 1) / 2.0, x_mm / self.col_spacing * s + (s - 1) / 2.0)
+        return (y_mm / self.row_spacing * s - 0.5, x_mm / self.col_spacing * s - 0.5)
 
 
 @dataclass
@@ -61,6 +61,7 @@ class ViewState:
     pan: tuple[float, float] = (0.0, 0.0)      # mm at the viewport centre
     window: WindowLevel = WindowLevel(0.5, 1.0)
     default_window: WindowLevel = WindowLevel(0.5, 1.0)
+    window_span: float = 1.0                   # robust intensity span: scales right-drag W/L steps
     enhanced: bool = True                      # right viewport: model output (True) or interpolation (False)
     difference: bool = False                   # difference overlay shown
     overlay_opacity: float = 0.5
@@ -83,7 +84,8 @@ class ViewState:
 
     # -- series / slice --------------------------------------------------------------------------
     def set_series(self, uid: str, n_volumes: int, n_slices: int, plane: Plane,
-                   window: WindowLevel, viewport_px: tuple[int, int] | None = None) -> None:
+                   window: WindowLevel, viewport_px: tuple[int, int] | None = None,
+                   window_span: float | None = None) -> None:
         """Show a new series at its middle slice, first volume, fitted, with its initial window."""
         self.series_uid = uid
         self.n_volumes, self.n_slices = max(1, n_volumes), max(1, n_slices)
@@ -91,6 +93,7 @@ class ViewState:
         self.slice = self.n_slices // 2
         self.plane = plane
         self.window = self.default_window = window
+        self.window_span = float(window_span) if window_span and window_span > 0 else max(window.width, 1e-6)
         self.pan = plane.centre_mm
         if viewport_px is not None:
             self.zoom = self.fit_zoom(*viewport_px)
@@ -164,6 +167,14 @@ class ViewState:
         if window != self.window:
             self.window = window
             self._notify("window")
+
+    def set_default_window(self, window: WindowLevel, span: float | None = None) -> None:
+        """Replace the series' initial window (e.g. once the first slice is decoded) and show it."""
+        self.default_window = window
+        if span and span > 0:
+            self.window_span = float(span)
+        self.window = window
+        self._notify("window")
 
     def reset_window(self) -> None:
         self.set_window(self.default_window)

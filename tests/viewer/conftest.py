@@ -28,6 +28,16 @@ def hfdr_folder() -> Path:
     return HFDR
 
 
+@pytest.fixture(scope="session")
+def hfs_series():
+    """The scanned HFS sagittal T1 series (35 × 256×256), shared by the tests of one session."""
+    if not HFS.is_dir():
+        pytest.skip(f"real DICOM test data missing: {HFS}")
+    from srgan.io.dicom_series import scan
+
+    return scan(HFS).series[0]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory, monkeypatch):
     """Keep QSettings (recent folders) out of the user's real settings."""

@@ -19,7 +19,7 @@ def _state(**kw) -> ViewState:
 def test_opening_a_series_shows_the_middle_slice_fitted_and_centred():
     s = _state()
     assert s.slice == 17 and s.volume == 0
-    assert s.pan == pytest.approx((49.75, 127.5))
+    assert s.pan == pytest.approx((50, 128))
     x0, y0, x1, y1 = s.view_rect_mm(400, 300)
     img_x, img_y, w, h = PLANE.rect_mm
     assert x0 <= img_x and x1 >= img_x + w and y0 <= img_y and y1 >= img_y + h
@@ -27,11 +27,13 @@ def test_opening_a_series_shows_the_middle_slice_fitted_and_centred():
 
 
 def test_rect_covers_the_same_field_for_any_grid():
-    # Original pixel 0 covers [−Δ/2, Δ/2]; on the ×2 grid pixel 0 covers [−Δ/2, 0] — same left edge.
-    assert PLANE.rect_mm == (-0.25, -0.5, 100.0, 256.0)
-    assert PLANE.pixel_of(0, 0, scale=1) == (0, 0)
-    assert PLANE.pixel_of(0, 0, scale=2) == (0.5, 0.5)  # LR pixel 0 centre = HR 0·2 + (2−1)/2
-    assert PLANE.pixel_of(0.5, 1.0, scale=4) == (5.5, 5.5)
+    # Original pixel 0 covers [0, Δ]; on the ×2 grid pixel 0 covers [0, Δ/2] — same field of view.
+    assert PLANE.rect_mm == (0, 0, 100.0, 256.0)
+    centre = (0.25, 0.5)  # centre of original pixel (0, 0) in mm
+    assert PLANE.pixel_of(*centre, scale=1) == (0, 0)
+    assert PLANE.pixel_of(*centre, scale=2) == (0.5, 0.5)  # LR pixel 0 centre = HR 0·2 + (2−1)/2
+    assert PLANE.pixel_of(*centre, scale=4) == (1.5, 1.5)
+    assert PLANE.pixel_of(0.75, 1.5, scale=4) == (5.5, 5.5)  # LR pixel 1 → HR 1·4 + 1.5
 
 
 def test_slice_is_clamped_and_can_wrap_for_cine():

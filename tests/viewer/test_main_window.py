@@ -1,0 +1,227 @@
+"""Main window end to end on a real series: loading, linked views in mm, W/L, enhancement toggle, errors, CLI."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from srgan.enhance import interpolate
+from viewer import app as viewer_app
+from viewer.main_window import MainWindow, settings
+from viewer.style import apply_dark_theme
+from viewer.window_level import WindowLevel
+from viewer.workers import EnhanceConfig
+
+
+def _make_window(qtbot, weights, enhance=False, dialogs=False) -> MainWindow:
+    apply_dark_theme(QtWidgets.QApplication.instance())
+    w = MainWindow(EnhanceConfig(weights=str(weights), device="cpu"), enhance=enhance, show_dialogs=dialogs)
+    qtbot.addWidget(w)
+    w.resize(1300, 820)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+@pytest.fixture
+def window(qtbot, tiny_weights):
+    w = _make_window(qtbot, tiny_weights)
+    yield w
+    w.shutdown()
+
+
+def _open(qtbot, window, folder):
+    with qtbot.waitSignal(window.series_shown, timeout=30_000):
+        window.open_folder(folder)
+    qtbot.waitUntil(window.is_settled, timeout=30_000)
+
+
+def test_opens_the_real_series_at_the_middle_slice(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    s = window.state
+    assert (s.n_volumes, s.n_slices, s.slice) == (1, 35, 17)
+    assert window.left.image.image.shape == (256, 256)
+    assert window.right.image.image.shape == (512, 512)
+    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 2), atol=1e-3)
+    assert "Im 18/35" in window.left.corner_text("bottom_left")
+    assert "Interpolated ×2" in window.right.corner_text("top_right"), "enhancement off: labelled interpolation"
+    assert {k: m.text() for k, m in window.left.markers.items()} == dict(left="A", right="P", top="S", bottom="I")
+    assert window.browser.series_items()[0].text(3) == "256×256"
+    # header window (Siemens WindowCenter/Width) is valid, so it is the initial window
+    assert s.window == s.default_window and s.window.width > 0
+    assert str(hfs_folder.resolve()) in settings().value("recent_folders")
+
+
+def test_decubitus_series_letters_come_from_iop(qtbot, window, hfdr_folder):
+    _open(qtbot, window, hfdr_folder)
+    assert window.series.patient_position == "HFDR"
+    assert {k: m.text() for k, m in window.right.markers.items()} == dict(left="A", right="P", top="S", bottom="I")
+
+
+def _image_rect_in_view(viewport):
+    item = viewport.image
+    r = item.mapRectToView(item.boundingRect())
+    return (r.left(), r.top(), r.right(), r.bottom())
+
+
+def test_viewports_are_linked_in_millimetres(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    left, right = window.left, window.right
+    assert left.viewport_px() == right.viewport_px()
+    # both images cover the same field of view although the right one has 2× the pixels
+    np.testing.assert_allclose(_image_rect_in_view(left), (0, 0, 260, 260), atol=1e-6)
+    np.testing.assert_allclose(_image_rect_in_view(right), _image_rect_in_view(left), atol=1e-6)
+    # the centre of original pixel (10, 20) is the centre of HR pixel (10·2 + ½, 20·2 + ½) on the right
+    p_lr = left.image.mapToView(QtCore.QPointF(20.5, 10.5))
+    p_hr = right.image.mapToView(QtCore.QPointF(2 * 20 + 0.5 + 0.5, 2 * 10 + 0.5 + 0.5))
+    assert (p_lr.x(), p_lr.y()) == pytest.approx((p_hr.x(), p_hr.y()))
+
+    window.state.zoom_by(2.0, anchor_mm=(100.0, 60.0))
+    left.vb.panned.emit(30.0, -12.0)      # a drag on the left viewport…
+    qtbot.wait(10)
+    expected = window.state.view_rect_mm(*left.viewport_px())
+    np.testing.assert_allclose(left.view_range_mm(), expected, rtol=1e-6)
+    np.testing.assert_allclose(right.view_range_mm(), expected, rtol=1e-6)  # …moves the right one the same mm
+
+    right.vb.wheeled.emit(-2, False, 0.0, 0.0)  # wheel on the right viewport: two slices on
+    assert window.state.slice == 19
+    qtbot.waitUntil(window.is_settled, timeout=30_000)
+    np.testing.assert_array_equal(left.image.image, window.series.pixels(0, 19))
+    assert "Im 20/35" in right.corner_text("bottom_left")
+
+    zoom = window.state.zoom
+    right.vb.wheeled.emit(1, True, 50.0, 50.0)  # Ctrl+wheel zooms both
+    assert window.state.zoom == pytest.approx(zoom * 1.15)
+    np.testing.assert_allclose(left.view_range_mm(), right.view_range_mm(), rtol=1e-6)
+
+
+def test_real_wheel_event_steps_slices(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    view = window.left.view.viewport()
+    centre = QtCore.QPointF(view.width() / 2, view.height() / 2)
+    ev = QtGui.QWheelEvent(centre, view.mapToGlobal(centre), QtCore.QPoint(0, 0), QtCore.QPoint(0, -120),
+                           QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier,
+                           QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+    QtWidgets.QApplication.sendEvent(view, ev)
+    assert window.state.slice == 18
+
+
+def test_window_level_drag_presets_and_reset_apply_to_both_sides(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    start = window.state.window
+    vb = window.left.vb
+    vb.window_dragged.emit(0.0, 0.0, True, False)
+    vb.window_dragged.emit(100.0, -50.0, False, True)
+    w = window.state.window
+    assert w.width > start.width and w.center < start.center
+    assert tuple(window.left.image.levels) == pytest.approx(w.levels)
+    assert tuple(window.right.image.levels) == pytest.approx(w.levels)
+    assert f"W {w.width:.0f}" in window.right.corner_text("bottom_right")
+    window.apply_preset("Full range")
+    assert window.state.window.levels == pytest.approx((window._stats.minimum, window._stats.maximum))
+    window.act_reset_window.trigger()
+    assert window.state.window == start
+
+
+def test_keyboard_shortcuts_step_slices_and_zoom(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    window.activateWindow()
+    window.act_next.trigger()
+    window.act_page_down.trigger()
+    assert window.state.slice == 17 + 1 + 3
+    zoom = window.state.zoom
+    window.act_zoom_in.trigger()
+    assert window.state.zoom == pytest.approx(zoom * 1.25)
+    window.act_fit.trigger()
+    assert window.state.zoom == pytest.approx(zoom)
+
+
+def test_enhancement_and_toggle(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    window.set_enhancing(True)
+    assert "enhancing" in window.right.corner_text("top_right")
+    qtbot.waitUntil(lambda: window.current_images()["enhanced"] is not None, timeout=60_000)
+    qtbot.waitUntil(window.is_settled, timeout=10_000)
+    images = window.current_images()
+    np.testing.assert_array_equal(window.right.image.image, images["enhanced"])
+    assert "AI-enhanced ×2" in window.right.corner_text("top_right")
+    assert "not for primary diagnosis" in window.right.corner_text("top_right")
+    assert not np.allclose(images["enhanced"], images["interpolated"])
+
+    window.act_show_enhanced.trigger()  # E: plain interpolation
+    assert window.state.enhanced is False
+    np.testing.assert_array_equal(window.right.image.image, images["interpolated"])
+    assert "Interpolated ×2" in window.right.corner_text("top_right")
+    window.act_show_enhanced.trigger()
+    np.testing.assert_array_equal(window.right.image.image, images["enhanced"])
+
+    window.act_difference.trigger()  # D: difference overlay over the enhanced image
+    assert window.difference_overlay.isVisible()
+    window.cancel_enhancement()
+    qtbot.waitUntil(lambda: not window.enhancer.busy, timeout=60_000)
+    assert window.enhancer.pending() == 0
+
+
+def test_enhancement_error_goes_to_the_status_bar(qtbot, hfs_folder, tmp_path):
+    w = _make_window(qtbot, tmp_path / "missing.safetensors", enhance=True)
+    try:
+        with qtbot.waitSignal(w.error_occurred, timeout=30_000) as blocker:
+            w.open_folder(hfs_folder)
+        assert "missing" in blocker.args[0]
+        qtbot.waitUntil(w.is_settled, timeout=30_000)
+        assert "enhancement failed" in w.right.corner_text("top_right")
+        assert "missing" in w.statusBar().currentMessage()
+    finally:
+        w.shutdown()
+
+
+def test_bad_folder_shows_an_error_dialog(qtbot, tiny_weights, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "critical", lambda parent, title, text, *a, **k: shown.append((title, text)))
+    w = _make_window(qtbot, tiny_weights, dialogs=True)
+    try:
+        w.open_folder(tmp_path / "does-not-exist")
+        qtbot.waitUntil(lambda: bool(shown), timeout=10_000)
+        title, text = shown[0]
+        assert title == "Cannot open folder" and "does-not-exist" in text
+        assert w.series is None
+    finally:
+        w.shutdown()
+
+
+def test_cine_steps_and_wraps(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    window.state.set_slice(34)
+    window.act_cine.trigger()
+    assert window.cine.isActive()
+    qtbot.waitUntil(lambda: window.state.slice == 0, timeout=5_000)
+    window.act_cine.trigger()
+    assert not window.cine.isActive()
+
+
+def test_screenshot_cli_writes_a_png(qtbot, hfs_folder, tiny_weights, tmp_path):
+    out = tmp_path / "shot.png"
+    rc = viewer_app.main([str(hfs_folder), "--enhance", "--weights", str(tiny_weights), "--device", "cpu",
+                          "--screenshot", str(out)])
+    assert rc == 0 and out.is_file()
+    image = QtGui.QImage(str(out))
+    assert image.width() >= 1280 and image.height() >= 800
+    ptr = image.convertToFormat(QtGui.QImage.Format.Format_Grayscale8)
+    a = np.frombuffer(ptr.constBits(), np.uint8, ptr.sizeInBytes()).reshape(ptr.height(), ptr.bytesPerLine())
+    assert a.std() > 20 and (a > 100).mean() > 0.05, "two brain images (mid-grey to white) fill the picture"
+
+
+def test_screenshot_cli_fails_clearly_on_a_bad_folder(qtbot, tmp_path, capsys):
+    rc = viewer_app.main([str(tmp_path / "nothing-here"), "--screenshot", str(tmp_path / "x.png")])
+    assert rc != 0 and not (tmp_path / "x.png").exists()
+    assert "nothing-here" in capsys.readouterr().err
+
+
+def test_help_does_not_import_qt_or_torch():
+    code = ("import sys, viewer.app\n"
+            "try:\n    viewer.app.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'PySide6', 'pyqtgraph', 'srgan.enhance') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "usage: brainsr" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"

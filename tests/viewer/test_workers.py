@@ -1,0 +1,139 @@
+"""Background workers: folder scan, slice decoding + interpolation, enhancement with cache and cancel."""
+import numpy as np
+import pytest
+
+from srgan.enhance import Enhancer, interpolate
+from srgan.io.dicom_series import scan
+from viewer.workers import (ArrayCache, EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, nearest_first,
+                            series_key)
+
+
+@pytest.fixture
+def worker(qtbot, tiny_weights):
+    w = EnhanceWorker(EnhanceConfig(weights=str(tiny_weights)), threads=1)
+    w.start()
+    yield w
+    w.stop()
+
+
+def test_nearest_first_order():
+    assert nearest_first(2, 5) == [2, 3, 1, 4, 0]
+    assert nearest_first(0, 3) == [0, 1, 2]
+    assert nearest_first(0, 1) == [0]
+    assert sorted(nearest_first(7, 12)) == list(range(12))
+
+
+def test_array_cache_is_bounded_by_bytes():
+    cache = ArrayCache(max_bytes=3 * 400)
+    for i in range(5):
+        cache.put(i, np.zeros(100, np.float32))  # 400 bytes each
+    assert len(cache) == 3 and cache.get(0) is None and cache.get(4) is not None
+    cache.get(2)  # touch → most recent
+    cache.put(5, np.zeros(100, np.float32))
+    assert cache.get(2) is not None and cache.get(3) is None
+
+
+def test_scanner_reports_a_missing_folder(qtbot, tmp_path):
+    scanner = FolderScanner(tmp_path / "nope")
+    with qtbot.waitSignal(scanner.failed, timeout=10_000) as blocker:
+        scanner.start()
+    scanner.wait()
+    folder, message = blocker.args
+    assert "nope" in message
+
+
+def test_scanner_reports_a_folder_without_dicom(qtbot, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    scanner = FolderScanner(tmp_path)
+    with qtbot.waitSignal(scanner.failed, timeout=10_000) as blocker:
+        scanner.start()
+    scanner.wait()
+    assert str(tmp_path) in blocker.args[1]
+
+
+def test_scanner_finds_the_real_series(qtbot, hfs_folder):
+    scanner = FolderScanner(hfs_folder)
+    with qtbot.waitSignal(scanner.scanned, timeout=30_000) as blocker:
+        scanner.start()
+    scanner.wait()
+    result = blocker.args[1]
+    assert [s.shape for s in result.series] == [(1, 35, 256, 256)]
+
+
+def test_loader_decodes_current_slice_first_with_its_interpolation(qtbot, hfs_series):
+    loader = SliceLoader()
+    loader.set_scale(2)
+    loader.start()
+    try:
+        with qtbot.waitSignal(loader.loaded, timeout=20_000) as blocker:
+            loader.request(hfs_series, 0, 17, prefetch=2)
+        key, original, interpolated = blocker.args
+        assert key == (series_key(hfs_series), 0, 17)
+        np.testing.assert_array_equal(original, hfs_series.pixels(0, 17))
+        np.testing.assert_allclose(interpolated, interpolate(original, 2), rtol=1e-5, atol=1e-3)
+        qtbot.waitUntil(lambda: not loader.busy, timeout=20_000)
+        assert {k[2] for k in [(series_key(hfs_series), 0, s) for s in (16, 18)] if loader.originals.get(k) is not None} == {16, 18}
+        assert loader.originals.get((series_key(hfs_series), 0, 0)) is None, "prefetch=2 loads only two neighbours"
+    finally:
+        loader.stop()
+
+
+def test_worker_enhances_the_requested_slice_first(qtbot, worker, hfs_series, tiny_weights):
+    with qtbot.waitSignal(worker.enhanced, timeout=60_000) as blocker:
+        worker.request(hfs_series, 0, 17, whole_volume=False)
+    key, image = blocker.args
+    assert key == (series_key(hfs_series), 0, 17, str(tiny_weights), 2)
+    assert image.shape == (512, 512) and image.dtype == np.float32
+    reference = Enhancer(weights=tiny_weights, device="cpu", threads=1).enhance(hfs_series.pixels(0, 17))
+    np.testing.assert_allclose(image, reference, rtol=1e-4, atol=1e-2)
+    assert worker.cached(hfs_series, 0, 17) is image
+    assert worker.enhancer is not None and worker.enhancer.card["sha256"]
+
+
+def test_worker_emits_model_info_and_progress(qtbot, worker, hfs_series):
+    progress = []
+    worker.progress.connect(lambda d, t: progress.append((d, t)))
+    with qtbot.waitSignal(worker.model_ready, timeout=60_000) as blocker:
+        worker.request(hfs_series, 0, 10, whole_volume=False)
+    info = blocker.args[0]
+    assert "not for primary diagnosis" in info["provenance"] and info["device"] == "cpu"
+    qtbot.waitUntil(lambda: (1, 1) in progress, timeout=60_000)
+    assert progress[0] == (0, 1)
+
+
+def test_cancel_clears_the_queue(qtbot, worker, hfs_series):
+    got = []
+    worker.enhanced.connect(lambda key, image: got.append(key[2]))
+
+    def cancel_after_first(key, image):
+        worker.cancel()
+
+    worker.enhanced.connect(cancel_after_first)
+    worker.request(hfs_series, 0, 5, whole_volume=True)
+    qtbot.waitUntil(lambda: bool(got), timeout=60_000)
+    qtbot.waitUntil(lambda: not worker.busy, timeout=60_000)
+    assert worker.pending() == 0
+    assert got[0] == 5, "the current slice comes first"
+    assert len(worker.results) <= 2, "at most the slice in flight at the cancel is finished"
+    assert len(got) == 1, "a result finished after the cancel is not emitted"
+
+
+def test_worker_reports_weights_it_cannot_load(qtbot, hfs_series, tmp_path):
+    w = EnhanceWorker(EnhanceConfig(weights=str(tmp_path / "missing.safetensors")), threads=1)
+    w.start()
+    try:
+        with qtbot.waitSignal(w.failed, timeout=30_000) as blocker:
+            w.request(hfs_series, 0, 0)
+        assert "missing" in blocker.args[0]
+        qtbot.waitUntil(lambda: not w.busy, timeout=10_000)
+        assert w.pending() == 0, "after an error nothing more is tried"
+    finally:
+        w.stop()
+
+
+def test_reconfigure_changes_the_cache_key(qtbot, worker, hfs_series, tiny_weights_x4):
+    worker.configure(EnhanceConfig(scale=4, weights=str(tiny_weights_x4)))
+    with qtbot.waitSignal(worker.enhanced, timeout=60_000) as blocker:
+        worker.request(hfs_series, 0, 3, whole_volume=False)
+    key, image = blocker.args
+    assert key[3:] == (str(tiny_weights_x4), 4) and image.shape == (1024, 1024)
