@@ -21,21 +21,33 @@ What changes and what is kept
   written (intercept kept) so that the maximum fits. Values below the stored range (e.g. bicubic
   undershoot under 0 for unsigned magnitude) are clipped. When the slope changes, Philips' private scale
   slope (2005,100E) and RealWorldValueSlope are changed with it so they keep meaning the same real values.
-- Written uncompressed, Explicit VR Little Endian. LossyImageCompression is kept as the source had it.
+- Written uncompressed, Explicit VR Little Endian. LossyImageCompression is kept as the source had it (set to
+  01 when the source was baseline JPEG).
   Smallest/LargestImagePixelValue and IconImageSequence are dropped (they no longer hold).
 
 Siemens mosaics are enhanced tile by tile and written back as mosaics whose tiles are ×s: the mosaic's
-ImagePositionPatient is refined on the mosaic grid (the tile positions follow, as dcm2niix and nibabel derive
-them from the mosaic centre), the CSA headers and (0019,100A) are kept, and AcquisitionMatrix /
-AcquisitionMatrixText (0051,100B) are scaled ×s because dcm2niix takes the tile size from them.
+ImagePositionPatient (and Siemens' copy of it, SlicePosition_PCS (0019,1015)) is refined on the mosaic grid;
+the tile positions follow, as dcm2niix and nibabel derive them from the mosaic centre, which does not move.
+The CSA headers and (0019,100A) are kept (dcm2niix 1.0.2022 takes the tile count from the CSA header and the
+grid from its square root). AcquisitionMatrix / AcquisitionMatrixText (0051,100B) are scaled ×s for mosaics
+only, because readers such as SPM take the tile size from them; for other images they keep describing the
+acquisition.
 
 Enhanced (multi-frame) MR sources are written as Enhanced MR images again (SOP class kept): per-frame pixel
 measures, plane positions and rescale are updated, non-anatomy frames are dropped from the file (with their
 functional groups), and each frame carries a DerivationImageSequence whose SourceImageSequence names the source
-instance and ReferencedFrameNumber.
+instance and ReferencedFrameNumber; SourceImageEvidenceSequence lists the source instance. The Enhanced MR
+Pulse Sequence / Bulk Motion attributes (PulseSequenceName, EchoPulseSequence, ...) are removed: the IOD
+conditions them on ImageType value 1 ORIGINAL/MIXED and dciodvfy rejects them on DERIVED images (they stay in
+the referenced source). Classic MR output per frame was rejected because it would change the SOP class.
 
 Non-anatomy images (phase, real/imaginary, field maps, ADC/trace/FA maps, localizers and images already made by
-an AI enhancer), judged by ImageType / FrameType, are left out by default with a note in the report.
+an AI enhancer), judged by ImageType / FrameType / ComplexImageComponent, by the frame kinds that
+:mod:`srgan.io.dicom_series` reports (so the writer and the viewer agree) and by Philips' private trace marker,
+are left out by default with a note in the report (``include_non_anatomy=True`` keeps them).
+
+Files of several series are refused (InputError): one call writes one derived series. Multi-frame files of a
+single-frame SOP class are skipped (not supported).
 
 Failure policy: a source file that cannot be read or decoded is skipped and listed in
 ``DerivedReport.skipped`` (the CLI then exits non-zero); if no image is left, :class:`InputError` is raised and
@@ -79,6 +91,7 @@ _AI_MARKERS = ("super-resolution", "brainsr", DISCLAIMER.lower())
 DERIVATION_CODE = ("113085", "DCM", "Spatial resampling")
 SOURCE_PURPOSE_CODE = ("121322", "DCM", "Source image for image processing operation")
 SERIES_NUMBER_OFFSET = 1000
+_LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}  # JPEG baseline / extended: always lossy
 # Enhanced MR Pulse Sequence / Bulk Motion Synchronization attributes: the IOD conditions them on ImageType
 # value 1 ORIGINAL or MIXED and dciodvfy rejects them on DERIVED images; the source still holds them
 _ORIGINAL_ONLY = ("PulseSequenceName", "MRAcquisitionType", "EchoPulseSequence", "MultipleSpinEcho",
@@ -223,6 +236,16 @@ def _refine_in(item: Dataset, iop, spacing, scale: int) -> None:
         item.PixelSpacing = [format_number_as_ds(float(v) / scale) for v in item.PixelSpacing]
 
 
+def _refine_siemens_pcs(ds: Dataset, iop, spacing, scale: int) -> None:
+    """Siemens (0019,1015) SlicePosition_PCS repeats ImagePositionPatient (of the mosaic corner for mosaics)."""
+    try:
+        elem = ds.get_private_item(0x0019, 0x15, "SIEMENS MR HEADER")
+    except (KeyError, ValueError):
+        return
+    if elem.VR == "FD" and iop is not None and spacing is not None and len(elem.value) == 3:
+        elem.value = [float(v) for v in refine_position(elem.value, iop[:3], iop[3:], spacing, scale)]
+
+
 def _set_rescale(item: Dataset, old_slope: float, new_slope: float) -> None:
     if new_slope == old_slope:
         return
@@ -297,6 +320,9 @@ def write_derived_series(source_files: Sequence[Path], enhance: Callable[[np.nda
             if kept:
                 work.append((f, kept))
             continue
+        if _int(h.get("NumberOfFrames", 1)) > 1:
+            report.skipped.append((f, "multi-frame file of a single-frame SOP class; not supported"))
+            continue
         reason = None if include_non_anatomy else (non_anatomy_reason(h.get("ImageType", []), h)
                                                    or next(iter(kinds.values()), None))
         if reason is not None:
@@ -324,14 +350,18 @@ def write_derived_series(source_files: Sequence[Path], enhance: Callable[[np.nda
                 raise WriteCancelled("cancelled")
             try:
                 src = pydicom.dcmread(f)
-                src.pixel_array  # decode now: a broken file is skipped, not half-written
-            except Exception as e:  # noqa: BLE001
-                report.skipped.append((f, f"pixel data cannot be decoded ({e.__class__.__name__}: {e})"))
-                continue
-            ds = _derive(src, frames, enhance, scale, provenance, uid_map)
-            name = tmp / f"IM{len(written) + 1:05d}.dcm"
-            ds.save_as(name, enforce_file_format=True)
-            written.append(name.name)
+                dicom_pixels.decode_frames(src)  # decode now: a broken file is skipped, not half-written
+            except InputError as e:
+                report.skipped.append((f, e.problem))
+                src = None
+            except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the reader says
+                report.skipped.append((f, f"cannot be read ({e.__class__.__name__}: {e})"))
+                src = None
+            if src is not None:
+                ds = _derive(src, frames, enhance, scale, provenance, uid_map)
+                name = tmp / f"IM{len(written) + 1:05d}.dcm"
+                ds.save_as(name, enforce_file_format=True)
+                written.append(name.name)
             if progress is not None:
                 progress(n + 1, len(work))
         if not written:
@@ -371,16 +401,17 @@ def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provena
             _set_rescale(ds, slope, new_slope)
         iop = [float(v) for v in src.ImageOrientationPatient] if "ImageOrientationPatient" in src else None
         _refine_in(ds, iop, src.get("PixelSpacing"), s)
+        _refine_siemens_pcs(ds, iop, src.get("PixelSpacing"), s)
         ds.SourceImageSequence = DicomSequence([_source_item(src, None)])
     else:
         stack = np.stack([dicom_pixels.frame_pixels(src, i) for i in frames])
         hr = _enhanced(enhance, stack, s)
         rescales = [dicom_pixels.frame_rescale(src, i) for i in frames]
-        slope, intercept = max(rescales, key=lambda r: r[0])
-        new_slope = _choose_rescale(hr.reshape(-1), slope, intercept, hi)
-        pixels = np.stack([_quantise(hr[k], new_slope if new_slope != slope else rescales[k][0], rescales[k][1],
-                                     lo, hi, dtype) for k in range(len(frames))])
-        _derive_frames(ds, src, frames, rescales, new_slope if new_slope != slope else None, s)
+        slopes = [_choose_rescale(hr[k], m, b, hi) for k, (m, b) in enumerate(rescales)]
+        if any(new != m for new, (m, _) in zip(slopes, rescales)) and not _per_frame_rescale(src):
+            slopes = [max(slopes)] * len(frames)   # one shared (or implicit) rescale for every frame
+        pixels = np.stack([_quantise(hr[k], slopes[k], rescales[k][1], lo, hi, dtype) for k in range(len(frames))])
+        _derive_frames(ds, src, frames, rescales, slopes, s)
         ds.NumberOfFrames = len(frames)
 
     ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
@@ -389,6 +420,8 @@ def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provena
                "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
         if kw in ds:
             del ds[kw]
+    if str(src.file_meta.get("TransferSyntaxUID", "")) in _LOSSY_SYNTAXES:
+        ds.LossyImageCompression = "01"  # the source's pixels were already lossy; uncompressed output keeps that known
     ds.PixelData = pixels.tobytes()
     ds["PixelData"].VR = "OW" if dtype.itemsize > 1 else "OB"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -417,7 +450,13 @@ def _scale_acquisition_matrix(ds: Dataset, s: int) -> None:
         text.value = "*".join(scaled)
 
 
-def _derive_frames(ds: Dataset, src: Dataset, frames: list[int], rescales, new_slope, s: int) -> None:
+def _per_frame_rescale(src: Dataset) -> bool:
+    groups = src.get("PerFrameFunctionalGroupsSequence", [])
+    return bool(groups) and "PixelValueTransformationSequence" in groups[0]
+
+
+def _derive_frames(ds: Dataset, src: Dataset, frames: list[int], rescales: list[tuple[float, float]],
+                   slopes: list[float], s: int) -> None:
     """Enhanced MR: keep the chosen frames' functional groups, refine their geometry, rescale, derivation."""
     shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
     src_shared = src.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
@@ -444,13 +483,10 @@ def _derive_frames(ds: Dataset, src: Dataset, frames: list[int], rescales, new_s
             if elem.tag.is_private and elem.VR == "SQ":
                 for item in elem.value:
                     _refine_in(item, iop, item.get("PixelSpacing", spacing), s)
-                    if new_slope is not None:
-                        _set_rescale(item, rescales[k][0], new_slope)
-        if new_slope is not None:
-            for key in ("PixelValueTransformationSequence",):
-                for item in group.get(key, []):
-                    _set_rescale(item, rescales[k][0], new_slope)
-            _set_rescale(group, rescales[k][0], new_slope)
+                    _set_rescale(item, rescales[k][0], slopes[k])
+        for item in group.get("PixelValueTransformationSequence", []):
+            _set_rescale(item, rescales[k][0], slopes[k])
+        _set_rescale(group, rescales[k][0], slopes[k])
         for key in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence"):
             for item in group.get(key, []):
                 if "FrameType" in item:
@@ -468,14 +504,14 @@ def _derive_frames(ds: Dataset, src: Dataset, frames: list[int], rescales, new_s
         for item in shared.get(key, []):
             if "FrameType" in item:
                 item.FrameType = ["DERIVED", "PRIMARY"] + list(item.FrameType)[2:]
-    if new_slope is not None:
-        if any("PixelValueTransformationSequence" in g for g in [shared] + per_frame):
-            for item in shared.get("PixelValueTransformationSequence", []):
-                _set_rescale(item, rescales[0][0], new_slope)
+    if not _per_frame_rescale(src) and slopes[0] != rescales[0][0]:
+        if "PixelValueTransformationSequence" in shared:
+            for item in shared.PixelValueTransformationSequence:
+                _set_rescale(item, rescales[0][0], slopes[0])
         else:
             pvt = Dataset()
             pvt.RescaleIntercept = format_number_as_ds(rescales[0][1])
-            pvt.RescaleSlope = format_number_as_ds(new_slope)
+            pvt.RescaleSlope = format_number_as_ds(slopes[0])
             pvt.RescaleType = "US"
             shared.PixelValueTransformationSequence = DicomSequence([pvt])
     # top-level SourceImageSequence is not part of the Enhanced MR IOD; the per-frame derivation items carry it,
@@ -501,7 +537,9 @@ def _mark_derived(ds: Dataset, src: Dataset, provenance: Provenance, uid_map: di
     ds.SOPInstanceUID = generate_uid()
     if "ConcatenationUID" in ds:
         ds.ConcatenationUID = uid_map.setdefault(("concat", str(src.ConcatenationUID)), generate_uid())
-    meta = ds.file_meta if "file_meta" in ds.__dict__ or getattr(ds, "file_meta", None) is not None else FileMetaDataset()
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
