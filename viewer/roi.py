@@ -392,17 +392,19 @@ class RoiStatsPanel(QtWidgets.QWidget):
 
 
 class _CompareTask(QtCore.QRunnable):
-    def __init__(self, runner: "RegionStatsRunner", generation: int, args: tuple, kwargs: dict):
+    """Holds the relay itself (not the runner), so a runner deleted meanwhile only drops the result."""
+
+    def __init__(self, relay: "_Relay", generation: int, args: tuple, kwargs: dict):
         super().__init__()
-        self._runner, self._gen, self._args, self._kwargs = runner, generation, args, kwargs
+        self._relay, self._gen, self._args, self._kwargs = relay, generation, args, kwargs
 
     def run(self) -> None:
         try:
             result = compare_region(*self._args, **self._kwargs)
         except Exception as err:  # a bad region must not kill the pool thread; the GUI shows the message
-            self._runner._relay.failed.emit(self._gen, str(err))
+            self._relay.failed.emit(self._gen, str(err))
             return
-        self._runner._relay.done.emit(self._gen, result)
+        self._relay.done.emit(self._gen, result)
 
 
 class _Relay(QtCore.QObject):
@@ -434,7 +436,7 @@ class RegionStatsRunner(QtCore.QObject):
         with self._lock:
             self._gen += 1
             gen = self._gen
-        self._pool.start(_CompareTask(self, gen, args, kwargs))
+        self._pool.start(_CompareTask(self._relay, gen, args, kwargs))
 
     def _done(self, gen: int, result) -> None:
         if gen == self._gen:

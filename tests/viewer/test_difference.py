@@ -84,3 +84,22 @@ def test_overlay_item_and_control(qtbot):
     assert overlay.image[6, 12, 3] == round(0.3 * 255)
     control.check.setChecked(True)
     assert overlay.isVisible()
+
+
+def test_overlay_follows_the_enhanced_image_item(qtbot):
+    import pyqtgraph as pg
+    from PySide6 import QtCore
+
+    from viewer.difference import DifferenceOverlay
+    vb = pg.ViewBox()
+    enhanced_item = pg.ImageItem(np.zeros((40, 60), np.float32), axisOrder="row-major")
+    enhanced_item.setRect(QtCore.QRectF(0, 0, 30, 20))
+    vb.addItem(enhanced_item)
+    overlay = DifferenceOverlay()
+    vb.addItem(overlay)
+    overlay.follow(enhanced_item)
+    overlay.set_data(np.ones((40, 60)), np.zeros((40, 60)))
+    assert overlay.zValue() > enhanced_item.zValue()
+    assert overlay.mapRectToView(overlay.boundingRect()) == enhanced_item.mapRectToView(enhanced_item.boundingRect())
+    overlay.clear_data()
+    assert overlay.difference() is None
