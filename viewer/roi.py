@@ -346,6 +346,7 @@ class RoiStatsPanel(QtWidgets.QWidget):
     """
 
     ROWS = ("mean", "std", "min", "max", "pixels", "PSNR (dB)", "SSIM")
+    METRIC_ROWS = ("PSNR (dB)", "SSIM")   # one value across both columns: enhanced vs interpolated original
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -354,13 +355,25 @@ class RoiStatsPanel(QtWidgets.QWidget):
         self.table.setVerticalHeaderLabels(list(self.ROWS))
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
-        self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.table.setSizeAdjustPolicy(QtWidgets.QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        self.table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        for name in self.METRIC_ROWS:
+            row = self.ROWS.index(name)
+            self.table.setSpan(row, 0, 1, 2)
+            self.table.verticalHeaderItem(row).setToolTip(
+                "Enhanced compared with the interpolated original inside the region: how much the model changed it "
+                "(∞ / 1 = unchanged). Not a quality measure: there is no ground truth here.")
         self.caption = QtWidgets.QLabel("No region. Shift+drag on an image to draw one.", self)
         self.caption.setWordWrap(True)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.caption)
         layout.addWidget(self.table)
+        layout.addStretch(1)
         self.set_comparison(None)
 
     def set_comparison(self, cmp: RegionComparison | None) -> None:
@@ -377,17 +390,19 @@ class RoiStatsPanel(QtWidgets.QWidget):
             for row, v in enumerate((s.mean, s.std, s.min, s.max)):
                 self._put(row, col, _fmt(v))
             self._put(4, col, str(s.n_pixels))
-        self._put(5, 1, _fmt(cmp.psnr, 4))
-        self._put(6, 1, _fmt(cmp.ssim, 4))
+        self._put(5, 0, _fmt(cmp.psnr, 4) + "  (vs interpolated)")
+        self._put(6, 0, _fmt(cmp.ssim, 4) + ("" if cmp.ssim is not None else "  (region < 3 px)"))
 
     def cell(self, row_name: str, side: str) -> str:
-        """Text shown for ``row_name`` (one of ROWS) on ``side`` ("original"/"enhanced"); for tests and export."""
-        item = self.table.item(self.ROWS.index(row_name), ("original", "enhanced").index(side))
+        """Text shown for ``row_name`` (one of ROWS) on ``side`` ("original"/"enhanced"); metric rows span both."""
+        col = 0 if row_name in self.METRIC_ROWS else ("original", "enhanced").index(side)
+        item = self.table.item(self.ROWS.index(row_name), col)
         return item.text() if item is not None else ""
 
     def _put(self, row: int, col: int, text: str) -> None:
         item = QtWidgets.QTableWidgetItem(text)
-        item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        align = QtCore.Qt.AlignmentFlag.AlignLeft if self.ROWS[row] in self.METRIC_ROWS else QtCore.Qt.AlignmentFlag.AlignRight
+        item.setTextAlignment(align | QtCore.Qt.AlignmentFlag.AlignVCenter)
         self.table.setItem(row, col, item)
 
 

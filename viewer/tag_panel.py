@@ -63,7 +63,11 @@ def _rows(ds: pydicom.Dataset, depth: int, max_value_len: int, out: list[TagRow]
                 out.append(TagRow("", INDENT * (depth + 1) + f"Item {n}", "", ""))
                 _rows(item, depth + 2, max_value_len, out)
         else:
-            out.append(TagRow(tag, kw, str(elem.VR), format_value(elem, max_value_len)))
+            try:
+                value = format_value(elem, max_value_len)
+            except Exception as err:  # a malformed value must not hide the rest of the header
+                value = f"<unreadable: {err.__class__.__name__}>"
+            out.append(TagRow(tag, kw, str(elem.VR), value))
 
 
 def tag_rows(ds: pydicom.Dataset, max_value_len: int = 120) -> list[TagRow]:

@@ -250,10 +250,13 @@ def test_stats_panel_and_runner(qtbot):
     cmp = sig.args[0]
     assert cmp == compare_region(*args)
     panel.set_comparison(cmp)
-    assert panel.cell("PSNR (dB)", "enhanced") == "∞"
+    assert panel.cell("PSNR (dB)", "enhanced").startswith("∞ ")
     assert panel.cell("SSIM", "enhanced") == "1"
     assert float(panel.cell("mean", "original")) == pytest.approx(cmp.original.mean, rel=1e-3)
     assert panel.cell("pixels", "enhanced") == "320"
+    small = compare_region(original, interp + 1, interp, (4.0, 4.0, 0.9, 10.0), (1.0, 1.0), 2)
+    panel.set_comparison(small)
+    assert panel.cell("SSIM", "enhanced").startswith("–") and panel.cell("PSNR (dB)", "original")[0].isdigit()
     panel.set_comparison(None)
     assert panel.cell("mean", "original") == ""
     with qtbot.waitSignal(runner.failed, timeout=5000):
