@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 Point = tuple[float, float]
@@ -401,8 +401,8 @@ class RoiStatsPanel(QtWidgets.QWidget):
 
     def _put(self, row: int, col: int, text: str) -> None:
         item = QtWidgets.QTableWidgetItem(text)
-        align = QtCore.Qt.AlignmentFlag.AlignLeft if self.ROWS[row] in self.METRIC_ROWS else QtCore.Qt.AlignmentFlag.AlignRight
-        item.setTextAlignment(align | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        a = QtCore.Qt.AlignmentFlag
+        item.setTextAlignment((a.AlignLeft if self.ROWS[row] in self.METRIC_ROWS else a.AlignRight) | a.AlignVCenter)
         self.table.setItem(row, col, item)
 
 
