@@ -407,9 +407,10 @@ class Trainer:
             self.D_ddp.train()
             # real and fake in one forward: one DDP reduction per step (BN, in the seed D, sees both)
             d_real, d_fake = self.D_ddp(torch.cat([hr, sr.detach()])).split(len(hr))
+            d_real, d_fake = self._global(d_real), self._global(d_fake)
             loss_d = self.adv.discriminator(d_real, d_fake)
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
+            (loss_d * d.world).backward()
             self.opt_d.step()
             self.sched_d.step()
             logs.update(loss_d=loss_d.item(), d_real=d_real.mean().item(), d_fake=d_fake.mean().item())
@@ -420,9 +421,9 @@ class Trainer:
             self.D.requires_grad_(False)
             loss_c = self.content(sr, hr)
             g_real, g_fake = self.D(torch.cat([hr, sr])).split(len(hr))
-            loss_a = self.adv.generator(g_real, g_fake)
+            loss_a = self.adv.generator(self._global(g_real), self._global(g_fake))
             self.D.requires_grad_(True)
-            loss = loss + cfg.w_content * loss_c + cfg.w_adv * loss_a
+            loss = loss + cfg.w_content * loss_c + cfg.w_adv * d.world * loss_a
             logs.update(loss_content=loss_c.item(), loss_adv=loss_a.item())
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -433,6 +434,22 @@ class Trainer:
         self.ema.update_parameters(self.G)
         logs["lr"] = self.opt_g.param_groups[0]["lr"]
         return logs
+
+    def _global(self, logits):
+        """Logits of the whole global batch, gradients flowing only into this rank's part.
+
+        The relativistic loss compares each sample with the batch mean, so it is not a sum over samples;
+        computing it on the gathered batch (times the world size, since DDP averages gradients) gives every
+        rank's parameters exactly the single-process gradient. For BCE it changes nothing.
+        """
+        if not self.dist.enabled:
+            return logits
+        import torch
+        import torch.distributed as dist
+        parts = [torch.empty_like(logits) for _ in range(self.dist.world)]
+        dist.all_gather(parts, logits.detach().contiguous())
+        parts[self.dist.rank] = logits
+        return torch.cat(parts)
 
     def _all_mean(self, logs: dict) -> dict:
         if not self.dist.enabled:
