@@ -8,6 +8,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,7 +26,10 @@ DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "dicom"
 SCALE = 2
 PROV = Provenance(model="nearest", weights_name="test-weights", weights_sha256="ab" * 32, scale=SCALE)
 HAVE_DCIODVFY = shutil.which("dciodvfy") is not None
-HAVE_DCM2NIIX = shutil.which("dcm2niix") is not None
+# the venv's dcm2niix (pip, recent) and the system one (Debian, 2022) may both be there: check with each
+DCM2NIIX = list(dict.fromkeys(str(Path(p).resolve()) for p in (
+    shutil.which("dcm2niix", path=str(Path(sys.executable).parent)), shutil.which("dcm2niix")) if p))
+HAVE_DCM2NIIX = bool(DCM2NIIX)
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DICOM test data not found at {DATA}")
 
@@ -101,11 +105,11 @@ def derived(tmp_path_factory):
     return get
 
 
-def _dcm2niix(folder: Path, out: Path):
+def _dcm2niix(folder: Path, out: Path, exe: str):
     import nibabel as nib
 
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "%s_%d", "-o", str(out), str(folder)],
+    subprocess.run([exe, "-z", "n", "-b", "n", "-f", "%s_%d", "-o", str(out), str(folder)],
                    capture_output=True, text=True, timeout=300)
     return [nib.load(f) for f in sorted(glob.glob(str(out / "*.nii")))]
 
@@ -113,7 +117,9 @@ def _dcm2niix(folder: Path, out: Path):
 def _source_folder_for_dcm2niix(case: Case) -> Path:
     """The case's source files in one folder, uncompressed (this dcm2niix build may lack a JPEG-LS decoder)."""
     folder = case.work / "src"
-    folder.mkdir(exist_ok=True)
+    if folder.exists():
+        return folder
+    folder.mkdir()
     for f in case.sources:
         ds = pydicom.dcmread(f)
         if ds.file_meta.TransferSyntaxUID.is_compressed and "JPEG-LS" in ds.file_meta.TransferSyntaxUID.name:
@@ -143,11 +149,13 @@ def test_dciodvfy_adds_no_errors(derived, name):
 
 
 @pytest.mark.skipif(not HAVE_DCM2NIIX, reason="dcm2niix not on PATH")
+@pytest.mark.parametrize("exe", DCM2NIIX or ["dcm2niix"])
 @pytest.mark.parametrize("name", CASES)
-def test_dcm2niix_reads_the_refined_grid(derived, name):
+def test_dcm2niix_reads_the_refined_grid(derived, name, exe):
     case = derived(name)
-    a = _dcm2niix(_source_folder_for_dcm2niix(case), case.work / "nii_src")
-    b = _dcm2niix(case.report.out_dir, case.work / "nii_derived")
+    tag = f"{abs(hash(exe))}"
+    a = _dcm2niix(_source_folder_for_dcm2niix(case), case.work / f"nii_src_{tag}", exe)
+    b = _dcm2niix(case.report.out_dir, case.work / f"nii_derived_{tag}", exe)
     assert a and b, f"dcm2niix made {len(a)} source and {len(b)} derived volumes"
     assert len(b) <= len(a)
     tol = 1e-3  # mm; the contract allows 0.25 voxel, the mosaic and classic positions are exact

@@ -57,11 +57,14 @@ def test_dciodvfy_finds_no_errors():
         assert not errors, f"{f.name}: {errors}"
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix not on PATH")
+DCM2NIIX = shutil.which("dcm2niix", path=str(Path(sys.executable).parent)) or shutil.which("dcm2niix")
+
+
+@pytest.mark.skipif(DCM2NIIX is None, reason="dcm2niix not found")
 def test_dcm2niix_reads_the_geometry(tmp_path):
     import nibabel as nib
 
-    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-o", str(tmp_path), str(SERIES)],
+    subprocess.run([DCM2NIIX, "-z", "n", "-b", "n", "-o", str(tmp_path), str(SERIES)],
                    capture_output=True, text=True, timeout=120)
     (nii,) = [nib.load(f) for f in glob.glob(str(tmp_path / "*.nii"))]
     assert nii.shape == (96, 112, 28)
