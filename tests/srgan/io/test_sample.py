@@ -125,3 +125,28 @@ def test_derived_series_of_the_sample_is_valid(tmp_path):
     if shutil.which("dciodvfy"):
         p = subprocess.run(["dciodvfy", str(report.files[0])], capture_output=True, text=True, timeout=60)
         assert not [line for line in (p.stdout + p.stderr).splitlines() if line.startswith("Error")]
+
+    from srgan.io.dicom_series import scan
+
+    (src,) = scan(SERIES).series
+    (out,) = scan(tmp_path / "out").series
+    want = refine_affine(src.affine, 2)
+    want[:3, 3] += src.affine[:3, 2] * 12                  # the derived stack starts at source slice 12
+    assert out.shape == (1, 3, 224, 192) and np.allclose(out.affine, want, atol=1e-6)
+
+    # an AI-enhanced series is not enhanced again (by default), and the refusal says why
+    from srgan.errors import InputError
+
+    with pytest.raises(InputError, match="already AI-enhanced"):
+        write_derived_series(report.files, lambda x: x, tmp_path / "again", scale=2, provenance=prov)
+    assert not (tmp_path / "again").exists()
+
+
+def test_enhance_returning_the_wrong_shape_leaves_nothing(tmp_path):
+    from srgan.io.dicom_derived import write_derived_series
+    from srgan.provenance import Provenance
+
+    prov = Provenance(model="nearest", weights_name="none", weights_sha256="0" * 64, scale=2)
+    with pytest.raises(ValueError, match="expected"):
+        write_derived_series(FILES[:2], lambda x: x, tmp_path / "out", scale=2, provenance=prov)
+    assert list(tmp_path.iterdir()) == []
