@@ -411,7 +411,7 @@ def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provena
         if any(new != m for new, (m, _) in zip(slopes, rescales)) and not _per_frame_rescale(src):
             slopes = [max(slopes)] * len(frames)   # one shared (or implicit) rescale for every frame
         pixels = np.stack([_quantise(hr[k], slopes[k], rescales[k][1], lo, hi, dtype) for k in range(len(frames))])
-        _derive_frames(ds, src, frames, rescales, slopes, s)
+        _derive_frames(ds, src, frames, rescales, slopes, s, provenance.long()[:1024])
         ds.NumberOfFrames = len(frames)
 
     ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
@@ -456,7 +456,7 @@ def _per_frame_rescale(src: Dataset) -> bool:
 
 
 def _derive_frames(ds: Dataset, src: Dataset, frames: list[int], rescales: list[tuple[float, float]],
-                   slopes: list[float], s: int) -> None:
+                   slopes: list[float], s: int, description: str) -> None:
     """Enhanced MR: keep the chosen frames' functional groups, refine their geometry, rescale, derivation."""
     shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
     src_shared = src.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
@@ -492,6 +492,7 @@ def _derive_frames(ds: Dataset, src: Dataset, frames: list[int], rescales: list[
                 if "FrameType" in item:
                     item.FrameType = ["DERIVED", "PRIMARY"] + list(item.FrameType)[2:]
         deriv = Dataset()
+        deriv.DerivationDescription = description
         deriv.DerivationCodeSequence = DicomSequence([_code_item(DERIVATION_CODE)])
         deriv.SourceImageSequence = DicomSequence([_source_item(src, i + 1)])
         group.DerivationImageSequence = DicomSequence([deriv])
@@ -557,7 +558,8 @@ def _mark_derived(ds: Dataset, src: Dataset, provenance: Provenance, uid_map: di
     values = [str(v) for v in src.get("ImageType", [])]
     ds.ImageType = ["DERIVED", "PRIMARY" if enhanced else "SECONDARY"] + values[2:]
     ds.DerivationDescription = provenance.long()[:1024]
-    ds.DerivationCodeSequence = DicomSequence([_code_item(DERIVATION_CODE)])
+    if not enhanced:  # Enhanced MR carries the code in each frame's DerivationImageSequence only
+        ds.DerivationCodeSequence = DicomSequence([_code_item(DERIVATION_CODE)])
     ds.ImageComments = f"{DISCLAIMER}. {provenance.long()}"[:10240]
     ds.BurnedInAnnotation = "NO"
 

@@ -240,6 +240,8 @@ def _check_enhanced(ds, src):
     shared, src_shared = ds.SharedFunctionalGroupsSequence[0], src.SharedFunctionalGroupsSequence[0]
     assert int(ds.NumberOfFrames) == len(ds.PerFrameFunctionalGroupsSequence)
     for k, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        assert group.DerivationImageSequence[0].DerivationDescription == PROV.long()
+        assert group.DerivationImageSequence[0].DerivationCodeSequence[0].CodeValue == "113085"
         ref = group.DerivationImageSequence[0].SourceImageSequence[0]
         assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
         assert ref.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
