@@ -27,6 +27,7 @@ APPLICATION = "BrainSR Viewer"
 MAX_RECENT = 8
 CINE_INTERVAL_MS = 100  # 10 frames per second
 _KEEP = object()
+HEADER_PRESET = "Header"  # the series' own window (DICOM WindowCenter/Width), or the robust one if it has none
 
 
 def settings() -> QtCore.QSettings:
@@ -68,6 +69,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._header_window: wl.WindowLevel | None = None
         self._scanner: FolderScanner | None = None
         self._export_session = None
+        self._shown: tuple | None = None  # (key, original drawn, interpolation drawn, right-side state)
 
         self.loader = SliceLoader(self)
         self.enhancer = EnhanceWorker(config or EnhanceConfig(), self)
@@ -82,6 +84,8 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.addWidget(self.right)
         splitter.setHandleWidth(2)
         splitter.setChildrenCollapsible(False)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
         self.setCentralWidget(splitter)
         self.splitter = splitter
 
@@ -142,7 +146,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
                                       | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
-        self.resizeDocks([self.browser_dock], [300], QtCore.Qt.Orientation.Horizontal)
 
         self.tag_panel = None
         self.tag_dock = QtWidgets.QDockWidget("DICOM tags", self)
@@ -220,9 +223,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_zoom_out = self._action("Zoom &out", lambda: self.state.zoom_by(0.8), ["-", "Ctrl+-"])
         self.act_fit = self._action("&Fit to window", self.fit, ["F", "Ctrl+0"], tip="Fit the image into the view")
         self.act_reset_window = self._action("&Reset window/level", self.state.reset_window, "R",
-                                             tip="Window/level from the DICOM header")
+                                             tip="Back to the series' own window/level")
         self.preset_actions = {}
-        for i, name in enumerate(wl.PRESETS, start=1):
+        for i, name in enumerate([HEADER_PRESET, *wl.PRESETS]):
             self.preset_actions[name] = self._action(name, lambda _=False, n=name: self.apply_preset(n), str(i))
         self.act_show_enhanced = self._action("Show &enhanced", self.state.toggle_enhanced, "E", checkable=True,
                                               tip="Right view: AI-enhanced (on) or plain interpolation (off)")
@@ -326,8 +329,9 @@ class MainWindow(QtWidgets.QMainWindow):
         tb.addAction(self.act_show_enhanced)
         tb.addSeparator()
         self.preset_box = QtWidgets.QComboBox(tb)
-        self.preset_box.addItems(list(wl.PRESETS))
-        self.preset_box.setToolTip("Window/level preset (keys 1–4; right-drag on an image to adjust)")
+        self.preset_box.addItems([HEADER_PRESET, *wl.PRESETS])
+        self.preset_box.setMinimumContentsLength(10)
+        self.preset_box.setToolTip("Window/level preset (keys 0–4; right-drag on an image to adjust)")
         self.preset_box.textActivated.connect(self.apply_preset)
         tb.addWidget(QtWidgets.QLabel("  W/L ", tb))
         tb.addWidget(self.preset_box)
@@ -365,6 +369,14 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.addPermanentWidget(self.device_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
+
+    def showEvent(self, ev: QtGui.QShowEvent) -> None:
+        super().showEvent(ev)
+        if not getattr(self, "_docks_sized", False):
+            self._docks_sized = True
+            self.resizeDocks([self.browser_dock], [max(300, self.width() // 4)], QtCore.Qt.Orientation.Horizontal)
+            half = max(self.splitter.width() // 2, 1)
+            self.splitter.setSizes([half, half])
 
     # ------------------------------------------------------------------------------------ folders
     def choose_folder(self) -> None:
@@ -492,12 +504,13 @@ class MainWindow(QtWidgets.QMainWindow):
         }
 
     def is_settled(self) -> bool:
-        """Current slice shown; with enhancement on, its model output (or an error) has arrived."""
-        images = self.current_images()
-        if images["original"] is None or images["interpolated"] is None:
+        """The current slice is on screen: original and interpolation drawn, and with enhancement on, the
+        model's output (or its error) drawn too."""
+        shown = self._shown
+        if shown is None or shown[0] != self.current_key() or not (shown[1] and shown[2]):
             return False
         if self.enhancing and self.state.enhanced:
-            return images["enhanced"] is not None or self._enhance_error is not None
+            return shown[3] in ("ready", "error")
         return True
 
     # ------------------------------------------------------------------------------------ state → view
@@ -518,6 +531,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.left.apply_view()
             self.right.apply_view()
         if "window" in changed:
+            self._sync_preset_box()
             self.left.set_levels()
             self.right.set_levels()
             self._refresh_difference()
@@ -540,6 +554,8 @@ class MainWindow(QtWidgets.QMainWindow):
         right = self._right_image(images)
         self.right.set_image(right, rect)
         self._refresh_difference(images)
+        self._shown = (self.current_key(), images["original"] is not None, images["interpolated"] is not None,
+                       self._right_state(images))
         if self.is_settled():
             self.settled.emit()
 
@@ -595,7 +611,7 @@ class MainWindow(QtWidgets.QMainWindow):
         info = self.model_info or {}
         card = info.get("card", {})
         model = card.get("name") or (self.enhancer.config.model or None)
-        version = card.get("version")
+        version = card.get("version") or (card.get("sha256", "")[:8] or None)
         head = [series.series_description] if series.series_description else []
         self.right.set_corner("top_left", head)
         self.right.set_corner("top_right", overlays.enhanced_label(k, model, version, state),
@@ -682,10 +698,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state.fit(*self.left.viewport_px())
 
     def apply_preset(self, name: str) -> None:
-        if self._stats is None:
-            return
-        self.state.set_window(wl.preset(name, self._stats))
-        self.preset_box.setCurrentText(name)
+        """Window preset by name: ``HEADER_PRESET`` (the series' own window) or one of ``wl.PRESETS``."""
+        if name == HEADER_PRESET:
+            self.state.reset_window()
+        elif self._stats is not None:
+            self.state.set_window(wl.preset(name, self._stats))
+        self._sync_preset_box()
+
+    def _sync_preset_box(self) -> None:
+        """Show which preset the current window is; blank after a manual (right-drag) change."""
+        window = self.state.window
+        name = None
+        if window == self.state.default_window:
+            name = HEADER_PRESET
+        elif self._stats is not None:
+            name = next((n for n in wl.PRESETS if wl.preset(n, self._stats) == window), None)
+        self.preset_box.setCurrentIndex(self.preset_box.findText(name) if name else -1)
 
     def set_enhancing(self, on: bool) -> None:
         """Start (current slice first, then the whole volume) or stop background enhancement."""
@@ -873,7 +901,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "<tr><td>Wheel, ↑/↓, PgUp/PgDn</td><td>slice</td></tr>"
             "<tr><td>Ctrl+wheel, +/−, F</td><td>zoom, fit</td></tr>"
             "<tr><td>Left drag</td><td>pan (both views)</td></tr>"
-            "<tr><td>Right drag</td><td>window/level (→ width, ↓ centre); R reset; 1–4 presets</td></tr>"
+            "<tr><td>Right drag</td><td>window/level (→ width, ↓ centre); R or 0 reset; 1–4 presets</td></tr>"
             "<tr><td>Shift+drag / Ctrl+drag</td><td>region statistics / ruler</td></tr>"
             "<tr><td>Ctrl+E</td><td>enhance the series</td></tr>"
             "<tr><td>E</td><td>right view: AI-enhanced ↔ plain interpolation</td></tr>"

@@ -145,17 +145,21 @@ def display_lines(center: float, width: float, zoom_px_per_mm: float, pixel_spac
 
 
 def enhanced_label(scale: int, model: str | None, version: str | None, state: str = "ready") -> list[str]:
-    """Top-right block of the enhanced viewport. ``state``: "ready", "enhancing", "interpolated", "error"."""
+    """Top-right block of the enhanced viewport. ``state``: "ready", "enhancing", "interpolated", "error".
+
+    The first line always says what the image is ("AI-enhanced ×s" or "Interpolated ×s"), so even a
+    narrow viewport that elides the rest keeps that.
+    """
     if state == "interpolated":
         return [f"Interpolated ×{scale} (bicubic)", "not AI-enhanced"]
-    head = f"AI-enhanced ×{scale}"
+    lines = [f"AI-enhanced ×{scale}"]
     if model:
-        head += f" — {model}" + (f" {version}" if version else "")
-    lines = [head, "not for primary diagnosis"]
+        lines.append(model + (f" · {version}" if version else ""))
+    lines.append("not for primary diagnosis")
     if state == "enhancing":
-        lines.insert(0, "enhancing… (showing bicubic)")
+        lines[0] = f"Interpolated ×{scale} — enhancing…"
     elif state == "error":
-        lines.insert(0, "enhancement failed (showing bicubic)")
+        lines[0] = f"Interpolated ×{scale} — enhancement failed"
     return lines
 
 

@@ -30,6 +30,7 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         super().__init__(parent)
         self.setHeaderLabels(list(self.HEADERS))
         self.setRootIsDecorated(True)
+        self.setIndentation(12)
         self.setUniformRowHeights(True)
         self.setAlternatingRowColors(True)
         self.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
@@ -57,14 +58,18 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
                     label = f"{name}  [{s.patient_id}]" if s.patient_id else name
                     item = QtWidgets.QTreeWidgetItem([label, "", "", ""])
                     item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+                    item.setToolTip(0, label)
                     self.addTopLevelItem(item)
+                    item.setFirstColumnSpanned(True)
                     patients[pkey] = item
                 skey = (*pkey, getattr(s, "study_uid", ""), s.study_date, s.study_description)
                 if skey not in studies:
                     text = " · ".join(x for x in (s.study_description, format_date(s.study_date)) if x) or "(study)"
                     item = QtWidgets.QTreeWidgetItem([text, "", "", ""])
                     item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+                    item.setToolTip(0, text)
                     patients[pkey].addChild(item)
+                    item.setFirstColumnSpanned(True)
                     studies[skey] = item
                 item = QtWidgets.QTreeWidgetItem(series_row(s))
                 item.setData(0, SERIES_ROLE, s)

@@ -136,6 +136,7 @@ class Viewport(QtWidgets.QWidget):
         self.markers: dict[str, QtWidgets.QLabel] = {
             side: _label(self, a.AlignCenter, MARKER_COLOR, 11, bold=True) for side in ("left", "right", "top", "bottom")
         }
+        self._corner_lines: dict[str, list[str]] = {}
         self.placeholder = _label(self, a.AlignCenter, DIM_COLOR, 11)
         self._drag_start = None
 
@@ -163,14 +164,35 @@ class Viewport(QtWidgets.QWidget):
             self.image.setLevels(self.state.window.levels)
 
     def set_corner(self, corner: str, lines: list[str], color: str | None = None) -> None:
-        label = self.corners[corner]
-        label.setText("\n".join(lines))
+        """Show ``lines`` in a corner; lines too long for the corner are elided (…) rather than cut."""
+        self._corner_lines[corner] = list(lines)
         if color is not None:
-            label.setStyleSheet(f"color: {color}; background: transparent;")
-        self._place_labels()
+            self.corners[corner].setStyleSheet(f"color: {color}; background: transparent;")
+        self._render_corner(corner)
 
     def corner_text(self, corner: str) -> str:
-        return self.corners[corner].text()
+        """The full (not elided) text of a corner."""
+        return "\n".join(self._corner_lines.get(corner, []))
+
+    def _render_corner(self, corner: str) -> None:
+        """Elide the lines to the corner's room and shrink the label to its text (a small label keeps the
+        drop shadow, which is rendered per label, cheap)."""
+        label = self.corners[corner]
+        m = self.MARGIN
+        w, h = self.width(), self.height()
+        room = max(w // 2 - 2 * m - 20, 50)  # 20 px: room for the top/bottom orientation letter
+        metrics = QtGui.QFontMetrics(label.font())
+        mode = QtCore.Qt.TextElideMode.ElideRight  # keep the start of a line: it says what the line is
+        lines = [metrics.elidedText(line, mode, room) for line in self._corner_lines.get(corner, [])]
+        label.setText("\n".join(lines))
+        if not lines:
+            label.setGeometry(0, 0, 0, 0)
+            return
+        size = label.sizeHint()
+        tw, th = min(size.width() + 4, room), size.height() + 2
+        x = m if corner.endswith("left") else w - m - tw
+        y = m if corner.startswith("top") else h - m - th
+        label.setGeometry(x, y, tw, th)
 
     def set_markers(self, letters: dict[str, str]) -> None:
         for side, label in self.markers.items():
@@ -232,15 +254,8 @@ class Viewport(QtWidgets.QWidget):
     def _place_labels(self) -> None:
         m = self.MARGIN
         w, h = self.width(), self.height()
-        half_w, half_h = max(w // 2 - 2 * m, 50), max(h // 2 - 2 * m, 30)
-        geo = {
-            "top_left": QtCore.QRect(m, m, half_w, half_h),
-            "top_right": QtCore.QRect(w - m - half_w, m, half_w, half_h),
-            "bottom_left": QtCore.QRect(m, h - m - half_h, half_w, half_h),
-            "bottom_right": QtCore.QRect(w - m - half_w, h - m - half_h, half_w, half_h),
-        }
         for name, label in self.corners.items():
-            label.setGeometry(geo[name])
+            self._render_corner(name)
             label.raise_()
         s = 28
         marker_geo = {

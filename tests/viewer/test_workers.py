@@ -64,11 +64,13 @@ def test_loader_decodes_current_slice_first_with_its_interpolation(qtbot, hfs_se
     loader = SliceLoader()
     loader.set_scale(2)
     loader.start()
+    got = []
+    loader.loaded.connect(lambda *args: got.append(args))
     try:
-        with qtbot.waitSignal(loader.loaded, timeout=20_000) as blocker:
-            loader.request(hfs_series, 0, 17, prefetch=2)
-        key, original, interpolated = blocker.args
-        assert key == (series_key(hfs_series), 0, 17)
+        loader.request(hfs_series, 0, 17, prefetch=2)
+        qtbot.waitUntil(lambda: bool(got), timeout=20_000)
+        key, original, interpolated = got[0]
+        assert key == (series_key(hfs_series), 0, 17), "the requested slice comes first"
         np.testing.assert_array_equal(original, hfs_series.pixels(0, 17))
         np.testing.assert_allclose(interpolated, interpolate(original, 2), rtol=1e-5, atol=1e-3)
         qtbot.waitUntil(lambda: not loader.busy, timeout=20_000)
