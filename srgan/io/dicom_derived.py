@@ -358,7 +358,12 @@ def write_derived_series(source_files: Sequence[Path], enhance: Callable[[np.nda
                 report.skipped.append((f, f"cannot be read ({e.__class__.__name__}: {e})"))
                 src = None
             if src is not None:
-                ds = _derive(src, frames, enhance, scale, provenance, uid_map)
+                try:
+                    ds = _derive(src, frames, enhance, scale, provenance, uid_map)
+                except InputError as e:  # this file's own problem (e.g. a mosaic without tile count)
+                    report.skipped.append((f, e.problem))
+                    ds = None
+            if src is not None and ds is not None:
                 name = tmp / f"IM{len(written) + 1:05d}.dcm"
                 ds.save_as(name, enforce_file_format=True)
                 written.append(name.name)
@@ -385,7 +390,10 @@ def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provena
     if frames is None:
         if dicom_pixels.is_mosaic(src):
             n = dicom_pixels.mosaic_tile_count(src)
-            stack = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)
+            try:
+                stack = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)
+            except ValueError as e:
+                raise InputError(getattr(src, "filename", None), f"Siemens mosaic cannot be split into tiles: {e}") from e
             hr = _enhanced(enhance, stack, s)
             image = dicom_pixels.join_mosaic(hr, dicom_pixels.mosaic_grid(src))
             _scale_acquisition_matrix(ds, s)

@@ -438,3 +438,16 @@ def test_files_of_two_series_are_refused(tmp_path):
     with pytest.raises(InputError, match="2 series"):
         write_derived_series(mixed, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
     assert _leftovers(tmp_path) == []
+
+
+def test_mosaic_that_does_not_split_is_skipped_and_named(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    good, other = _files("siemens_trio_epi_mosaic_cor")
+    shutil.copy(good, folder / "good")
+    ds = pydicom.dcmread(other)
+    ds.get_private_item(0x0019, 0x0A, "SIEMENS MR HEADER").value = 49   # a 7×7 grid does not divide 384
+    ds.save_as(folder / "bad_count")
+    report = write_derived_series(sorted(folder.iterdir()), nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    assert len(report.files) == 1
+    assert [(p.name, "mosaic" in why) for p, why in report.skipped] == [("bad_count", True)]
