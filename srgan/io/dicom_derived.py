@@ -294,7 +294,8 @@ def write_derived_series(source_files: Sequence[Path], enhance: Callable[[np.nda
             report.skipped.append((f, f"not a readable DICOM file ({e.__class__.__name__}: {e})"))
     series_uids = {str(h.SeriesInstanceUID) for _, h in headers if "SeriesInstanceUID" in h}
     if len(series_uids) > 1:
-        raise InputError(source_files[0].parent, f"the files belong to {len(series_uids)} series; write one series at a time")
+        raise InputError(source_files[0].parent,
+                         f"the files belong to {len(series_uids)} series; write one series at a time")
     headers.sort(key=lambda fh: (_int(fh[1].get("InstanceNumber")), str(fh[0])))
 
     excluded: dict[str, int] = {}
@@ -393,7 +394,8 @@ def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provena
             try:
                 stack = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)
             except ValueError as e:
-                raise InputError(getattr(src, "filename", None), f"Siemens mosaic cannot be split into tiles: {e}") from e
+                raise InputError(getattr(src, "filename", None),
+                                 f"Siemens mosaic cannot be split into tiles: {e}") from e
             hr = _enhanced(enhance, stack, s)
             image = dicom_pixels.join_mosaic(hr, dicom_pixels.mosaic_grid(src))
             _scale_acquisition_matrix(ds, s)

@@ -266,7 +266,8 @@ def test_signed_ge_stays_signed_and_philips_slope_kept(derived):
     assert ge.PixelRepresentation == 1 and ge.pixel_array.dtype == np.int16
     ph = pydicom.dcmread(derived("philips_achieva_dti_ax").report.files[0])
     src = pydicom.dcmread(_philips_dti_subset()[0], stop_before_pixels=True)
-    assert float(ph.RescaleSlope) == float(src.RescaleSlope) and float(ph.RescaleIntercept) == float(src.RescaleIntercept)
+    assert float(ph.RescaleSlope) == float(src.RescaleSlope)
+    assert float(ph.RescaleIntercept) == float(src.RescaleIntercept)
 
 
 def test_two_ge_series_get_two_derived_series(derived):
