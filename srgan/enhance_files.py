@@ -119,14 +119,20 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
     if output.resolve() == src_root or src_root in output.resolve().parents:
         raise InputError(output, "refusing to write inside the source folder")
     output.parent.mkdir(parents=True, exist_ok=True)
+    # The reader may split one series into geometric parts (mixed sizes or orientations); the writer derives
+    # image for image, so it gets every file of a SeriesInstanceUID at once.
+    by_uid: dict[str, tuple[object, list[Path]]] = {}
+    for series in result.series:
+        first, files = by_uid.setdefault(series.uid, (series, []))
+        files += [f for f in series.files if f not in files]
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        several = len(result.series) > 1
-        for series in result.series:
+        several = len(by_uid) > 1
+        for series, files in by_uid.values():
             dest = staging / _series_folder_name(series) if several else staging / "series"
             label = f"series {series.series_number} {series.series_description!r}"
             try:
-                derived = write_derived_series(series.files, enhancer.enhance_stack, dest, scale=enhancer.scale,
+                derived = write_derived_series(files, enhancer.enhance_stack, dest, scale=enhancer.scale,
                                                provenance=enhancer.provenance,
                                                include_non_anatomy=include_non_anatomy,
                                                progress=lambda d, n, lab=label: log(f"{lab}: {d}/{n} files"))
