@@ -125,6 +125,23 @@ def lr_factor_d(cfg: TrainConfig, t: int) -> float:
     return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t / max(1, cfg.stage2_steps))))
 
 
+def ema_update(decay: float):
+    """EMA step for ``AveragedModel`` with the usual warm-up: decay min(decay, (1 + n)/(10 + n)) at update n,
+    so short runs are not dominated by the initial (bicubic-equivalent) weights."""
+    import torch
+
+    @torch.no_grad()
+    def update(ema_params, params, n_averaged):
+        d = min(decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged)))
+        if torch.is_floating_point(ema_params[0]):
+            torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        else:  # integer buffers (BatchNorm's batch count): keep the latest
+            for e, p in zip(ema_params, params):
+                e.copy_(p)
+
+    return update
+
+
 def pick_device(name: str):
     import torch
     if name == "auto":
@@ -232,7 +249,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False):
         import torch
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
         from srgan import data as sdata
         from srgan.losses import AdversarialLoss, ContentLoss
@@ -264,7 +281,7 @@ class Trainer:
         self.D = build_discriminator(cfg.discriminator, **dk).to(self.device)
         if cfg.init_from and not resume:
             self._init_from(cfg.init_from)
-        self.ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.ema = AveragedModel(self.G, multi_avg_fn=ema_update(cfg.ema_decay), use_buffers=True)
         self.ema.eval()
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(0.9, 0.99))

@@ -163,3 +163,17 @@ def test_stage1_on_real_kaggle_images(tmp_path):
     assert card["data"]["train_items"] == [6] and card["data"]["val_items"] == 2
     v = card["metrics"]["validation"]["bicubic"]
     assert v["n"] == 2 and 20 < v["psnr_bicubic"] < 60
+
+
+def test_ema_warms_up_then_follows_the_decay():
+    from torch.optim.swa_utils import AveragedModel
+    model = torch.nn.Linear(3, 1)
+    ema = AveragedModel(model, multi_avg_fn=train.ema_update(0.999), use_buffers=True)
+    ema.update_parameters(model)  # first update copies
+    target = model.weight.detach().clone() + 1.0
+    with torch.no_grad():
+        model.weight.copy_(target)
+    for _ in range(100):
+        ema.update_parameters(model)
+    # a fixed 0.999 would still be ~90 % the old weights after 100 steps; the warm-up has nearly caught up
+    assert (ema.module.weight - target).abs().max() < 0.12
