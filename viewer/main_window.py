@@ -67,7 +67,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._enhance_error: str | None = None
         self._stats: wl.ImageStats | None = None
         self._header_window: wl.WindowLevel | None = None
-        self._scanner: FolderScanner | None = None
+        self._scanner: FolderScanner | None = None  # the scan whose result will be shown
+        self._scanners: set[FolderScanner] = set()   # every scan thread still running
         self._export_session = None
         self._shown: tuple | None = None  # (key, original drawn, interpolation drawn, right-side state)
 
@@ -374,7 +375,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().showEvent(ev)
         if not getattr(self, "_docks_sized", False):
             self._docks_sized = True
-            self.resizeDocks([self.browser_dock], [max(300, self.width() // 4)], QtCore.Qt.Orientation.Horizontal)
+            self.resizeDocks([self.browser_dock], [max(260, min(340, self.width() // 5))], QtCore.Qt.Orientation.Horizontal)
             half = max(self.splitter.width() // 2, 1)
             self.splitter.setSizes([half, half])
 
@@ -387,19 +388,29 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_folder(folder)
 
     def open_folder(self, folder: str | Path) -> None:
-        """Scan ``folder`` in the background; the first series is shown when the scan finishes."""
+        """Scan ``folder`` in the background; the first series is shown when the scan finishes.
+
+        A scan still running for an earlier folder is left to finish, but its result is ignored.
+        """
         folder = str(folder)
-        if self._scanner is not None and self._scanner.isRunning():
-            self._scanner.scanned.disconnect()
-            self._scanner.failed.disconnect()
+        if self._scanner is not None:
+            self._scanner.scanned.disconnect(self._on_scanned)
+            self._scanner.failed.disconnect(self._on_scan_failed)
         self.statusBar().showMessage(f"Scanning {folder} …")
         scanner = FolderScanner(folder, self)
         scanner.scanned.connect(self._on_scanned)
         scanner.failed.connect(self._on_scan_failed)
         scanner.progress.connect(lambda done, total: self.statusBar().showMessage(f"Scanning {folder} … {done}/{total} files"))
-        scanner.finished.connect(scanner.deleteLater)
+        scanner.finished.connect(lambda s=scanner: self._scan_finished(s))
+        self._scanners.add(scanner)
         self._scanner = scanner
         scanner.start()
+
+    def _scan_finished(self, scanner: FolderScanner) -> None:
+        self._scanners.discard(scanner)
+        if self._scanner is scanner:
+            self._scanner = None
+        scanner.deleteLater()
 
     def _on_scanned(self, folder: str, result: Any) -> None:
         self.folder = folder
@@ -919,17 +930,32 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------------------------ shutdown
     def closeEvent(self, ev: QtGui.QCloseEvent) -> None:
+        if self.show_dialogs and self._exports_running():
+            answer = QtWidgets.QMessageBox.question(
+                self, "Export running", "A series export is still running. Cancel it and quit?")
+            if answer != QtWidgets.QMessageBox.StandardButton.Yes:
+                ev.ignore()
+                return
         self.shutdown()
         super().closeEvent(ev)
 
+    @staticmethod
+    def _exports_running() -> bool:
+        try:
+            from viewer.export import running_exports
+        except ImportError:
+            return False
+        return bool(running_exports())
+
     def shutdown(self) -> None:
-        """Stop timers and worker threads (idempotent)."""
+        """Stop timers, running exports (cancelled: they leave nothing half-written) and worker threads."""
         self.cine.stop()
-        if self._scanner is not None:
-            try:
-                self._scanner.wait(30_000)
-            except RuntimeError:  # already deleted
-                pass
+        if self._exports_running():
+            from viewer.export import shutdown_exports
+
+            shutdown_exports()
+        for scanner in list(self._scanners):
+            scanner.wait(60_000)
         self.loader.stop()
         self.enhancer.stop(wait_ms=60_000)
 

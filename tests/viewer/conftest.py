@@ -28,6 +28,14 @@ def hfdr_folder() -> Path:
     return HFDR
 
 
+@pytest.fixture
+def shared_dicom() -> Path:
+    folder = DATA / "dicom"
+    if not folder.is_dir():
+        pytest.skip(f"real DICOM test data missing: {folder}")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def hfs_series():
     """The scanned HFS sagittal T1 series (35 × 256×256), shared by the tests of one session."""

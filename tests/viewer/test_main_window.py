@@ -238,3 +238,85 @@ def test_help_does_not_import_qt_or_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "usage: brainsr" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_second_series_from_the_browser_and_volumes(qtbot, window, shared_dicom):
+    folder = shared_dicom / "ge_mr750_epi_ax_mixed_2series"
+    if not folder.is_dir():
+        pytest.skip(f"real DICOM test data missing: {folder}")
+    _open(qtbot, window, folder)
+    items = window.browser.series_items()
+    assert len(items) == 2 and [i.text(2) for i in items] == ["15×10", "15×10"]
+    first = window.series
+    with qtbot.waitSignal(window.series_shown, timeout=10_000) as blocker:
+        window.browser.setCurrentItem(next(i for i in items if i.data(0, QtCore.Qt.ItemDataRole.UserRole + 1) is not first))
+    assert blocker.args[0] is not first and window.series is blocker.args[0]
+    qtbot.waitUntil(window.is_settled, timeout=30_000)
+    assert (window.state.n_volumes, window.state.n_slices) == (10, 15)
+    window.act_next_volume.trigger()
+    assert window.state.volume == 1
+    qtbot.waitUntil(window.is_settled, timeout=30_000)
+    np.testing.assert_array_equal(window.left.image.image, window.series.pixels(1, window.state.slice))
+    assert "Vol 2/10" in window.left.corner_text("bottom_left")
+    assert {k: m.text() for k, m in window.left.markers.items()} == dict(left="R", right="L", top="A", bottom="P")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dropping_a_folder_opens_it(qtbot, window, hfs_folder):
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(sorted(hfs_folder.glob("*.dcm"))[0]))])  # a file → its folder
+    pos = QtCore.QPointF(100, 100)
+    enter = QtGui.QDragEnterEvent(pos.toPoint(), QtCore.Qt.DropAction.CopyAction, mime,
+                                  QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    drop = QtGui.QDropEvent(pos, QtCore.Qt.DropAction.CopyAction, mime, QtCore.Qt.MouseButton.LeftButton,
+                            QtCore.Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.series_shown, timeout=30_000):
+        window.dropEvent(drop)
+    assert window.folder == str(hfs_folder)
+
+
+def test_recent_folders_menu(qtbot, window, hfs_folder, hfdr_folder):
+    _open(qtbot, window, hfs_folder)
+    _open(qtbot, window, hfdr_folder)
+    texts = [a.text() for a in window.recent_menu.actions()]
+    assert str(hfdr_folder.resolve()) in texts[0] and str(hfs_folder.resolve()) in texts[1]
+    with qtbot.waitSignal(window.series_shown, timeout=30_000):
+        window.recent_menu.actions()[1].trigger()
+    assert window.series.patient_position == "HFS"
+
+
+def test_region_statistics_compare_both_sides(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    window.set_enhancing(True)
+    qtbot.waitUntil(lambda: window.current_images()["enhanced"] is not None, timeout=60_000)
+    window.roi_tool.set_rect((100.0, 80.0, 40.0, 30.0))
+    assert window.roi_dock.isVisible()
+    qtbot.waitUntil(lambda: window.roi_panel.cell("pixels", "enhanced") != "", timeout=30_000)
+    n_orig = int(window.roi_panel.cell("pixels", "original"))
+    n_enh = int(window.roi_panel.cell("pixels", "enhanced"))
+    assert n_enh == pytest.approx(4 * n_orig, rel=0.05), "the same mm region holds about s² times as many pixels"
+
+
+def test_export_view_png_is_labelled(qtbot, window, hfs_folder, tmp_path, monkeypatch):
+    _open(qtbot, window, hfs_folder)
+    out = tmp_path / "view.png"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PNG image (*.png)"))
+    window.act_export_png.trigger()
+    image = QtGui.QImage(str(out))
+    assert not image.isNull() and image.width() > 800
+    assert "not for primary diagnosis" in image.text("Disclaimer")
+
+
+def test_export_enhanced_series_runs_in_the_background(qtbot, window, hfs_folder, tmp_path, monkeypatch):
+    _open(qtbot, window, hfs_folder)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    window.act_export_series.trigger()
+    session = window._export_session
+    assert session is not None
+    with qtbot.waitSignal(session.done, timeout=120_000) as blocker:
+        pass
+    report = blocker.args[0]
+    assert report is not None and len(report.files) == 35
+    assert report.out_dir.parent == tmp_path
