@@ -23,12 +23,25 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from srgan.data import DataConfig
-from srgan.degrade import DegradationConfig
 from srgan.errors import InputError
 
+if TYPE_CHECKING:
+    from srgan.data import DataConfig
+    from srgan.degrade import DegradationConfig
+
 CKPT = "ckpt.pt"
+
+
+def _data_config(**kw):
+    from srgan.data import DataConfig  # imports torch: kept out of `srgan train --help`
+    return DataConfig(**kw)
+
+
+def _degradation_config(**kw):
+    from srgan.degrade import DegradationConfig
+    return DegradationConfig(**kw)
 
 
 @dataclass
@@ -44,8 +57,8 @@ class TrainConfig:
     discriminator: str = "pooled"
     discriminator_kwargs: dict = field(default_factory=dict)
     scale: int = 2
-    data: DataConfig = field(default_factory=DataConfig)
-    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    data: DataConfig = field(default_factory=_data_config)
+    degradation: DegradationConfig = field(default_factory=_degradation_config)
     patch_size: int = 96
     batch_size: int = 16
     lr: float = 2e-4
@@ -77,9 +90,9 @@ class TrainConfig:
 
     def __post_init__(self):
         if isinstance(self.data, dict):
-            self.data = DataConfig(**self.data)
+            self.data = _data_config(**self.data)
         if isinstance(self.degradation, dict):
-            self.degradation = DegradationConfig(**self.degradation)
+            self.degradation = _degradation_config(**self.degradation)
         self.degradation.scale = self.scale
         self.degradation.validate()
         if self.patch_size % self.scale:
