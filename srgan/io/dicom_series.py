@@ -446,6 +446,10 @@ def _add_file(ds, path, infos, frames_by_series, problems) -> None:
         if reason:
             problems.append(Problem(path, reason))
             return
+    elif len(ds) == 0 or "Image" in str(getattr(ds.get("SOPClassUID"), "name", "")):
+        size = path.stat().st_size
+        problems.append(Problem(path, f"is truncated: only {size} bytes, the header ends before any image attribute"))
+        return
     else:
         return  # a DICOM object without an image (structured report, presentation state...)
     try:

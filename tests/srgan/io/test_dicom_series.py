@@ -197,6 +197,18 @@ def test_only_broken_dicom_raises_naming_a_file(tmp_path):
         scan(tmp_path)
 
 
+@pytest.mark.parametrize("keep", [300, 2000])
+def test_file_cut_inside_its_header_is_named_as_truncated(prisma_copy, keep):
+    folder, files = prisma_copy(3)
+    files[1].write_bytes(files[1].read_bytes()[:keep])
+    result = scan(folder)
+    assert [s.shape for s in result.series] == [(1, 2, 256, 256)]
+    assert [p.path.name for p in result.problems] == [files[1].name]
+    assert "truncated" in result.problems[0].message
+    with pytest.raises(InputError, match=f"{files[1].name}.*truncated"):
+        scan(files[1])
+
+
 def test_extensionless_files_in_subfolders_are_found(prisma_copy, tmp_path):
     folder, files = prisma_copy(4, names=lambda i: f"deep/er/IM{i}")
     progress = []
