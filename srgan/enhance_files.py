@@ -183,4 +183,12 @@ def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: 
             raise InputError(src, "none of its images could be enhanced: "
                              + "; ".join(f"{p.name}: {why}" for p, why in report.failed[:5]))
         return report
-    return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy)
+    from srgan.io.dicom_series import scan
+
+    try:
+        result = scan(src)
+    except InputError as e:
+        if e.problem == "holds no DICOM image":
+            raise InputError(src, "holds no DICOM image and no 2D image (.png, .jpg, .tif); nothing to enhance") from None
+        raise
+    return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy, scan_result=result)
