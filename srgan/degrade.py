@@ -166,9 +166,9 @@ class DegradationConfig:
     scale: int = 2
     p_kspace: float = 0.5
     p_hamming: float = 0.3
-    p_blur: float = 0.2
+    p_blur: float = 0.1
     blur_sigma: tuple[float, float] = (0.2, 0.8)
-    p_noise: float = 0.3
+    p_noise: float = 0.2
     noise_sigma: tuple[float, float] = (0.0, 0.02)
     quantize_8bit: bool = True
 
