@@ -110,6 +110,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.enhancer.progress.connect(self._on_enhance_progress)
         self.enhancer.failed.connect(self._on_enhance_failed)
         self.enhancer.model_ready.connect(self._on_model_ready)
+        self.left.resized.connect(self._on_viewport_resized)
         self.left.vb.hovered.connect(lambda x, y: self._on_hover(x, y, False))
         self.right.vb.hovered.connect(lambda x, y: self._on_hover(x, y, True))
         self.state.subscribe(self._on_state)
@@ -493,6 +494,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state.set_series(series_key(series), n_vol, n_sl, plane, window, viewport_px=self.left.viewport_px())
         title = " — ".join(x for x in (overlays.format_person_name(series.patient_name), series.series_description) if x)
         self.setWindowTitle(f"BrainSR — {title}" if title else "BrainSR")
+        if getattr(series, "problems", None):
+            self.statusBar().showMessage("Note: " + "; ".join(series.problems), 15000)
         self.series_shown.emit(series)
 
     def _page(self) -> int:
@@ -655,6 +658,11 @@ class MainWindow(QtWidgets.QMainWindow):
             if 0 <= ri < image.shape[0] and 0 <= ci < image.shape[1]:
                 text += f"   value {image[ri, ci]:.0f}"
         self.cursor_label.setText(text)
+
+    def _on_viewport_resized(self) -> None:
+        """Keep a fitted image fitted when the window or the splitter changes size."""
+        if self.state.plane is not None and self.state.fitted:
+            self.fit()
 
     # ------------------------------------------------------------------------------------ workers → view
     def _on_loaded(self, key: tuple, original: np.ndarray, interpolated: np.ndarray | None) -> None:

@@ -59,6 +59,7 @@ class ViewState:
     plane: Plane | None = None
     zoom: float = 1.0                          # screen px per mm
     pan: tuple[float, float] = (0.0, 0.0)      # mm at the viewport centre
+    fitted: bool = True                        # zoom/pan still "fit to window": refit when the window resizes
     window: WindowLevel = WindowLevel(0.5, 1.0)
     default_window: WindowLevel = WindowLevel(0.5, 1.0)
     window_span: float = 1.0                   # robust intensity span: scales right-drag W/L steps
@@ -95,6 +96,7 @@ class ViewState:
         self.window = self.default_window = window
         self.window_span = float(window_span) if window_span and window_span > 0 else max(window.width, 1e-6)
         self.pan = plane.centre_mm
+        self.fitted = True
         if viewport_px is not None:
             self.zoom = self.fit_zoom(*viewport_px)
         self._notify("series", "slice", "volume", "zoom", "pan", "window")
@@ -131,6 +133,7 @@ class ViewState:
             return
         self.zoom = self.fit_zoom(width_px, height_px)
         self.pan = self.plane.centre_mm
+        self.fitted = True
         self._notify("zoom", "pan")
 
     def set_zoom(self, zoom: float, anchor_mm: tuple[float, float] | None = None) -> None:
@@ -138,6 +141,7 @@ class ViewState:
         new = _clamp_zoom(zoom)
         if new == self.zoom:
             return
+        self.fitted = False
         if anchor_mm is not None:
             ax, ay = anchor_mm
             k = self.zoom / new
@@ -154,6 +158,7 @@ class ViewState:
 
     def set_pan(self, x_mm: float, y_mm: float) -> None:
         if (x_mm, y_mm) != self.pan:
+            self.fitted = False
             self.pan = (float(x_mm), float(y_mm))
             self._notify("pan")
 

@@ -103,6 +103,8 @@ def _label(parent: QtWidgets.QWidget, align: QtCore.Qt.AlignmentFlag, color: str
 class Viewport(QtWidgets.QWidget):
     """One linked slice view. ``role`` is "original" or "enhanced" (only changes the default caption)."""
 
+    resized = QtCore.Signal()
+
     CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
     MARGIN = 8
 
@@ -246,6 +248,7 @@ class Viewport(QtWidgets.QWidget):
         self._place_labels()
         if self.state.plane is not None:
             self.apply_view()
+        self.resized.emit()
 
     def showEvent(self, ev: QtGui.QShowEvent) -> None:
         super().showEvent(ev)

@@ -51,6 +51,10 @@ def test_opens_the_real_series_at_the_middle_slice(qtbot, window, hfs_folder):
     # header window (Siemens WindowCenter/Width) is valid, so it is the initial window
     assert s.window == s.default_window and s.window.width > 0
     assert str(hfs_folder.resolve()) in settings().value("recent_folders")
+    window.tag_dock.show()  # the tag panel follows the slice shown
+    qtbot.waitUntil(lambda: any(r[1] == "InstanceNumber" for r in window.tag_panel.visible_rows()), timeout=5_000)
+    number = next(r[3] for r in window.tag_panel.visible_rows() if r[1] == "InstanceNumber")
+    assert number == str(window.series.frame(0, 17).instance_number)
 
 
 def test_decubitus_series_letters_come_from_iop(qtbot, window, hfdr_folder):
@@ -148,6 +152,9 @@ def test_keyboard_shortcuts_step_slices_and_zoom(qtbot, window, hfs_folder):
     assert window.state.zoom == pytest.approx(zoom * 1.25)
     window.act_fit.trigger()
     assert window.state.zoom == pytest.approx(zoom)
+    window.resize(window.width() + 300, window.height())  # a fitted image stays fitted
+    qtbot.waitUntil(lambda: window.state.zoom != pytest.approx(zoom), timeout=5_000)
+    assert window.state.zoom == pytest.approx(window.state.fit_zoom(*window.left.viewport_px()))
 
 
 def test_enhancement_and_toggle(qtbot, window, hfs_folder):

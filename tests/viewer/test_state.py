@@ -61,6 +61,17 @@ def test_zoom_keeps_the_anchor_point_fixed_on_screen():
     assert after == pytest.approx(before)
 
 
+def test_fitted_until_the_user_zooms_or_pans():
+    s = _state()
+    assert s.fitted
+    s.zoom_by(1.5)
+    assert not s.fitted
+    s.fit(400, 300)
+    assert s.fitted
+    s.pan_by_px(3, 4)
+    assert not s.fitted
+
+
 def test_zoom_is_bounded_and_pan_follows_the_mouse():
     s = _state()
     s.set_zoom(1e9)
