@@ -1,0 +1,117 @@
+"""The ``srgan enhance`` contract, end to end through the real command line (subprocess, tiny weights)."""
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan.io.geometry import refine_affine
+
+
+def srgan(*args, check_rc=None):
+    p = subprocess.run([sys.executable, "-m", "srgan.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check_rc is not None:
+        assert p.returncode == check_rc, p.stderr
+    return p
+
+
+def test_help_is_instant_and_does_not_import_torch():
+    code = "import sys; from srgan.cli import main; main(['--help']); print('torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip().endswith("False")
+    assert "enhance" in p.stdout
+
+
+def test_image_folder_keeps_names_sizes_and_depth(shared_data, tiny_weights, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    jpg = sorted((shared_data / "kaggle-brain-tumor-mri" / "glioma").glob("*.jpg"))[0]
+    Image.open(jpg).convert("L").crop((0, 0, 61, 47)).save(src / "sub" / "a.jpg")
+    Image.fromarray((np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16)).save(src / "b16.png")
+    srgan("enhance", src, "-o", tmp_path / "out", "--scale", 2, "--weights", tiny_weights, check_rc=0)
+    a = Image.open(tmp_path / "out" / "sub" / "a.png")
+    b = Image.open(tmp_path / "out" / "b16.png")
+    assert a.size == (122, 94) and a.mode == "L"
+    assert b.size == (80, 60) and b.mode.startswith("I")
+    assert "AI-enhanced" in a.info.get("Description", "")
+
+
+def test_bad_file_in_folder_is_named_and_skipped(shared_data, tiny_weights, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    jpg = sorted((shared_data / "kaggle-brain-tumor-mri" / "meningioma").glob("*.jpg"))[0]
+    Image.open(jpg).convert("L").resize((64, 64)).save(src / "good.png")
+    (src / "bad.jpg").write_bytes(np.random.default_rng(0).bytes(3000))
+    p = srgan("enhance", src, "-o", tmp_path / "out", "--scale", 2, "--weights", tiny_weights)
+    assert p.returncode == 1
+    assert "bad.jpg" in p.stderr and "Traceback" not in p.stderr
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["good.png"]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "garbage.png", "notes"])
+def test_bad_input_exits_non_zero_without_traceback_or_output(tiny_weights, tmp_path, case):
+    path = tmp_path / case
+    if case == "empty":
+        path.mkdir()
+    elif case == "garbage.png":
+        path.write_bytes(b"\x89PNG not really" * 40)
+    elif case == "notes":
+        path.mkdir()
+        (path / "README.txt").write_text("scan notes\n")
+    out = tmp_path / "out"
+    p = srgan("enhance", path, "-o", out, "--scale", 2, "--weights", tiny_weights)
+    assert p.returncode != 0 and "Traceback" not in p.stderr and p.stderr.strip()
+    assert str(path.name) in p.stderr
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_nifti_affine_refined_with_field_of_view_kept(shared_data, tiny_weights, tmp_path):
+    img = nib.load(shared_data / "brainles-examples" / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t1n.nii.gz")
+    data = np.asanyarray(img.dataobj)[::2, ::2, 70:150:10].astype(np.float32)   # 2 mm in-plane, 10 mm slices
+    aff = img.affine @ np.diag([2, 2, 10, 1])
+    aff[:3, 3] = img.affine[:3, :3] @ [0, 0, 70] + img.affine[:3, 3]
+    nib.save(nib.Nifti1Image(data, aff), tmp_path / "lr.nii.gz")
+    srgan("enhance", tmp_path / "lr.nii.gz", "-o", tmp_path / "sr.nii.gz", "--scale", 2, "--weights", tiny_weights,
+          check_rc=0)
+    out = nib.load(tmp_path / "sr.nii.gz")
+    assert out.shape == (data.shape[0] * 2, data.shape[1] * 2, data.shape[2])
+    assert np.allclose(out.affine, refine_affine(aff, 2, axes=(0, 1)), atol=1e-5)
+    assert "AI-enhanced" in out.header["descrip"].item().decode()
+    assert (tmp_path / "sr.json").is_file()
+
+
+def test_dicom_folder_becomes_a_derived_series(shared_data, tiny_weights, tmp_path):
+    import pydicom
+
+    src = shared_data / "dicom" / "trio_sag_jpegls_noisepixels"
+    srgan("enhance", src, "-o", tmp_path / "out", "--scale", 2, "--weights", tiny_weights, check_rc=0)
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(files) == 4
+    ds = pydicom.dcmread(files[0])
+    assert (ds.Rows, ds.Columns) == (512, 512)
+    assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"]
+    assert "not for primary diagnosis" in ds.DerivationDescription
+
+
+def test_output_inside_dicom_source_is_refused(shared_data, tiny_weights, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(shared_data / "dicom" / "trio_sag_jpegls_noisepixels", src)
+    before = sorted(p.name for p in src.iterdir())
+    p = srgan("enhance", src, "-o", src / "out", "--scale", 2, "--weights", tiny_weights)
+    assert p.returncode == 1 and "source folder" in p.stderr
+    assert sorted(p.name for p in src.iterdir()) == before
+
+
+def test_missing_bundled_weights_are_explained(tmp_path, monkeypatch):
+    env_dir = tmp_path / "res"
+    (env_dir / "weights").mkdir(parents=True)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    p = subprocess.run([sys.executable, "-m", "srgan.cli", "enhance", str(img), "-o", str(tmp_path / "o.png"),
+                        "--scale", "4"], capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "BRAINSR_RESOURCES": str(env_dir)})
+    assert p.returncode == 1 and "no bundled x4 weights" in p.stderr
