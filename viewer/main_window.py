@@ -19,7 +19,7 @@ from viewer import SAMPLE_SERIES, overlays
 from viewer import window_level as wl
 from viewer.series_browser import SeriesBrowser
 from viewer.state import Plane, ViewState
-from viewer.viewport import AI_COLOR, DIM_COLOR, TEXT_COLOR, Viewport
+from viewer.viewport import AI_COLOR, DIM_COLOR, ERROR_COLOR, TEXT_COLOR, Viewport
 from viewer.workers import EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, series_key
 
 ORGANISATION = "BrainSR"
@@ -376,7 +376,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().showEvent(ev)
         if not getattr(self, "_docks_sized", False):
             self._docks_sized = True
-            self.resizeDocks([self.browser_dock], [max(260, min(340, self.width() // 5))], QtCore.Qt.Orientation.Horizontal)
+            self.resizeDocks([self.browser_dock], [max(300, min(360, int(self.width() / 4.5)))], QtCore.Qt.Orientation.Horizontal)
             half = max(self.splitter.width() // 2, 1)
             self.splitter.setSizes([half, half])
 
@@ -628,8 +628,8 @@ class MainWindow(QtWidgets.QMainWindow):
         version = card.get("version") or (card.get("sha256", "")[:8] or None)
         head = [series.series_description] if series.series_description else []
         self.right.set_corner("top_left", head)
-        self.right.set_corner("top_right", overlays.enhanced_label(k, model, version, state),
-                              AI_COLOR if state != "interpolated" else TEXT_COLOR)
+        color = {"ready": AI_COLOR, "enhancing": AI_COLOR, "error": ERROR_COLOR}.get(state, TEXT_COLOR)
+        self.right.set_corner("top_right", overlays.enhanced_label(k, model, version, state), color)
         self.right.set_corner("bottom_left", sl)
         self.right.set_corner("bottom_right", overlays.display_lines(
             s.window.center, s.window.width, s.zoom, (plane.row_spacing / k, plane.col_spacing / k),

@@ -152,14 +152,14 @@ def enhanced_label(scale: int, model: str | None, version: str | None, state: st
     """
     if state == "interpolated":
         return [f"Interpolated ×{scale} (bicubic)", "not AI-enhanced"]
+    if state == "enhancing":
+        return [f"Interpolated ×{scale} (bicubic)", "AI enhancing…"]
+    if state == "error":
+        return [f"Interpolated ×{scale} (bicubic)", "AI enhancement failed"]
     lines = [f"AI-enhanced ×{scale}"]
     if model:
         lines.append(model + (f" · {version}" if version else ""))
     lines.append("not for primary diagnosis")
-    if state == "enhancing":
-        lines[0] = f"Interpolated ×{scale} — enhancing…"
-    elif state == "error":
-        lines[0] = f"Interpolated ×{scale} — enhancement failed"
     return lines
 
 

@@ -23,6 +23,7 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 TEXT_COLOR = "#cfd6de"
 DIM_COLOR = "#8a96a3"
 AI_COLOR = "#f0b44c"      # amber: "this image was made by a model"
+ERROR_COLOR = "#e57373"
 MARKER_COLOR = "#9fd0ff"
 WHEEL_STEP = 120          # one mouse-wheel notch (QWheelEvent angle delta)
 ZOOM_PER_NOTCH = 1.15

@@ -160,7 +160,7 @@ def test_keyboard_shortcuts_step_slices_and_zoom(qtbot, window, hfs_folder):
 def test_enhancement_and_toggle(qtbot, window, hfs_folder):
     _open(qtbot, window, hfs_folder)
     window.set_enhancing(True)
-    assert "enhancing…" in window.right.corner_text("top_right")
+    assert "AI enhancing…" in window.right.corner_text("top_right")
     qtbot.waitUntil(lambda: window.current_images()["enhanced"] is not None, timeout=60_000)
     qtbot.waitUntil(window.is_settled, timeout=10_000)
     images = window.current_images()
@@ -190,7 +190,7 @@ def test_enhancement_error_goes_to_the_status_bar(qtbot, hfs_folder, tmp_path):
             w.open_folder(hfs_folder)
         assert "missing" in blocker.args[0]
         qtbot.waitUntil(w.is_settled, timeout=30_000)
-        assert "enhancement failed" in w.right.corner_text("top_right")
+        assert "AI enhancement failed" in w.right.corner_text("top_right")
         assert "missing" in w.statusBar().currentMessage()
     finally:
         w.shutdown()
