@@ -406,7 +406,8 @@ class Trainer:
             "name": f"{cfg.weights_name}-{kind}",
             "data": self.data_card,
             "degradation": cfg.degradation.as_dict(),
-            "metrics": {"step": self.step, "validation": self.metrics,
+            "metrics": {"step": self.step, "validated_at_step": getattr(self, "val_step", -1),
+                        "validation": self.metrics,
                         "note": "PSNR in normalised units on held-out crops (data range 1)"},
             "normalisation": {"method": "percentile", "p_low": 0.5, "p_high": 99.5,
                               "fit_on": "each LR input image / slice, applied to input and inverted on output"},
@@ -501,10 +502,48 @@ class Trainer:
         dist.broadcast(t, 0)
         return bool(t.item())
 
+    def _validate_and_log(self, val_csv, tb, bar) -> None:
+        self.metrics = self.validate()
+        self.val_step = self.step
+        for kind, m in self.metrics.items():
+            val_csv.write({"step": self.step, "kind": kind, **m})
+            if tb:
+                for k in ("psnr", "psnr_bicubic", "gain_db"):
+                    tb.add_scalar(f"val_{kind}/{k}", m[k], self.step)
+        if self.metrics:
+            (bar.write if bar else print)(f"step {self.step}: " + "; ".join(
+                f"{k} {m['psnr']:.2f} dB (bicubic {m['psnr_bicubic']:.2f}, gain {m['gain_db']:+.2f})"
+                for k, m in self.metrics.items()))
+
+    def _catch_signals(self) -> None:
+        """First Ctrl-C / SIGTERM: finish the step, checkpoint, export, exit 0. A second Ctrl-C aborts."""
+        import signal
+        import threading
+        self._signal = None
+        self._old_handlers = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            if self._signal and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signal = signal.Signals(signum).name
+            print(f"\n{self._signal}: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, handler)
+
+    def _restore_signals(self) -> None:
+        import signal
+        for sig, h in self._old_handlers.items():
+            signal.signal(sig, h)
+
     def run(self) -> int:
         from tqdm import tqdm
         cfg, main = self.cfg, self.dist.main
         self.t0 = time.time()
+        self.val_step = -1
+        self._catch_signals()
         start_step = self.step
         log_csv = val_csv = tb = None
         if main:
@@ -543,29 +582,22 @@ class Trainer:
                             tb and tb.add_scalar(f"train/{k}", v, self.step)
                         bar.set_postfix(loss=f"{logs['loss_pixel']:.4f}", sps=f"{logs['samples_per_s']:.1f}")
                 if main and (self.step % cfg.val_every == 0 or at_stage_end):
-                    self.metrics = self.validate()
-                    for kind, m in self.metrics.items():
-                        val_csv.write({"step": self.step, "kind": kind, **m})
-                        if tb:
-                            for k in ("psnr", "psnr_bicubic", "gain_db"):
-                                tb.add_scalar(f"val_{kind}/{k}", m[k], self.step)
-                    if self.metrics:
-                        bar.write(f"step {self.step}: " + "; ".join(
-                            f"{k} {m['psnr']:.2f} dB (bicubic {m['psnr_bicubic']:.2f}, gain {m['gain_db']:+.2f})"
-                            for k, m in self.metrics.items()))
+                    self._validate_and_log(val_csv, tb, bar)
                 if self.step == cfg.stage1_steps and cfg.stage1_steps:
                     self.export("fidelity")
                 if self.step % cfg.ckpt_every == 0 or at_stage_end:
                     self.save_checkpoint()
                 over_time = cfg.time_budget_min and (time.time() - self.t0) > 60 * cfg.time_budget_min
                 stop_here = cfg.stop_after and self.step - start_step >= cfg.stop_after
-                if self.step < cfg.total_steps and self._agree(bool(over_time or stop_here)):
-                    reason = "time budget reached" if over_time else f"stopped after {cfg.stop_after} steps"
+                if self.step < cfg.total_steps and self._agree(bool(over_time or stop_here or self._signal)):
+                    reason = ("time budget reached" if over_time else f"stopped after {cfg.stop_after} steps"
+                              if stop_here else f"stopped by {self._signal}")
                     break
-        except KeyboardInterrupt:
-            reason = "interrupted"
         finally:
             bar.close()
+            self._restore_signals()
+        if main and reason != "finished" and self.step != self.val_step:
+            self._validate_and_log(val_csv, tb, None)
         self.save_checkpoint()
         if self.step == cfg.total_steps and cfg.stage2_steps:
             self.export("gan")
@@ -581,7 +613,7 @@ class Trainer:
                 tb.close()
             note = "" if reason == "finished" else f"; continue with: srgan train --out {self.run_dir} --resume"
             print(f"{reason} at step {self.step}/{cfg.total_steps}{note}")
-        return 130 if reason == "interrupted" else 0
+        return 0
 
 
 class _CsvLog:

@@ -177,3 +177,24 @@ def test_ema_warms_up_then_follows_the_decay():
         ema.update_parameters(model)
     # a fixed 0.999 would still be ~90 % the old weights after 100 steps; the warm-up has nearly caught up
     assert (ema.module.weight - target).abs().max() < 0.12
+
+
+def test_sigterm_stops_at_a_step_boundary_with_checkpoint_and_weights(images, tmp_path):
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "sig"
+    args = tiny_args(images, out, "--stage1-steps", "100000", "--stage2-steps", "0", "--log-every", "1")
+    p = subprocess.Popen([sys.executable, "-m", "srgan.train", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "log.csv").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    p.terminate()
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 0, stderr[-2000:]
+    assert "stopped by SIGTERM" in stdout
+    step = state(out)["step"]
+    assert 1 <= step < 100000
+    _, card = load_weights(out / "brainsr-x2-fidelity-partial.safetensors")
+    assert card["training"]["steps"] == step and card["metrics"]["validated_at_step"] == step
