@@ -196,18 +196,22 @@ class MainWindow(QtWidgets.QMainWindow):
             lambda mm: self.statusBar().showMessage(f"Ruler: {self.ruler_tool.label_text()}", 6000))
 
     def _action(self, text: str, slot, shortcut=None, checkable: bool = False, tip: str | None = None,
-                context=QtCore.Qt.ShortcutContext.WindowShortcut) -> QtGui.QAction:
+                images_only: bool = False) -> QtGui.QAction:
+        """A menu/toolbar action. ``images_only``: its keys act only while the images have the focus, so
+        arrows and Page keys still move through the series list and the tag table."""
         act = QtGui.QAction(text, self)
         if shortcut is not None:
             shortcuts = shortcut if isinstance(shortcut, (list, tuple)) else [shortcut]
             act.setShortcuts([QtGui.QKeySequence(s) for s in shortcuts])
-            act.setShortcutContext(context)
+            act.setShortcutContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut if images_only
+                                   else QtCore.Qt.ShortcutContext.WindowShortcut)
         act.setCheckable(checkable)
         if tip:
             act.setStatusTip(tip)
             act.setToolTip(f"{tip} ({act.shortcut().toString()})" if shortcut else tip)
         act.triggered.connect(slot)
-        self.addAction(act)  # shortcuts work even when the menu bar is hidden
+        # added to a widget so the keys work even when the menu bar is hidden
+        (self.splitter if images_only else self).addAction(act)
         return act
 
     def _build_actions(self) -> None:
@@ -236,12 +240,15 @@ class MainWindow(QtWidgets.QMainWindow):
                                            checkable=True, tip="Overlay enhanced − interpolated on the right view")
         self.act_cine = self._action("&Cine play/pause", self.toggle_cine, "Space", checkable=True,
                                      tip="Step through the slices")
-        self.act_next = self._action("Next slice", lambda: self.state.step_slice(1), ["Down", "Right"])
-        self.act_prev = self._action("Previous slice", lambda: self.state.step_slice(-1), ["Up", "Left"])
-        self.act_page_down = self._action("Slice +10", lambda: self.state.step_slice(self._page()), "PgDown")
-        self.act_page_up = self._action("Slice −10", lambda: self.state.step_slice(-self._page()), "PgUp")
-        self.act_first = self._action("First slice", lambda: self.state.set_slice(0), "Home")
-        self.act_last = self._action("Last slice", lambda: self.state.set_slice(self.state.n_slices - 1), "End")
+        step = self.state.step_slice
+        self.act_next = self._action("Next slice", lambda: step(1), ["Down", "Right"], images_only=True)
+        self.act_prev = self._action("Previous slice", lambda: step(-1), ["Up", "Left"], images_only=True)
+        self.act_page_down = self._action("Page forward (a tenth of the slices)", lambda: step(self._page()),
+                                          "PgDown", images_only=True)
+        self.act_page_up = self._action("Page back", lambda: step(-self._page()), "PgUp", images_only=True)
+        self.act_first = self._action("First slice", lambda: self.state.set_slice(0), "Home", images_only=True)
+        self.act_last = self._action("Last slice", lambda: self.state.set_slice(self.state.n_slices - 1), "End",
+                                     images_only=True)
         self.act_next_volume = self._action("Next volume", lambda: self.state.set_volume(self.state.volume + 1), "]")
         self.act_prev_volume = self._action("Previous volume", lambda: self.state.set_volume(self.state.volume - 1), "[")
 
@@ -421,6 +428,7 @@ class MainWindow(QtWidgets.QMainWindow):
         skipped = f" · {len(result.problems)} file(s) skipped" if result.problems else ""
         self.statusBar().showMessage(f"{len(result.series)} series in {folder}{skipped}", 8000)
         self.show_series(_first_anatomy(result.series))
+        self.left.view.setFocus()  # arrows/PgUp/PgDn go to the images straight away
 
     def _on_scan_failed(self, folder: str, message: str) -> None:
         self.report_error("Cannot open folder", message)

@@ -144,9 +144,15 @@ def test_window_level_drag_presets_and_reset_apply_to_both_sides(qtbot, window, 
 def test_keyboard_shortcuts_step_slices_and_zoom(qtbot, window, hfs_folder):
     _open(qtbot, window, hfs_folder)
     window.activateWindow()
-    window.act_next.trigger()
-    window.act_page_down.trigger()
+    assert window.left.view.hasFocus()
+    qtbot.keyClick(window.left.view, QtCore.Qt.Key.Key_Down)
+    qtbot.keyClick(window.left.view, QtCore.Qt.Key.Key_PageDown)
     assert window.state.slice == 17 + 1 + 3
+    window.browser.setFocus()  # in the series list the arrows move through the list, not the slices
+    qtbot.keyClick(window.browser, QtCore.Qt.Key.Key_Down)
+    assert window.state.slice == 21
+    window.act_prev.trigger()
+    assert window.state.slice == 20
     zoom = window.state.zoom
     window.act_zoom_in.trigger()
     assert window.state.zoom == pytest.approx(zoom * 1.25)
