@@ -1,11 +1,13 @@
 """DDP: two CPU processes (gloo, launched by torchrun) over a global batch of 4 end where one process over the
-same global batch ends: 3 L1 steps then 2 adversarial steps with the (batch-coupled) relativistic loss.
+same global batch ends: 3 L1 steps then an adversarial step with the (batch-coupled) relativistic loss.
 
 Tolerances, and why: gloo sums gradients in another float32 order than one process does, so gradients agree to
-about 1e-8, not bitwise. Generator and EMA weights must agree within 1e-5. Discriminator *gradients* (Adam's
-first moments) must agree within 1e-6. Discriminator *weights* may differ by up to 2·lr_d per step: a few of its
-biases have an exactly zero true gradient under the relativistic loss (a constant shift of all logits cancels),
-and Adam turns the float noise there into ±lr steps. Checked: with BCE every weight agrees within 1e-7.
+about 1e-8, not bitwise. Generator and EMA weights must agree within 1e-5. The discriminator *gradient*
+(Adam's first moment after its one step) must agree within 1e-7. Discriminator *weights* may differ by up to
+2·lr_d: a few of its biases have an exactly zero true gradient under the relativistic loss (a constant shift of
+all logits cancels), and Adam's first step turns the float noise there into ±lr steps; later D gradients are
+taken at those slightly different weights, so only the first is compared. With BCE every weight agrees within
+1e-7 (checked by hand).
 """
 import json
 import os
@@ -22,7 +24,7 @@ from srgan import train
 from srgan.models import DISCRIMINATORS, GENERATORS
 
 LR_D = 1e-4
-D_STEPS = 2
+D_STEPS = 1
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_two_gloo_ranks_match_one_process(images, tmp_path):
     assert max_diff(a["G"], b["G"]) < 1e-5
     assert max_diff(a["ema"], b["ema"]) < 1e-5
     for i, st in b["opt_d"]["state"].items():
-        assert (a["opt_d"]["state"][i]["exp_avg"] - st["exp_avg"]).abs().max() < 1e-6
+        assert (a["opt_d"]["state"][i]["exp_avg"] - st["exp_avg"]).abs().max() < 1e-7
     assert max_diff(a["D"], b["D"]) <= 2 * LR_D * D_STEPS * 1.01
     # only rank 0 writes; logged losses are global-batch means, equal to the single process's
     ddp_log = (tmp_path / "ddp" / "log.csv").read_text().splitlines()
