@@ -198,3 +198,23 @@ def test_sigterm_stops_at_a_step_boundary_with_checkpoint_and_weights(images, tm
     assert 1 <= step < 100000
     _, card = load_weights(out / "brainsr-x2-fidelity-partial.safetensors")
     assert card["training"]["steps"] == step and card["metrics"]["validated_at_step"] == step
+
+
+def test_init_from_x2_weights_starts_a_x4_model(images, tmp_path, capsys):
+    x2 = tmp_path / "x2"
+    assert train.main(tiny_args(images, x2, "--stage1-steps", "2", "--stage2-steps", "0")) == 0
+    weights = x2 / "brainsr-x2-fidelity.safetensors"
+    x4 = tmp_path / "x4"
+    args = tiny_args(images, x4, "--scale", "4", "--stage1-steps", "1", "--stage2-steps", "0", "--lr", "0",
+                     "--init", str(weights))
+    assert train.main(args) == 0
+    said = capsys.readouterr().out
+    src, _ = load_weights(weights)
+    own = state(x4)["G"]
+    n_same = sum(1 for k, v in src.state_dict().items() if own[k].shape == v.shape)
+    assert f"initialised {n_same}/{len(own)} generator tensors" in said and n_same == len(own) - 2  # all but the tail
+    assert torch.equal(own["head.weight"], src.state_dict()["head.weight"])  # lr 0: still the x2 trunk
+    bad = tiny_args(images, tmp_path / "bad", "--generator", "seed", "--init", str(weights))
+    bad[bad.index("--generator-kwargs") + 1] = json.dumps(GENERATORS["seed"].TINY)
+    assert train.main(bad) == 2
+    assert "no tensor fits" in capsys.readouterr().err
