@@ -117,8 +117,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loader.start()
         self.enhancer.start()
 
-        for vp in (self.left, self.right):
-            vp.set_placeholder("Open a DICOM folder (Ctrl+O) or drop it here")
+        self.left.set_placeholder("Open a DICOM folder (Ctrl+O) or drop it here")
+        self.right.set_placeholder("The enhanced slice appears here")
         self.resize(1440, 900)
         self._restore_settings()
         self._update_overlays()
