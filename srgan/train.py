@@ -428,7 +428,7 @@ class Trainer:
         """One optimisation step on global batch ``self.step``; returns this rank's loss values."""
         import torch
         cfg, d = self.cfg, self.dist
-        lr, hr, _ = self.sampler.batch(self.step, range(d.rank, cfg.batch_size, d.world))
+        lr, hr, params = self.sampler.batch(self.step, range(d.rank, cfg.batch_size, d.world))
         lr, hr = lr.to(self.device), hr.to(self.device)
         stage2 = self.step >= cfg.stage1_steps
         self.G_ddp.train()
@@ -464,6 +464,10 @@ class Trainer:
         self.sched_g.step()
         self.ema.update_parameters(self.G)
         logs["lr"] = self.opt_g.param_groups[0]["lr"]
+        n = len(params)  # what the batch's degradations were (each one is reproducible from seed, step, index)
+        logs["deg_kspace"] = sum(p["kind"] == "kspace" for p in params) / n
+        logs["deg_blur"] = sum(p["blur_sigma"] > 0 for p in params) / n
+        logs["deg_noise"] = sum(p["noise_sigma"] > 0 for p in params) / n
         return logs
 
     def _global(self, logits):

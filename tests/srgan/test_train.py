@@ -58,6 +58,7 @@ def test_two_stage_run_writes_logs_checkpoint_and_weights_cards(images, tmp_path
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
     assert rows[-1]["loss_adv"] and rows[-1]["loss_d"] and not rows[0]["loss_adv"]
+    assert all(0 <= float(r["deg_kspace"]) <= 1 and 0 <= float(r["deg_noise"]) <= 1 for r in rows)
     val = list(csv.DictReader(open(out / "val.csv")))
     assert {r["kind"] for r in val} == {"bicubic", "kspace"} and {int(r["step"]) for r in val} == {4, 8}
     assert any((out / "tb").iterdir())
