@@ -14,7 +14,7 @@ Images are ``(H, W)`` or batches ``(B, 1, H, W)``; numpy in → numpy out, torch
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
