@@ -172,7 +172,7 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
                 data = data[..., 0]
             if data.ndim != 3 or _is_label_map(data, img.get_data_dtype()):
                 continue
-            vol = data.astype(np.float32)
+            vol = np.nan_to_num(data.astype(np.float32))
             slices, norms = _usable_slices(vol, img.header.get_zooms(), cfg.slice_axes, cfg, scale=scale,
                                            min_side=min_side)
             if slices:
@@ -215,7 +215,7 @@ def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> li
         if abs(dr - dc) > 0.1 * max(dr, dc) or min(series.rows, series.cols) < min_side:
             continue
         try:
-            vol = series.volume(series.anatomy_volumes[0]).astype(np.float32)  # (slices, rows, cols)
+            vol = np.nan_to_num(series.volume(series.anatomy_volumes[0]).astype(np.float32))  # (slices, rows, cols)
         except InputError as e:
             log.warning("skipping DICOM series %s: %s", series.description, e)
             continue
