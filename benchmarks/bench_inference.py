@@ -1,0 +1,94 @@
+"""CPU inference speed: the seed generator against the default ``srresnet_lite``, side by side.
+
+Each (model, scale) runs in its own subprocess, so its peak RSS is its own and start-up (imports, building the
+model) is excluded from the timing: ms/slice is the median of ``--runs`` forward passes after ``--warmup``, on one
+``(1, 1, h, w)`` slice, ×4 on 64×64 → 256×256 and ×2 on 128×128 → 256×256, with ``torch.set_num_threads(--threads)``.
+Weights are random: speed does not depend on them. Prints a markdown table and the command. No assertions.
+
+    python benchmarks/bench_inference.py [--threads 2] [--runs 10] [--lite-kwargs '{"channels":32,"num_blocks":12}']
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+LR_SIDE = {2: 128, 4: 64}
+
+
+def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup: int) -> dict:
+    """Time one model in this process (called in a fresh subprocess by ``main``)."""
+    import torch
+
+    from srgan.models import build_generator, count_parameters
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_generator(arch, **{**kwargs, "scale": scale}).eval()
+    n = LR_SIDE[scale]
+    x = torch.rand(1, 1, n, n)
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            y = model(x)
+            times.append(time.perf_counter() - t0)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
+    return {"arch": arch, "kwargs": kwargs, "scale": scale, "in": f"{n}x{n}", "out": "x".join(map(str, y.shape[-2:])),
+            "params": count_parameters(model), "ms_median": 1000 * statistics.median(times),
+            "ms_min": 1000 * min(times), "peak_rss_mib": peak_kib / 1024, "threads": threads}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--scales", type=int, nargs="+", default=[4, 2], choices=(2, 4))
+    p.add_argument("--seed-kwargs", type=json.loads, default={}, metavar="JSON", help="seed generator kwargs (default: its defaults)")
+    p.add_argument("--lite-kwargs", type=json.loads, default=None, metavar="JSON",
+                   help="also time srresnet_lite with these kwargs, e.g. '{\"channels\":32,\"num_blocks\":12}'")
+    p.add_argument("--one", help=argparse.SUPPRESS)   # internal: JSON job for a subprocess
+    args = p.parse_args(argv)
+    if args.one:
+        job = json.loads(args.one)
+        print(json.dumps(measure(**job)))
+        return 0
+    configs = [("seed", args.seed_kwargs), ("srresnet_lite", {})]
+    if args.lite_kwargs is not None:
+        configs.append(("srresnet_lite", args.lite_kwargs))
+    results = []
+    for scale in args.scales:
+        for arch, kw in configs:
+            job = dict(arch=arch, kwargs=kw, scale=scale, threads=args.threads, runs=args.runs, warmup=args.warmup)
+            out = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr, file=sys.stderr)
+                return out.returncode
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    import torch
+    print(f"# Generator inference on CPU ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} threads, median of {args.runs} after {args.warmup} warm-up, random weights)\n")
+    print("| model | kwargs | scale | LR → SR | params | ms/slice (median) | ms/slice (min) | peak RSS MiB | vs seed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    seed_ms = {r["scale"]: r["ms_median"] for r in results if r["arch"] == "seed"}
+    for r in results:
+        vs = "1×" if r["arch"] == "seed" else f"{seed_ms[r['scale']] / r['ms_median']:.1f}× faster"
+        print(f"| {r['arch']} | {json.dumps(r['kwargs']) if r['kwargs'] else 'default'} | ×{r['scale']} | "
+              f"{r['in']} → {r['out']} | {r['params']:,} | {r['ms_median']:.1f} | {r['ms_min']:.1f} | "
+              f"{r['peak_rss_mib']:.0f} | {vs} |")
+    print("\ncommand: " + shlex.join(["python", "benchmarks/bench_inference.py",
+                                     *(argv if argv is not None else sys.argv[1:])]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

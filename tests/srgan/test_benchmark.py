@@ -1,0 +1,146 @@
+"""`srgan benchmark`: the held-out split is training's validation split; the report on real Kaggle images and a
+labelled BraTS volume with tiny weights; tumour flags on a synthetic case; consistency residuals; error exits."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+
+from srgan import benchmark as B
+from srgan.evaluate import Case, baseline_methods, degrader, evaluate_pairs
+
+SMALL = ["notumor/Tr-no_0425.jpg", "notumor/Tr-no_0403.jpg", "notumor/Tr-no_0547.jpg"]   # 150–225 px: fast
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _link_tree(src_root, dest, names):
+    for n in names:
+        (dest / n).parent.mkdir(parents=True, exist_ok=True)
+        (dest / n).symlink_to(src_root / n)
+    return dest
+
+
+def test_heldout_split_is_the_training_validation_split(shared_data, tmp_path):
+    from srgan import data as sdata
+    kaggle = shared_data / "kaggle-brain-tumor-mri"
+    names = sorted(p.relative_to(kaggle).as_posix() for p in kaggle.rglob("*.jpg"))[::24]   # 10 files, 4 classes
+    root = _link_tree(kaggle, tmp_path / "src", names)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"seed": 3, "data": {"val_fraction": 0.3}}))
+    for split in (B.split_config(), B.split_config(config)):
+        cfg = sdata.DataConfig(val_fraction=split.val_fraction)
+        train_items, val_items = sdata.split(sdata.load_source(root, cfg, scale=2, min_side=split.min_side),
+                                             split.val_fraction, split.seed)
+        held, trained = B.heldout_images(root, split)
+        assert sorted(g for g, _ in held) == sorted(it.group for it in val_items)
+        assert sorted(g for g, _ in trained) == sorted(it.group for it in train_items)
+        assert not {p for _, p in held} & {p for _, p in trained}
+    assert len(B.heldout_images(root, B.split_config(config))[0]) == 3 != len(B.heldout_images(root, B.split_config())[0])
+
+
+def test_volumes_held_out_only_if_never_trained_on(shared_data):
+    split = B.split_config()
+    root = shared_data / "brainles-examples"
+    assert B.volume_held_out(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz", root, split)
+    assert B.volume_held_out(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz", None, split)
+    # the only other patient: a one-patient source stays in training (srgan.data.split)
+    assert not B.volume_held_out(root / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t1c.nii.gz", root, split)
+
+
+def test_tumour_flag_marks_a_method_worse_inside_the_tumour():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    hr = (0.4 + 0.3 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.float32)
+    label = np.zeros((64, 64), np.int16)
+    label[20:36, 20:36] = 2
+    label[24:32, 24:32] = 1
+    bicubic = baseline_methods(2)["bicubic"]
+    tumour = label > 0
+
+    def noisy_in_tumour(lr):        # bicubic outside, noise inside the tumour
+        out = bicubic(lr)
+        out[tumour] += rng.normal(0, 0.05, int(tumour.sum()))
+        return out
+
+    def exact_in_tumour(lr):        # better than bicubic inside the tumour
+        out = bicubic(lr)
+        out[tumour] = hr[tumour]
+        return out
+
+    methods = {"bicubic": bicubic, "noisy": noisy_in_tumour, "exact": exact_in_tumour}
+    rows = evaluate_pairs([Case("synthetic", hr, label=label, clip=None)], methods, 2, degrader("bicubic"))
+    rows = [{"dataset": "volumes", "scale": 2, "lr": "bicubic", **r} for r in rows]
+    flags = B.tumour_flags(rows, ["noisy", "exact"])
+    assert {(f["method"], f["region"]) for f in flags} == {("noisy", "tumour_core"), ("noisy", "oedema")}
+    assert all(f["dpsnr"] < 0 for f in flags)
+    table = {r[3]: r[-1] for r in B.tumour_table(rows, ["noisy", "exact"], flags)}
+    assert table["noisy"].startswith("⚠") and table["exact"] == "" and table["bicubic"] == ""
+    assert B.tumour_flags(rows, ["noisy"], tol_db=100.0, tol_ssim=1.0) == []
+
+
+def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
+    root = _link_tree(shared_data / "kaggle-brain-tumor-mri", tmp_path / "kaggle", SMALL)
+    tcga = shared_data / "brainles-examples" / "TCGA-DU-7294"
+    out = tmp_path / "report"
+    argv = ["--images", str(root), "--split", "all", "--volumes", str(tcga / "TCGA-DU-7294_t1c_bet.nii.gz"),
+            "--label", str(tcga / "mav.nii.gz"), "--max-slices", "2", "--weights", str(tiny_weights),
+            str(tiny_weights_x4), "--no-bundled", "--lr", "bicubic", "--timing-runs", "1", "--bootstrap", "100",
+            "--threads", "1", "--out", str(out)]
+    assert B.main(argv) == 0
+    for name in ("report.html", "summary.json", "table.md", "per_image.csv"):
+        assert (out / name).is_file(), name
+    assert not list(tmp_path.glob(".report.*"))                      # temp folder renamed away
+    summary = json.loads((out / "summary.json").read_text())
+    for s, model in (("2", "tiny-x2"), ("4", "tiny-x4")):
+        res = summary["results"]["images"][s]["bicubic"]
+        assert set(res) == {"nearest", "bicubic", "lanczos", model}
+        assert res["bicubic"]["whole"]["psnr"]["mean"] > res["nearest"]["whole"]["psnr"]["mean"]
+        assert res["bicubic"]["whole"]["psnr"]["n"] == 3
+        assert res[model]["whole"]["psnr_gain"]["reference"] == "bicubic"
+        assert summary["models"][s][model]["params"] > 0
+        assert summary["timing"][s][model]["ms_per_slice"] > 0
+        assert "tumour_core" in summary["results"]["volumes"][s]["bicubic"][model]
+    cons = {(c["dataset"], c["scale"], c["model"]): c for c in summary["consistency"]}
+    assert set(cons) == {(d, s, m) for d in ("images", "volumes") for s, m in ((2, "tiny-x2"), (4, "tiny-x4"))}
+    for c in cons.values():
+        assert c["residual_bicubic_max"] <= B.RESIDUAL_TARGET
+        assert np.isfinite(c["psnr_off"]) and np.isfinite(c["psnr_bicubic"])
+    # the tiny random networks are far worse than bicubic in the tumour: every one is flagged
+    assert {(f["method"], f["scale"]) for f in summary["tumour_flags"]} == {("tiny-x2", 2), ("tiny-x4", 4)}
+    table = (out / "table.md").read_text()
+    assert "tiny-x4" in table and "⚠" in table and "ms/slice" in table
+    with open(out / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # images: 3 × 2 scales × (3 baselines + model + 3 projection variants) × (whole, foreground)
+    assert sum(r["dataset"] == "images" for r in rows) == 3 * 2 * 7 * 2
+    page = (out / "report.html").read_text()
+    imgs = re.findall(r'src="(img/[^"]+)"', page)
+    assert imgs and all((out / i).is_file() for i in imgs)
+    assert "Tumour zoom" in page and "Disagreement" in page and "tiny-x2" in page
+    # a second run replaces the report as a whole
+    assert B.main(argv[:-2] + ["--scale", "2", "--out", str(out)]) == 0
+    assert set(json.loads((out / "summary.json").read_text())["results"]["images"]) == {"2"}
+
+
+def test_errors_exit_2_and_leave_foreign_folders_alone(shared_data, tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    root = _link_tree(shared_data / "kaggle-brain-tumor-mri", tmp_path / "kaggle", SMALL[:1])
+    assert B.main(["--images", str(root), "--split", "all", "--no-bundled", "--out", str(foreign)]) == 2
+    assert "not a benchmark report" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "keep" and len(list(foreign.iterdir())) == 1
+    assert B.main(["--out", str(tmp_path / "x")]) == 2
+    assert B.main(["--images", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
