@@ -25,7 +25,7 @@ class Provenance:
     def long(self) -> str:
         """One line for DICOM DerivationDescription / ImageComments, PNG text chunks, reports."""
         return (f"BrainSR {self.software_version} super-resolution x{self.scale}, model {self.model}, "
-                f"weights {self.weights_name} sha256 {self.weights_sha256[:16]}, consistency {self.consistency}. "
+                f"weights {self.weights_name} sha256 {self.weights_sha256}, consistency {self.consistency}. "
                 f"{DISCLAIMER}.")
 
     def short(self) -> str:

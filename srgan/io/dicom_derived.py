@@ -570,7 +570,7 @@ def _mark_derived(ds: Dataset, src: Dataset, provenance: Provenance, uid_map: di
     ds.DerivationDescription = provenance.long()[:1024]
     if not enhanced:  # Enhanced MR carries the code in each frame's DerivationImageSequence only
         ds.DerivationCodeSequence = DicomSequence([_code_item(DERIVATION_CODE)])
-    ds.ImageComments = f"{DISCLAIMER}. {provenance.long()}"[:10240]
+    ds.ImageComments = provenance.long()[:10240]
     ds.BurnedInAnnotation = "NO"
 
     ref_series = Dataset()
