@@ -213,12 +213,17 @@ def apply(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     """LR image ``(H//s, W//s)`` (or batch) from ``hr`` with the parameters from ``sample``.
 
     ``hr`` may be in normalised units; ``source = (low, high)`` maps them back to source units
-    (value = low + y·(high − low)) so clipping to [0, 1] and 8-bit rounding happen where the 8-bit
-    source had them. Order: blur (optics/partial volume) → downsample → Rician noise → clip/quantise.
+    (value = low + y·(high − low)). Every step runs in source units, because k-space magnitude and Rician
+    noise are not shift-equivariant and 8-bit clipping/rounding happen on the source grid; the result is
+    returned in ``hr``'s units. Order: blur (optics/partial volume) → downsample → Rician noise → quantise.
+    ``noise_sigma`` is relative to the robust maximum, i.e. to ``high − low``.
     """
     s = int(params["scale"])
     kind = params.get("kind", "bicubic")
-    x = hr
+    lo, hi = float(source[0]), float(source[1])
+    span = hi - lo
+    shifted = (lo, span) != (0.0, 1.0)
+    x = hr * span + lo if shifted else hr
     if params.get("blur_sigma", 0.0) > 0:
         x = gaussian_blur(x, params["blur_sigma"])
     if kind == "bicubic":
@@ -228,13 +233,11 @@ def apply(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     else:
         raise ValueError(f"unknown degradation kind {kind!r}; expected one of {KINDS}")
     if params.get("noise_sigma", 0.0) > 0:
-        x = rician_noise(x, params["noise_sigma"], params.get("noise_seed", 0))
+        x = rician_noise(x, params["noise_sigma"] * span, params.get("noise_seed", 0))
     levels = int(params.get("quantize_levels", 0))
     if levels:
-        lo, hi = source
-        span = hi - lo
         if isinstance(x, np.ndarray):
-            x = (np.round(np.clip(lo + x * span, 0, 1) * levels) / levels - lo) / span
+            x = np.round(np.clip(x, 0, 1) * levels) / levels
         else:
-            x = (torch.round((lo + x * span).clamp(0, 1) * levels) / levels - lo) / span
-    return x
+            x = torch.round(x.clamp(0, 1) * levels) / levels
+    return (x - lo) / span if shifted else x

@@ -139,3 +139,23 @@ def test_quantise_in_source_units():
     lr_y = degrade.apply(y, p, source=(low, high))
     lr_x = degrade.apply(hr, p)
     np.testing.assert_allclose(low + lr_y * (high - low), lr_x, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["bicubic", "kspace"])
+def test_training_lr_of_8bit_source_is_the_contracts_8bit_png(contract, kind):
+    """Normalised float32 HR → apply(..., quantize 255, source=normaliser) → back to source units equals the
+    contract's 8-bit LR PNG (float64), except for rare values that sit on a rounding boundary."""
+    from srgan.normalize import Normalizer
+    kaggle = CONTRACT.parents[1] / "data" / "kaggle-brain-tumor-mri" / "glioma"
+    files = sorted(kaggle.glob("*.jpg"))[:1]
+    hr = contract.load_gray(files[0]) if files else smooth_image(128, 128)
+    s = 2
+    hr = hr[:hr.shape[0] // s * s, :hr.shape[1] // s * s]
+    want = np.round(contract.degrade(hr, s, kind) * 255) / 255
+    norm = Normalizer.fit(degrade.bicubic_down(hr, s))
+    y = norm.forward(hr).astype(np.float32)
+    lr = degrade.apply(y, {"scale": s, "kind": kind, "quantize_levels": 255}, source=(norm.low, norm.high))
+    got = norm.inverse(lr.astype(np.float64))
+    diff = np.abs(got - want)
+    assert diff.max() <= 1 / 255 + 1e-6
+    assert (diff > 1e-4).mean() < 0.01
