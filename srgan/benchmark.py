@@ -177,10 +177,11 @@ def _role(card: dict) -> str:
 
 
 def model_specs(scale: int, weights: Sequence[str | Path] = (), *, bundled: bool = True,
-                bundled_dir: str | Path | None = None) -> tuple[list[ModelSpec], list[str]]:
-    """Models for ``scale``: bundled (``srgan.weights.list_bundled``) then ``weights``; and notes on skipped ones."""
+                bundled_dir: str | Path | None = None) -> list[ModelSpec]:
+    """Models for ``scale``, seed first, then fidelity, then GAN: bundled (``srgan.weights.list_bundled``) and
+    ``weights`` (whose cards give their scale)."""
     from srgan.weights import list_bundled, read_card
-    specs, notes, names = [], [], set(BASELINES)
+    specs, names = [], set(BASELINES)
     cards = [(c, Path(c["path"]), True) for c in (list_bundled(bundled_dir) if bundled else [])]
     for w in weights:
         p = Path(w)
@@ -197,7 +198,7 @@ def model_specs(scale: int, weights: Sequence[str | Path] = (), *, bundled: bool
         specs.append(ModelSpec(name, path, card, _role(card), is_bundled))
     order = {"seed": 0, "fidelity": 1, "gan": 2}
     specs.sort(key=lambda m: order[m.role])
-    return specs, notes
+    return specs
 
 
 class _Book:
@@ -642,8 +643,8 @@ def _image_cases(args, split: SplitConfig, say) -> tuple[list, dict]:
         held, train = heldout_images(root, split)
         picked = held if args.split == "heldout" else sorted(held + train, key=lambda t: str(t[1]))
         picked = sorted(picked, key=lambda t: t[0])
-        if args.max_images:
-            picked = picked[:args.max_images]
+        if args.max_images and len(picked) > args.max_images:   # evenly spread: every class, not the first one
+            picked = [picked[i] for i in np.unique(np.linspace(0, len(picked) - 1, args.max_images).round().astype(int))]
         if split.sources and not any(Path(s).resolve() == root.resolve() for s in split.sources):
             say(f"note: {root} is not a source of {split.origin}: its split is reproduced as if it were")
         info["roots"][str(root)] = {"held_out": len(held), "trained_on": len(train), "benchmarked": len(picked),
@@ -664,6 +665,9 @@ def _volume_cases(args, split: SplitConfig, say) -> tuple[list, dict]:
         for name, path in _collect([raw], args.label):
             if not is_nifti(path):
                 continue
+            if path != args.label and _looks_like_label_map(path):
+                info.setdefault("skipped_label_maps", []).append(str(path))
+                continue
             if args.split == "heldout" and not volume_held_out(path, root, split):
                 info["skipped_trained_on"].append(str(path))
                 continue
@@ -675,6 +679,21 @@ def _volume_cases(args, split: SplitConfig, say) -> tuple[list, dict]:
     if info["skipped_trained_on"]:
         say(f"note: left out {len(info['skipped_trained_on'])} volume(s) of patients trained on (--split all keeps them)")
     return cases, info
+
+
+def _looks_like_label_map(path: Path) -> bool:
+    """A segmentation, not an image: integer voxels with few distinct values (``srgan.data``'s test)."""
+    import nibabel as nib
+
+    from srgan import data as sdata
+    try:
+        img = nib.load(str(path))
+        if not np.issubdtype(img.get_data_dtype(), np.integer):
+            return False
+        data = np.asanyarray(img.dataobj)
+    except Exception as e:  # nibabel raises many types for broken files
+        raise InputError(path, f"not a readable NIfTI file ({e})") from None
+    return data.ndim >= 3 and sdata._is_label_map(data[..., 0] if data.ndim == 4 else data, img.get_data_dtype())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -736,8 +755,7 @@ def run(args: argparse.Namespace) -> dict:
     disagreement: dict = {}
     enhancers_by_scale: dict = {}
     for scale in args.scale:
-        specs, n = model_specs(scale, args.weights, bundled=not args.no_bundled)
-        notes += n
+        specs = model_specs(scale, args.weights, bundled=not args.no_bundled)
         enh = {m.name: Enhancer(scale=scale, weights=m.path, device=args.device, consistency="off") for m in specs}
         enhancers_by_scale[scale] = (specs, enh)
         info = {b: {"role": "baseline", "params": 0} for b in BASELINES}
@@ -788,6 +806,12 @@ def run(args: argparse.Namespace) -> dict:
                         examples[(scale, ds)] = {"case": case, "lr": book.lr, "outputs": dict(book.outputs),
                                                  "lr_kind": lr_kind}
                     say(f"x{scale} {lr_kind} {ds} [{ci + 1}/{len(cases)}] {case.name}")
+    used = {str(m.path.resolve()) for s in args.scale for m in enhancers_by_scale[s][0]}
+    for w in args.weights:
+        p = Path(w)
+        p = p if p.suffix == ".safetensors" else p.with_name(p.name + ".safetensors")
+        if str(p.resolve()) not in used:
+            notes.append(f"{w}: its scale is not among --scale {' '.join(map(str, args.scale))}; not benchmarked")
     model_names = {s: [m.name for m in enhancers_by_scale[s][0]] for s in args.scale}
     main_methods = {s: [*BASELINES, *model_names[s]] for s in args.scale}
     results: dict = {}

@@ -56,6 +56,9 @@ def test_volumes_held_out_only_if_never_trained_on(shared_data):
     assert B.volume_held_out(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz", None, split)
     # the only other patient: a one-patient source stays in training (srgan.data.split)
     assert not B.volume_held_out(root / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t1c.nii.gz", root, split)
+    # a folder of volumes may hold the label map: it is not an image to super-resolve
+    assert B._looks_like_label_map(root / "TCGA-DU-7294" / "mav.nii.gz")
+    assert not B._looks_like_label_map(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz")
 
 
 def test_tumour_flag_marks_a_method_worse_inside_the_tumour():
