@@ -491,7 +491,7 @@ class Trainer:
             return logs
         import torch
         import torch.distributed as dist
-        keys = sorted(logs)
+        keys = list(logs)  # same order on every rank: same code path
         t = torch.tensor([float(logs[k]) for k in keys], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return {k: v / self.dist.world for k, v in zip(keys, t.tolist())}
