@@ -139,3 +139,19 @@ def test_reconfigure_changes_the_cache_key(qtbot, worker, hfs_series, tiny_weigh
         worker.request(hfs_series, 0, 3, whole_volume=False)
     key, image = blocker.args
     assert key[3:] == (str(tiny_weights_x4), 4) and image.shape == (1024, 1024)
+
+
+def test_many_signal_emissions_do_not_abort():
+    """PySide6 6.12 drops a reference to True on every Python-side emit (see ``viewer._make_bools_immortal``);
+    without the guard this process aborts with "bool_dealloc" long before 100 000 emissions."""
+    import subprocess
+    import sys
+
+    code = ("import viewer\n"
+            "from PySide6 import QtCore\n"
+            "class O(QtCore.QObject):\n    sig = QtCore.Signal(int)\n"
+            "o = O()\no.sig.connect(lambda v: None)\n"
+            "for i in range(100_000):\n    o.sig.emit(i)\n"
+            "print('alive')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "alive" in out.stdout, out.stderr[-500:]
