@@ -553,8 +553,8 @@ class Trainer:
         if main:
             atomic_write_text(self.run_dir / "config.json", json.dumps(cfg.as_dict(), indent=2) + "\n")
             atomic_write_text(self.run_dir / "data.json", json.dumps(self.data_card, indent=2) + "\n")
-            log_csv = _CsvLog(self.run_dir / "log.csv")
-            val_csv = _CsvLog(self.run_dir / "val.csv")
+            log_csv = _CsvLog(self.run_dir / "log.csv", self.step)
+            val_csv = _CsvLog(self.run_dir / "val.csv", self.step)
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 tb = SummaryWriter(str(self.run_dir / "tb"))
@@ -623,13 +623,23 @@ class Trainer:
 class _CsvLog:
     """Append-only CSV whose header grows with new columns (stage 2 adds loss terms): rewrites on a new key."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, upto_step: int):
+        """Open ``path``, dropping rows after ``upto_step`` (written after the checkpoint a run resumes from)."""
         self.path = path
         self.rows: list[dict] = []
         if path.exists():
             with open(path, newline="") as f:
-                self.rows = list(csv.DictReader(f))
+                rows = list(csv.DictReader(f))
+            self.rows = [r for r in rows if int(r["step"]) <= upto_step]
         self.keys: list[str] = list(self.rows[0].keys()) if self.rows else []
+        if path.exists():
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        with open(self.path, "w", newline="") as f:
+            w = csv.DictWriter(f, self.keys)
+            w.writeheader()
+            w.writerows(self.rows)
 
     def write(self, row: dict) -> None:
         row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
@@ -637,10 +647,7 @@ class _CsvLog:
         new = [k for k in row if k not in self.keys]
         if new or not self.path.exists():
             self.keys += new
-            with open(self.path, "w", newline="") as f:
-                w = csv.DictWriter(f, self.keys)
-                w.writeheader()
-                w.writerows(self.rows)
+            self._rewrite()
         else:
             with open(self.path, "a", newline="") as f:
                 csv.DictWriter(f, self.keys).writerow(row)

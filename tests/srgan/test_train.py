@@ -96,6 +96,8 @@ def test_resume_is_exact_across_the_stage_boundary(images, tmp_path):
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
     assert a["opt_g"]["state"][0]["exp_avg"].equal(b["opt_g"]["state"][0]["exp_avg"])
+    steps = [int(r["step"]) for r in csv.DictReader(open(parts / "log.csv"))]
+    assert steps == [int(r["step"]) for r in csv.DictReader(open(full / "log.csv"))]
     ga, _ = load_weights(full / "brainsr-x2-gan.safetensors")
     gb, _ = load_weights(parts / "brainsr-x2-gan.safetensors")
     assert all(torch.equal(x, y) for x, y in zip(ga.state_dict().values(), gb.state_dict().values()))
@@ -219,3 +221,15 @@ def test_init_from_x2_weights_starts_a_x4_model(images, tmp_path, capsys):
     bad[bad.index("--generator-kwargs") + 1] = json.dumps(GENERATORS["seed"].TINY)
     assert train.main(bad) == 2
     assert "no tensor fits" in capsys.readouterr().err
+
+
+def test_csv_log_drops_rows_logged_after_the_resumed_checkpoint(tmp_path):
+    log = train._CsvLog(tmp_path / "log.csv", 0)
+    for step in (10, 20, 30):
+        log.write({"step": step, "loss": 0.5})
+    log.write({"step": 40, "loss": 0.4, "loss_adv": 0.7})  # a new column rewrites the header
+    again = train._CsvLog(tmp_path / "log.csv", 20)  # crashed after the step-20 checkpoint
+    again.write({"step": 30, "loss": 0.3})
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["step"] for r in rows] == ["10", "20", "30"] and rows[-1]["loss"] == "0.3"
+    assert list(rows[0]) == ["step", "loss", "loss_adv"]
