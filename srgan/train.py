@@ -278,11 +278,11 @@ class Trainer:
                        if self.dist.enabled and cfg.device in ("auto", "cuda") and torch.cuda.is_available()
                        else pick_device(cfg.device))
         self.run_dir = Path(cfg.out)
+        if not resume and (self.run_dir / CKPT).exists():  # every rank checks, so none waits for a dead one
+            raise InputError(self.run_dir, "holds a training run already: pass --resume to continue it, "
+                                           "or choose another --out")
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume and (self.run_dir / CKPT).exists():
-                raise InputError(self.run_dir, "holds a training run already: pass --resume to continue it, "
-                                               "or choose another --out")
 
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
