@@ -333,3 +333,46 @@ def test_export_enhanced_series_runs_in_the_background(qtbot, window, hfs_folder
     report = blocker.args[0]
     assert report is not None and len(report.files) == 35
     assert report.out_dir.parent == tmp_path
+
+
+def _drag(widget, start, end, button, modifiers=QtCore.Qt.KeyboardModifier.NoModifier, steps=5):
+    """A real mouse drag (press, moves, release) sent to ``widget``, as the window system would.
+
+    pyqtgraph drops mouse moves closer than 1/``mouseRateLimit`` s (10 ms) to the previous one, so the
+    moves are spaced like a real hand's."""
+    from PySide6.QtTest import QTest
+
+    def send(kind, pos, buttons, btn):
+        p = QtCore.QPointF(*pos)
+        ev = QtGui.QMouseEvent(kind, p, widget.mapToGlobal(p), btn, buttons, modifiers)
+        QtWidgets.QApplication.sendEvent(widget, ev)
+
+    send(QtCore.QEvent.Type.MouseButtonPress, start, button, button)
+    for i in range(1, steps + 1):
+        t = i / steps
+        pos = (start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)
+        QTest.qWait(15)
+        send(QtCore.QEvent.Type.MouseMove, pos, button, QtCore.Qt.MouseButton.NoButton)
+    send(QtCore.QEvent.Type.MouseButtonRelease, end, QtCore.Qt.MouseButton.NoButton, button)
+
+
+def test_real_mouse_drags_pan_window_and_draw_a_region(qtbot, window, hfs_folder):
+    _open(qtbot, window, hfs_folder)
+    view = window.left.view.viewport()
+    cx, cy = view.width() / 2, view.height() / 2
+    pan, zoom = window.state.pan, window.state.zoom
+
+    _drag(view, (cx, cy), (cx + 60, cy + 20), QtCore.Qt.MouseButton.LeftButton)
+    assert window.state.pan == pytest.approx((pan[0] - 60 / zoom, pan[1] - 20 / zoom), abs=0.5 / zoom)
+    assert window.right.view_range_mm()[0] == pytest.approx(window.left.view_range_mm()[0], abs=1e-6)
+
+    start = window.state.window
+    _drag(view, (cx, cy), (cx + 80, cy), QtCore.Qt.MouseButton.RightButton)
+    assert window.state.window.width > start.width and window.state.window.center == pytest.approx(start.center)
+
+    _drag(view, (cx - 50, cy - 50), (cx + 50, cy + 30), QtCore.Qt.MouseButton.LeftButton,
+          QtCore.Qt.KeyboardModifier.ShiftModifier)
+    rect = window.roi_tool.rect()
+    assert rect is not None and rect.width == pytest.approx(100 / window.state.zoom, rel=0.05)
+    assert window.state.pan == pytest.approx((pan[0] - 60 / zoom, pan[1] - 20 / zoom), abs=0.5 / zoom), \
+        "a Shift+drag draws a region and does not pan"
