@@ -376,3 +376,47 @@ def test_real_mouse_drags_pan_window_and_draw_a_region(qtbot, window, hfs_folder
     assert rect is not None and rect.width == pytest.approx(100 / window.state.zoom, rel=0.05)
     assert window.state.pan == pytest.approx((pan[0] - 60 / zoom, pan[1] - 20 / zoom), abs=0.5 / zoom), \
         "a Shift+drag draws a region and does not pan"
+
+
+def _write_anisotropic_series(folder, rows=64, cols=128, spacing=(1.0, 0.5), n=3):
+    """A tiny axial series whose pixels are twice as tall as wide (PixelSpacing = Δrow \\ Δcol)."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID = MRImageStorage, ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.Modality = MRImageStorage, "MR"
+    ds.PatientName, ds.PatientID = "Aniso^Test", "ANISO"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.SeriesNumber, ds.SeriesDescription = 1, "anisotropic"
+    ds.Rows, ds.Columns = rows, cols
+    ds.PixelSpacing = list(spacing)
+    ds.SliceThickness = 2.0
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    image = (np.add.outer(np.arange(rows), np.arange(cols)) * 7 % 1000).astype(np.uint16)
+    for i in range(n):
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * i]
+        ds.PixelData = image.tobytes()
+        ds.save_as(folder / f"IM{i}.dcm", enforce_file_format=True)
+
+
+def test_anisotropic_pixels_are_shown_with_the_right_aspect(qtbot, window, tmp_path):
+    _write_anisotropic_series(tmp_path)
+    _open(qtbot, window, tmp_path)
+    # 64 rows × 1.0 mm and 128 columns × 0.5 mm: a 64 × 64 mm square on both sides
+    np.testing.assert_allclose(_image_rect_in_view(window.left), (0, 0, 64, 64), atol=1e-6)
+    np.testing.assert_allclose(_image_rect_in_view(window.right), (0, 0, 64, 64), atol=1e-6)
+    assert window.right.image.image.shape == (128, 256)
+    # one screen pixel is the same number of mm across and down: the square shows as a square
+    x0, y0, x1, y1 = window.left.view_range_mm()
+    w, h = window.left.viewport_px()
+    assert (x1 - x0) / w == pytest.approx((y1 - y0) / h)
+    assert "128×64  1 × 0.5 mm" in window.left.corner_text("bottom_right")
