@@ -776,7 +776,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if new == old:
             return
         self.enhancer.configure(new)
-        self.model_info = None
+        if (new.model_id, new.scale) != (old.model_id, old.scale):
+            self.model_info = None  # slices already enhanced by the same weights stay valid on another device
         self._enhance_error = None
         self.loader.set_scale(new.scale)
         self.state.set_model(new.model, new.scale)

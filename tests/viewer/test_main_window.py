@@ -420,3 +420,27 @@ def test_anisotropic_pixels_are_shown_with_the_right_aspect(qtbot, window, tmp_p
     w, h = window.left.viewport_px()
     assert (x1 - x0) / w == pytest.approx((y1 - y0) / h)
     assert "128×64  1 × 0.5 mm" in window.left.corner_text("bottom_right")
+
+
+def test_scale_and_device_choices(qtbot, window, hfs_folder, tiny_weights_x4):
+    _open(qtbot, window, hfs_folder)
+    window.set_enhancing(True)
+    window.configure_enhancer(scale=4, weights=str(tiny_weights_x4))
+    assert [a.data() for a in window.scale_group.actions() if a.isChecked()] == [4]
+    qtbot.waitUntil(window.is_settled, timeout=60_000)
+    assert window.right.image.image.shape == (1024, 1024)
+    assert window.right.corner_text("top_right").startswith("AI-enhanced ×4")
+    assert "1024×1024  0.254 mm" in window.right.corner_text("bottom_right")
+    window.act_show_enhanced.trigger()
+    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 4), atol=1e-3)
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the 'no GPU' message cannot be checked")
+    window.act_show_enhanced.trigger()
+    with qtbot.waitSignal(window.error_occurred, timeout=30_000) as blocker:
+        next(a for a in window.device_group.actions() if a.data() == "cuda").trigger()
+    assert "CUDA" in blocker.args[0] and "CUDA" in window.statusBar().currentMessage()
+    # the slice already enhanced by these weights stays shown, still labelled with its model
+    assert window.right.corner_text("top_right").splitlines()[:2] == ["AI-enhanced ×4", "tiny-x4 · " + window.model_info["card"]["sha256"][:8]]
