@@ -904,6 +904,13 @@ def _sections(summary: dict, rows: list[dict], main_methods: dict, model_names: 
                 out.append((f"{ds}, ×{s}, {lr_kind} LR — region {region}, n = {n}",
                             MAIN_HEADERS, main_table(res, region, info, summary["timing"].get(s, {})),
                             (ds, int(s), lr_kind)))
+    mrows = [[f"×{s}", m, i["role"], str(i["arch"]), json.dumps(i["kwargs"]), f"{i['params']:,}", i["consistency"],
+              str(i["sha256"])[:12], i["path"]]
+             for s, info in summary["models"].items() for m, i in info.items() if i["role"] != "baseline"]
+    if mrows:
+        out.append(("Models (main rows use each card's recommended consistency projection)",
+                    ["scale", "name", "role", "arch", "kwargs", "params", "consistency", "sha256", "weights"], mrows,
+                    None))
     if summary["consistency"]:
         out.append((f"Consistency: PSNR with the output projected onto the LR input; residual ‖D(SR) − LR‖/‖LR‖ after "
                     f"projection (✓: every slice ≤ {RESIDUAL_TARGET:g})",
