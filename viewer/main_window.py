@@ -8,7 +8,6 @@ labelled as such, so an enhanced image can never be mistaken for an acquired or 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +159,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except ImportError:
             self.tag_dock.setWidget(QtWidgets.QLabel("Tag panel unavailable"))
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.tag_dock)
-        self.tag_dock.visibilityChanged.connect(lambda visible: visible and self._tag_timer.start())
+        self.tag_dock.visibilityChanged.connect(self._tag_dock_visibility)
         self.tag_dock.hide()
 
         self.roi_panel = None
@@ -189,8 +188,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ruler_tool = RulerTool(boxes, self)
         self.roi_runner = RegionStatsRunner(self)
         self.roi_tool.regionChanged.connect(self._update_region_stats)
-        self.roi_tool.regionCleared.connect(lambda: self.roi_panel and self.roi_panel.set_comparison(None))
-        self.roi_runner.ready.connect(lambda cmp: self.roi_panel and self.roi_panel.set_comparison(cmp))
+        self.roi_tool.regionCleared.connect(lambda: self._show_region_comparison(None))
+        self.roi_runner.ready.connect(self._show_region_comparison)
         self.roi_runner.failed.connect(lambda msg: self.statusBar().showMessage(f"Region statistics: {msg}", 6000))
         self.ruler_tool.lengthChanged.connect(
             lambda mm: self.statusBar().showMessage(f"Ruler: {self.ruler_tool.label_text()}", 6000))
@@ -643,6 +642,14 @@ class MainWindow(QtWidgets.QMainWindow):
             s.window.center, s.window.width, s.zoom, (plane.row_spacing / k, plane.col_spacing / k),
             (plane.rows * k, plane.cols * k)))
         self.right.set_markers(markers)
+
+    def _tag_dock_visibility(self, visible: bool) -> None:
+        if visible:
+            self._tag_timer.start()
+
+    def _show_region_comparison(self, comparison) -> None:
+        if self.roi_panel is not None:
+            self.roi_panel.set_comparison(comparison)
 
     def _update_tags(self) -> None:
         if self.tag_panel is None or self.series is None or not self.tag_dock.isVisible():

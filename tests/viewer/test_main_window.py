@@ -10,7 +10,6 @@ from srgan.enhance import interpolate
 from viewer import app as viewer_app
 from viewer.main_window import MainWindow, settings
 from viewer.style import apply_dark_theme
-from viewer.window_level import WindowLevel
 from viewer.workers import EnhanceConfig
 
 

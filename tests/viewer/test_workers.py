@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from srgan.enhance import Enhancer, interpolate
-from srgan.io.dicom_series import scan
 from viewer.workers import (ArrayCache, EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, nearest_first,
                             series_key)
 
