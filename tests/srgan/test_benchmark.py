@@ -147,3 +147,26 @@ def test_errors_exit_2_and_leave_foreign_folders_alone(shared_data, tmp_path, ca
     assert B.main(["--out", str(tmp_path / "x")]) == 2
     assert B.main(["--images", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_images_a_model_card_says_it_trained_on_are_noted(shared_data, tmp_path):
+    import torch
+
+    from srgan.models import GENERATORS, build_generator
+    from srgan.weights import save_weights
+    root = _link_tree(shared_data / "kaggle-brain-tumor-mri", tmp_path / "kaggle", SMALL[:2])
+    torch.manual_seed(0)
+    kwargs = {**GENERATORS["srresnet_lite"].TINY, "scale": 2}
+    weights = save_weights(tmp_path / "w" / "carded", build_generator("srresnet_lite", **kwargs),
+                           {"arch": "srresnet_lite", "kwargs": kwargs, "kind": "gan", "name": "carded",
+                            "data": {"sources": [str(root)], "val_groups": [SMALL[0]]}})
+    out = tmp_path / "report"
+    assert B.main(["--images", str(root), "--split", "all", "--weights", str(weights), "--no-bundled", "--scale", "2",
+                   "--lr", "bicubic", "--timing-runs", "1", "--bootstrap", "50", "--threads", "1",
+                   "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    notes = [n for n in summary["notes"] if n.startswith("carded:")]
+    assert len(notes) == 1 and SMALL[1] in notes[0] and SMALL[0] not in notes[0]
+    assert summary["models"]["2"]["carded"]["role"] == "gan"
+    # with a GAN but no fidelity model the disagreement panel still shows the flip/rotation spread
+    assert summary["disagreement"]["2"]["tta_model"] == "carded" and "pair" not in summary["disagreement"]["2"]
