@@ -20,7 +20,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from srgan import metrics as M
+from srgan import atomic
 from srgan.errors import InputError
 
 METRICS = ("psnr", "ssim", "nrmse", "hfen", "sharpness")
@@ -326,16 +326,6 @@ def _json_safe(x):
     return x
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def rows_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["image", "method", "region", "n_pixels", "hr_shape", *METRICS],
@@ -403,8 +393,8 @@ def run(args: argparse.Namespace) -> dict:
     print(markdown_table(summary["results"]))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(args.out / "per_image.csv", rows_csv(rows))
-        _write_atomic(args.out / "summary.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
+        atomic.write_text(args.out / "per_image.csv", rows_csv(rows))
+        atomic.write_text(args.out / "summary.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
         say(f"wrote {args.out / 'per_image.csv'} and {args.out / 'summary.json'}")
     return summary
 

@@ -19,12 +19,12 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from srgan import atomic
 from srgan.errors import InputError
 
 if TYPE_CHECKING:
@@ -172,21 +172,8 @@ def pick_device(name: str):
 
 def atomic_torch_save(obj, path: Path) -> None:
     import torch
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic.atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict:
@@ -551,8 +538,8 @@ class Trainer:
         start_step = self.step
         log_csv = val_csv = tb = None
         if main:
-            atomic_write_text(self.run_dir / "config.json", json.dumps(cfg.as_dict(), indent=2) + "\n")
-            atomic_write_text(self.run_dir / "data.json", json.dumps(self.data_card, indent=2) + "\n")
+            atomic.write_text(self.run_dir / "config.json", json.dumps(cfg.as_dict(), indent=2) + "\n")
+            atomic.write_text(self.run_dir / "data.json", json.dumps(self.data_card, indent=2) + "\n")
             log_csv = _CsvLog(self.run_dir / "log.csv", self.step)
             val_csv = _CsvLog(self.run_dir / "val.csv", self.step)
             try:

@@ -10,9 +10,9 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
+from srgan import atomic
 from srgan.errors import InputError
 
 RESOURCES = Path(os.environ.get("BRAINSR_RESOURCES", Path(__file__).resolve().parent.parent / "resources"))
@@ -31,17 +31,6 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-
-
-def _atomic_write_bytes(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_weights(path: str | Path, model, card: dict) -> Path:
@@ -63,7 +52,7 @@ def save_weights(path: str | Path, model, card: dict) -> Path:
     st_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     data = save(tensors, metadata={"arch": card["arch"], "format": "brainsr-generator-1"})
-    _atomic_write_bytes(st_path, data)
+    atomic.write_bytes(st_path, data)
     card = dict(card)
     card.setdefault("name", st_path.stem)
     card["file"] = st_path.name
@@ -72,7 +61,7 @@ def save_weights(path: str | Path, model, card: dict) -> Path:
     card["parameters"] = int(sum(t.numel() for t in tensors.values()))
     card.setdefault("versions", {"brainsr": srgan.__version__, "torch": torch.__version__, "numpy": np.__version__,
                                  "python": platform.python_version()})
-    _atomic_write_bytes(json_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    atomic.write_bytes(json_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return st_path
 
 

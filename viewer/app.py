@@ -135,11 +135,15 @@ def _screenshot(app, window, folder: str | None, out: Path, size: tuple[int, int
         QtCore.QThread.msleep(10)
     image = window.grab().toImage()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    if not image.save(str(tmp), "PNG"):
+    from srgan.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        saved = image.save(str(tmp), "PNG")
+        if not saved:
+            raise OSError  # leaves no temporary file behind
+    if not saved:
         print(f"brainsr: {out}: the PNG could not be written", file=sys.stderr)
         return EXIT_ERROR
-    os.replace(tmp, out)
     print(f"{out} ({image.width()}×{image.height()})")
     if errors:
         print(f"brainsr: {errors[-1]}", file=sys.stderr)

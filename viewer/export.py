@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from srgan.atomic import atomic_path
 from srgan.errors import InputError
 from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
 from srgan.provenance import DISCLAIMER, Provenance
@@ -438,9 +438,7 @@ def export_view_png(widget_or_viewport, path: str | Path, provenance_text: str,
     image.setText("Disclaimer", label)
     image.setText("Software", "BrainSR")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    if not image.save(str(tmp), "PNG"):
-        tmp.unlink(missing_ok=True)
-        raise InputError(path, "the PNG could not be written (check the folder's permissions and free space)")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if not image.save(str(tmp), "PNG"):
+            raise InputError(path, "the PNG could not be written (check the folder's permissions and free space)")
     return path

@@ -8,13 +8,13 @@ bit depth is exact. Float TIFFs keep their values (no [0, 1] guarantee, ``bit_de
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from srgan import atomic
 from srgan.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -159,13 +159,8 @@ def save_image(path: str | Path, data: np.ndarray, bit_depth: int = 8, text: dic
         fmt = "TIFF"
         if text:
             kwargs["description"] = json.dumps(text)
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{ext}")
-    try:
+    with atomic.atomic_path(out) as tmp:
         im.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

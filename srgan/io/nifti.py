@@ -11,7 +11,6 @@ what the model produced at twice the size of an int16 file. The sidecar JSON rec
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ from typing import Callable
 import nibabel as nib
 import numpy as np
 
+from srgan import atomic
 from srgan.errors import InputError
 from srgan.io.geometry import refine_affine
 from srgan.provenance import Provenance
@@ -152,16 +152,6 @@ def _xform_codes(header) -> tuple[int, int]:
     return s, q
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_nifti(vol: Volume, path: str | Path, provenance: Provenance | None = None) -> Path:
     """Write ``vol`` as float32 NIfTI-1 to ``path`` (``.nii`` or ``.nii.gz``) atomically.
 
@@ -195,18 +185,12 @@ def save_nifti(vol: Volume, path: str | Path, provenance: Provenance | None = No
     h["glmin"], h["glmax"] = 0, 0
     if provenance is not None:
         h["descrip"] = provenance.short().encode("ascii", "replace")[:80]
-    suffix = ".nii.gz" if out.name.lower().endswith(".nii.gz") else ".nii"
-    tmp = out.with_name(f".{nifti_stem(out)}.tmp-{os.getpid()}{suffix}")
-    try:
+    with atomic.atomic_path(out) as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     if provenance is not None:
         side = out.with_name(nifti_stem(out) + ".json")
         record = {**provenance.as_dict(), "source": None if vol.path is None else str(vol.path),
                   "source_dtype": vol.source_dtype, "output_dtype": "float32",
                   "shape": list(data.shape), "zooms_mm": list(vol.zooms)}
-        _atomic_write_text(side, json.dumps(record, indent=2) + "\n")
+        atomic.write_text(side, json.dumps(record, indent=2) + "\n")
     return out

@@ -1,0 +1,22 @@
+import pytest
+
+from srgan import atomic
+
+
+def test_failure_leaves_old_file_and_no_temporary(tmp_path):
+    dest = tmp_path / "out.nii.gz"
+    dest.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(dest) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.endswith(".nii.gz")
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert dest.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nii.gz"]
+
+
+def test_success_replaces(tmp_path):
+    atomic.write_text(tmp_path / "a.json", "{}")
+    atomic.write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    assert (tmp_path / "a.json").read_text() == "{}" and (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert len(list(tmp_path.iterdir())) == 2
