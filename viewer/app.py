@@ -1,6 +1,6 @@
 """``brainsr`` — start the viewer, or render one screenshot and exit.
 
-    brainsr [FOLDER] [--enhance] [--scale 2|4] [--model NAME] [--weights FILE] [--device auto|cpu|cuda|mps]
+    brainsr [FOLDER] [--no-enhance] [--scale 2|4] [--model NAME] [--weights FILE] [--device auto|cpu|cuda|mps]
     brainsr FOLDER --enhance --screenshot out.png
 
 Without FOLDER the bundled sample series opens. Qt, torch and the model are imported only after the
@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="BrainSR viewer: DICOM MR slices beside their AI super-resolution, linked in mm. "
                     "Enhanced images are AI-generated and not for primary diagnosis.")
     p.add_argument("folder", nargs="?", help="folder of DICOM files (searched recursively); default: bundled sample")
-    p.add_argument("--enhance", action="store_true",
-                   help="start enhancing at once (current slice first, then the whole series)")
+    p.add_argument("--enhance", action=argparse.BooleanOptionalAction, default=None,
+                   help="enhance at once, current slice first, then the whole series (default: on in the window, "
+                        "off for --screenshot)")
     p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="super-resolution factor (default 2)")
     p.add_argument("--model", help="bundled model name (default: the fidelity model for the scale)")
     p.add_argument("--weights", help="a weights file (.safetensors with its .json card) instead of a bundled model")
@@ -79,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 
     config = EnhanceConfig(scale=args.scale, model=args.model,
                            weights=str(Path(args.weights).resolve()) if args.weights else None, device=args.device)
-    window = MainWindow(config, enhance=args.enhance, show_dialogs=not args.screenshot)
+    enhance = args.enhance if args.enhance is not None else not args.screenshot
+    window = MainWindow(config, enhance=enhance, show_dialogs=not args.screenshot)
     if args.screenshot:
         try:
-            return _screenshot(app, window, folder, Path(args.screenshot), args.size, args.timeout, args.enhance)
+            return _screenshot(app, window, folder, Path(args.screenshot), args.size, args.timeout, enhance)
         finally:
             window.shutdown()
             window.deleteLater()
