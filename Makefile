@@ -23,7 +23,10 @@ test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_scan.py
+	$(PY) benchmarks/bench_inference.py --threads 2
+	$(PY) benchmarks/bench_train.py
+	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/bench_ui_stall.py
 
 sample: install
 	$(PY) resources/sample/make_sample.py
