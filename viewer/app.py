@@ -1,6 +1,7 @@
 """``brainsr`` — start the viewer, or render one screenshot and exit.
 
     brainsr [FOLDER] [--no-enhance] [--scale 2|4] [--model NAME] [--weights FILE] [--device auto|cpu|cuda|mps]
+            [--consistency off|bicubic|kspace]
     brainsr FOLDER --enhance --screenshot out.png
 
 Without FOLDER the bundled sample series opens. Qt, torch and the model are imported only after the
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="a weights file (.safetensors with its .json card) instead of a bundled model")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                    help="where the model runs (default auto: CUDA, then MPS, then CPU)")
+    p.add_argument("--consistency", choices=("off", "bicubic", "kspace"), default=None,
+                   help="data-consistency projection of each enhanced slice, so that degrading it reproduces the "
+                        "original (default: what the model card recommends, else off)")
     p.add_argument("--screenshot", metavar="PNG",
                    help="render the window (first series, middle slice; with --enhance, once that slice is "
                         "enhanced) to this PNG and exit; works headless")
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_dark_theme(app)
 
     config = EnhanceConfig(scale=args.scale, model=args.model,
-                           weights=str(Path(args.weights).resolve()) if args.weights else None, device=args.device)
+                           weights=str(Path(args.weights).resolve()) if args.weights else None, device=args.device,
+                           consistency=args.consistency)
     enhance = args.enhance if args.enhance is not None else not args.screenshot
     window = MainWindow(config, enhance=enhance, show_dialogs=not args.screenshot)
     if args.screenshot:

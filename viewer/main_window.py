@@ -5,6 +5,11 @@ All view state lives in one ``ViewState``; the window subscribes to it and redra
 only places arrays into ImageItems. The right viewport shows the model's output for the slice when it is
 ready; until then (or with enhancement off, key E) it shows the plain ×s interpolation of the original,
 labelled as such, so an enhanced image can never be mistaken for an acquired or interpolated one.
+
+Two views help judge how far to trust the model: the data-consistency projection in force (Enhance → Data
+consistency; shown in the label and carried into exports) and the model's disagreement with itself (View →
+Model disagreement): the spread of its outputs over the 8 flips/rotations of the slice, computed on the worker
+for the current slice only and drawn over the enhanced image in the difference overlay's sequential colours.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from viewer import window_level as wl
 from viewer.series_browser import SeriesBrowser
 from viewer.state import Plane, ViewState
 from viewer.viewport import AI_COLOR, DIM_COLOR, ERROR_COLOR, TEXT_COLOR, Viewport
-from viewer.workers import EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, series_key
+from viewer.workers import CONSISTENCY_DEFAULT, EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, series_key
 
 ORGANISATION = "BrainSR"
 APPLICATION = "BrainSR Viewer"
@@ -27,6 +32,9 @@ MAX_RECENT = 8
 CINE_INTERVAL_MS = 100  # 10 frames per second
 _KEEP = object()
 HEADER_PRESET = "Header"  # the series' own window (DICOM WindowCenter/Width), or the robust one if it has none
+DISAGREEMENT_LABEL = "Model disagreement (TTA spread)"
+CONSISTENCY_CHOICES = ((None, "Model &default"), ("off", "&Off"), ("bicubic", "&Bicubic"), ("kspace", "&k-space"))
+CONSISTENCY_NAMES = {"off": "off", "bicubic": "bicubic", "kspace": "k-space", None: CONSISTENCY_DEFAULT}
 
 
 def settings() -> QtCore.QSettings:
@@ -70,6 +78,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._scanners: set[FolderScanner] = set()   # every scan thread still running
         self._export_session = None
         self._shown: tuple | None = None  # (key, original drawn, interpolation drawn, right-side state)
+        self.disagreement = False  # the TTA-spread overlay is asked for (shown once computed, over the AI image)
 
         self.loader = SliceLoader(self)
         self.enhancer = EnhanceWorker(config or EnhanceConfig(), self)
@@ -106,6 +115,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loader.loaded.connect(self._on_loaded)
         self.loader.failed.connect(self._on_load_failed)
         self.enhancer.enhanced.connect(self._on_enhanced)
+        self.enhancer.spread_ready.connect(self._on_spread_ready)
         self.enhancer.progress.connect(self._on_enhance_progress)
         self.enhancer.failed.connect(self._on_enhance_failed)
         self.enhancer.model_ready.connect(self._on_model_ready)
@@ -124,7 +134,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------------------------ building
     def _build_difference(self) -> None:
-        self.difference_overlay = None
+        self.difference_overlay = self.disagreement_overlay = None
         self.opacity_control = None
         try:
             from viewer.difference import DifferenceOverlay, OpacityControl
@@ -133,6 +143,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.difference_overlay = DifferenceOverlay(opacity=self.state.overlay_opacity)
         self.right.vb.addItem(self.difference_overlay)
         self.difference_overlay.setVisible(False)
+        self.disagreement_overlay = DifferenceOverlay(opacity=self.state.overlay_opacity, cmap="sequential")
+        self.right.vb.addItem(self.disagreement_overlay)
+        self.disagreement_overlay.setVisible(False)
         self.opacity_control = OpacityControl(self, opacity=self.state.overlay_opacity)
         self.opacity_control.setMaximumWidth(220)
         self.opacity_control.opacityChanged.connect(self.state.set_overlay_opacity)
@@ -237,6 +250,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_show_enhanced.setChecked(self.state.enhanced)
         self.act_difference = self._action("&Difference overlay", lambda on: self.state.set_difference(on), "D",
                                            checkable=True, tip="Overlay enhanced − interpolated on the right view")
+        self.act_disagreement = self._action(
+            "Model dis&agreement (TTA spread)", self.set_disagreement, "U", checkable=True,
+            tip="Overlay where the model's output changes when the slice is flipped or rotated (8 runs per slice)")
         self.act_cine = self._action("&Cine play/pause", self.toggle_cine, "Space", checkable=True,
                                      tip="Step through the slices")
         step = self.state.step_slice
@@ -283,7 +299,7 @@ class MainWindow(QtWidgets.QMainWindow):
         presets.addActions(list(self.preset_actions.values()))
         m.addAction(self.act_reset_window)
         m.addSeparator()
-        m.addActions([self.act_show_enhanced, self.act_difference])
+        m.addActions([self.act_show_enhanced, self.act_difference, self.act_disagreement])
         m.addSeparator()
         m.addActions([self.act_cine, self.act_next, self.act_prev, self.act_page_down, self.act_page_up,
                       self.act_first, self.act_last, self.act_next_volume, self.act_prev_volume])
@@ -316,6 +332,19 @@ class MainWindow(QtWidgets.QMainWindow):
             act.setData(d)
             self.device_group.addAction(act)
         self.device_group.triggered.connect(lambda act: self.configure_enhancer(device=str(act.data())))
+        self.consistency_menu = m.addMenu("Data &consistency")
+        self.consistency_menu.setToolTipsVisible(True)
+        self.consistency_group = QtGui.QActionGroup(self)
+        for kind, text in CONSISTENCY_CHOICES:
+            act = self.consistency_menu.addAction(text)
+            act.setCheckable(True)
+            act.setData(kind)
+            act.setToolTip("Correct each enhanced slice so that degrading it reproduces the original"
+                           if kind not in (None, "off") else
+                           "What the model card recommends (off when it names none)" if kind is None else
+                           "The model's output as it is")
+            self.consistency_group.addAction(act)
+        self.consistency_group.triggered.connect(self._consistency_chosen)
         self.model_group = QtGui.QActionGroup(self)
         self.model_group.triggered.connect(self._model_chosen)
         m.addSeparator()
@@ -353,12 +382,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.opacity_control is not None:
             tb.addSeparator()
             tb.addWidget(self.opacity_control)
+        tb.addAction(self.act_disagreement)
         for act, text in ((self.act_open, "Open"), (self.act_enhance, "Enhance"), (self.act_show_enhanced, "AI / bicubic"),
                           (self.act_reset_window, "Reset"), (self.act_fit, "Fit"), (self.act_cine, "Cine"),
-                          (self.act_region, "Region"), (self.act_ruler, "Ruler")):
-            button = tb.widgetForAction(act)
-            if button is not None:
-                button.setText(text)
+                          (self.act_region, "Region"), (self.act_ruler, "Ruler"),
+                          (self.act_disagreement, "Disagreement")):
+            act.setIconText(text)  # the toolbar's short name; a button's own text would revert when the action toggles
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -540,6 +569,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._request_current()
             self._refresh_images()
             self._tag_timer.start()
+        if "difference" in changed and state.difference and self.disagreement:
+            self.set_disagreement(False)  # one overlay at a time: they share the opacity slider
+        if "enhanced" in changed:
+            self._request_spread()
         if changed & {"enhanced", "difference", "overlay_opacity", "model"}:
             self._refresh_images()
             self.act_show_enhanced.setChecked(state.enhanced)
@@ -565,6 +598,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loader.request(self.series, v, s)
         if self.enhancing and self._enhance_error is None:
             self.enhancer.request(self.series, v, s)
+        self._request_spread()
+
+    def _request_spread(self) -> None:
+        """Ask the worker for the current slice's TTA spread when the overlay is on over an AI image."""
+        if (self.series is None or not self.disagreement or not self.enhancing or not self.state.enhanced
+                or self._enhance_error is not None):
+            return
+        self.enhancer.request_spread(self.series, self.state.volume, self.state.slice)
 
     def _refresh_images(self) -> None:
         if self.series is None or self.state.plane is None:
@@ -604,6 +645,50 @@ class MainWindow(QtWidgets.QMainWindow):
                              window_width=self.state.window.width)
             overlay.set_opacity(self.state.overlay_opacity)
         overlay.setVisible(bool(show))
+        self._refresh_disagreement(images)
+
+    def _refresh_disagreement(self, images: dict | None = None) -> None:
+        overlay = self.disagreement_overlay
+        if overlay is None:
+            return
+        images = images or self.current_images()
+        spread = self.current_spread()
+        show = self.disagreement and spread is not None and self._right_state(images) == "ready"
+        if show:
+            overlay.set_difference(spread, rect_mm=self.state.plane.rect_mm, window_width=self.state.window.width,
+                                   cmap="sequential")
+            overlay.set_opacity(self.state.overlay_opacity)
+        overlay.setVisible(bool(show))
+
+    def current_spread(self) -> np.ndarray | None:
+        """The current slice's TTA spread (s·H, s·W) for the current model, or None until computed."""
+        if self.series is None:
+            return None
+        return self.enhancer.cached_spread(self.series, self.state.volume, self.state.slice)
+
+    def _disagreement_lines(self, state: str) -> list[str]:
+        if not self.disagreement:
+            return []
+        if state != "ready":
+            why = {"interpolated": "shown over the AI-enhanced image only", "error": "unavailable: enhancement failed"}
+            return [DISAGREEMENT_LABEL, why.get(state, "waiting for the enhanced slice…")]
+        spread = self.current_spread()
+        if spread is None:
+            return [DISAGREEMENT_LABEL, "computing… (8 flips/rotations)"]
+        from viewer.difference import robust_scale
+
+        full = robust_scale(spread, self.state.window.width)
+        return [DISAGREEMENT_LABEL, f"yellow → magenta: s.d. 0 → {full:.3g}"]
+
+    def consistency_in_force(self) -> str:
+        """What the enhanced image on the right was projected with: the loaded model's (card default resolved),
+        or the configured choice before the model is loaded."""
+        cfg, info = self.enhancer.config, self.model_info or {}
+        loaded = info.get("config")
+        if loaded is not None and (loaded.model_id, loaded.scale, loaded.consistency) == (
+                cfg.model_id, cfg.scale, cfg.consistency) and info.get("consistency"):
+            return CONSISTENCY_NAMES.get(info["consistency"], info["consistency"])
+        return CONSISTENCY_NAMES.get(cfg.consistency, str(cfg.consistency))
 
     def _update_overlays(self) -> None:
         s, series = self.state, self.series
@@ -634,9 +719,12 @@ class MainWindow(QtWidgets.QMainWindow):
         model = card.get("name") or (self.enhancer.config.model or None)
         version = card.get("version") or (card.get("sha256", "")[:8] or None)
         head = [series.series_description] if series.series_description else []
-        self.right.set_corner("top_left", head)
+        self.right.set_corner("top_left", head + self._disagreement_lines(state))
         color = {"ready": AI_COLOR, "enhancing": AI_COLOR, "error": ERROR_COLOR}.get(state, TEXT_COLOR)
-        self.right.set_corner("top_right", overlays.enhanced_label(k, model, version, state), color)
+        label = overlays.enhanced_label(k, model, version, state)
+        if state == "ready":  # before the disclaimer, which stays last
+            label.insert(len(label) - 1, f"data consistency: {self.consistency_in_force()}")
+        self.right.set_corner("top_right", label, color)
         self.right.set_corner("bottom_left", sl)
         self.right.set_corner("bottom_right", overlays.display_lines(
             s.window.center, s.window.width, s.zoom, (plane.row_spacing / k, plane.col_spacing / k),
@@ -702,6 +790,11 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.roi_tool is not None and self.roi_tool.rect() is not None:
                 self._update_region_stats(self.roi_tool.rect())
 
+    def _on_spread_ready(self, key: tuple, spread: np.ndarray) -> None:
+        if self.series is not None and key == self.enhancer.key(self.series, self.state.volume, self.state.slice):
+            self._refresh_disagreement()
+            self._update_overlays()
+
     def _on_enhance_progress(self, done: int, total: int) -> None:
         busy = total > 0 and done < total
         self.progress.setVisible(busy)
@@ -761,6 +854,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self._refresh_images()
         self._update_overlays()
 
+    def set_disagreement(self, on: bool) -> None:
+        """Show (computing it on demand) or hide the model-disagreement overlay; it replaces the difference one."""
+        self.disagreement = bool(on)
+        self.act_disagreement.setChecked(self.disagreement)
+        if self.disagreement:
+            self.state.set_difference(False)
+            self._request_spread()
+        self._refresh_disagreement()
+        self._update_overlays()
+
     def cancel_enhancement(self) -> None:
         self.enhancer.cancel()
         self.progress.hide()
@@ -768,22 +871,26 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage("Enhancement cancelled; slices already enhanced stay available", 6000)
 
     def configure_enhancer(self, scale: int | None = None, model: Any = _KEEP, device: str | None = None,
-                           weights: Any = _KEEP) -> None:
-        """Change model/scale/device: queued slices are dropped and the model is rebuilt in the worker.
+                           weights: Any = _KEEP, consistency: Any = _KEEP) -> None:
+        """Change model/scale/device/data consistency: queued slices are dropped and the model is rebuilt in the
+        worker; a new model, scale or consistency means new cache keys, so the slice is enhanced again.
 
-        ``model``/``weights`` left out keep the current choice; None selects the default fidelity model.
+        ``model``/``weights``/``consistency`` left out keep the current choice; None selects the default fidelity
+        model / the model card's consistency.
         """
         old = self.enhancer.config
         new = EnhanceConfig(scale=old.scale if scale is None else int(scale),
                             model=old.model if model is _KEEP else model,
                             weights=old.weights if weights is _KEEP else weights,
-                            device=old.device if device is None else device)
+                            device=old.device if device is None else device,
+                            consistency=old.consistency if consistency is _KEEP else consistency)
         if new.scale != old.scale and weights is _KEEP and old.weights:  # a weights file fits one scale only
-            new = EnhanceConfig(scale=new.scale, model=None, weights=None, device=new.device)
+            new = EnhanceConfig(scale=new.scale, model=None, weights=None, device=new.device,
+                                consistency=new.consistency)
         if new == old:
             return
         self.enhancer.configure(new)
-        if (new.model_id, new.scale) != (old.model_id, old.scale):
+        if (new.model_id, new.scale, new.consistency) != (old.model_id, old.scale, old.consistency):
             self.model_info = None  # slices already enhanced by the same weights stay valid on another device
         self._enhance_error = None
         self.loader.set_scale(new.scale)
@@ -797,12 +904,17 @@ class MainWindow(QtWidgets.QMainWindow):
         data = act.data()
         self.configure_enhancer(model=data or None, weights=None)
 
+    def _consistency_chosen(self, act: QtGui.QAction) -> None:
+        self.configure_enhancer(consistency=act.data() or None)
+
     def _sync_enhance_menus(self) -> None:
         cfg = self.enhancer.config
         for act in self.scale_group.actions():
             act.setChecked(act.data() == cfg.scale)
         for act in self.device_group.actions():
             act.setChecked(act.data() == cfg.device)
+        for act in self.consistency_group.actions():
+            act.setChecked((act.data() or None) == cfg.consistency)
         self.model_menu.clear()
         for act in self.model_group.actions():
             self.model_group.removeAction(act)
@@ -910,7 +1022,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
                     cfg = self.enhancer.config
                     enhancer = Enhancer(scale=cfg.scale, model=cfg.model, weights=cfg.weights,
-                                        device=cfg.device, threads=default_threads())
+                                        device=cfg.device, threads=default_threads(), consistency=cfg.consistency)
                 finally:
                     QtWidgets.QApplication.restoreOverrideCursor()
             self._export_session = export_series_dialog(self, self.series, enhancer,
@@ -941,6 +1053,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "<tr><td>Ctrl+E</td><td>enhance the series</td></tr>"
             "<tr><td>E</td><td>right view: AI-enhanced ↔ plain interpolation</td></tr>"
             "<tr><td>D</td><td>difference overlay</td></tr>"
+            "<tr><td>U</td><td>model disagreement overlay (spread over 8 flips/rotations)</td></tr>"
             "<tr><td>Space</td><td>cine</td></tr>"
             "</table>"))
 

@@ -8,7 +8,9 @@ Qt signals (queued across threads, so slots always run on the GUI thread and onl
   computes the plain interpolation ×s of each (the right viewport's fallback and the "enhancement off" view).
 - :class:`EnhanceWorker` — long-lived thread that owns the ``Enhancer`` (model built in that thread):
   the current slice first, then the rest of the volume, nearest first; results cached by
-  (series, volume, slice, model, scale). Cancel clears the queue and is checked between slices.
+  (series, volume, slice, model, scale, consistency). Cancel clears the queue and is checked between slices.
+  On demand it also measures the model's disagreement with itself on the current slice (8 flips/rotations,
+  ``viewer.difference.tta_spread``), cached under the same key.
 
 ``torch`` and ``srgan.enhance`` are imported inside the threads, so starting the viewer (or ``--help``)
 does not pay for them.
@@ -26,6 +28,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from srgan.errors import InputError
+from viewer.difference import tta_spread
 
 
 def series_key(series: Any) -> str:
@@ -128,6 +131,7 @@ class _Job:
     volume: int
     slice: int
     generation: int
+    kind: str = "enhance"  # or "spread": the TTA disagreement map of the slice
 
 
 class _QueueThread(QtCore.QThread):
@@ -254,32 +258,46 @@ class SliceLoader(_QueueThread):
         self.loaded.emit(key, original, interpolated)
 
 
+CONSISTENCY_DEFAULT = "model default"
+
+
 @dataclass(frozen=True)
 class EnhanceConfig:
-    """Which model the worker runs: bundled ``model`` name (None = default fidelity) or a ``weights`` file."""
+    """Which model the worker runs: bundled ``model`` name (None = default fidelity) or a ``weights`` file, and
+    its data-consistency projection (``srgan.consistency.KINDS``; None = what the model card recommends)."""
     scale: int = 2
     model: str | None = None
     weights: str | None = None
     device: str = "auto"
+    consistency: str | None = None
 
     @property
     def model_id(self) -> str:
         return self.weights or self.model or "default"
+
+    @property
+    def consistency_id(self) -> str:
+        """The consistency part of a cache key: outputs of two settings are never mixed up."""
+        return self.consistency or CONSISTENCY_DEFAULT
 
 
 class EnhanceWorker(_QueueThread):
     """Owns the ``Enhancer``; enhances the current slice first, then the rest of the volume in the background.
 
     Signals (all delivered on the GUI thread):
-      ``enhanced(key, image)`` — ``key = (series_key, volume, slice, model_id, scale)``, image (s·H, s·W) float32;
+      ``enhanced(key, image)`` — ``key = (series_key, volume, slice, model_id, scale, consistency_id)``, image
+        (s·H, s·W) float32;
+      ``spread_ready(key, spread)`` — same key, the TTA spread (s·H, s·W) float32 asked for by ``request_spread``;
       ``progress(done, total)`` — slices of the current request finished (done == total: finished;
         (0, 0) after a cancel);
-      ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``provenance`` (one line), ``config``;
+      ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``provenance`` (one line), ``consistency``
+        (the one in force, after the card's default), ``config``;
       ``failed(message)`` — a model that cannot load (no weights, bad device) or an error while enhancing;
         the queue is dropped and nothing is retried until the next request.
     """
 
     enhanced = QtCore.Signal(object, object)
+    spread_ready = QtCore.Signal(object, object)
     progress = QtCore.Signal(int, int)
     model_ready = QtCore.Signal(object)
     failed = QtCore.Signal(str)
@@ -288,6 +306,7 @@ class EnhanceWorker(_QueueThread):
                  threads: int | None = None, cache_bytes: int = 1536 * 2**20):
         super().__init__(parent)
         self.results = ArrayCache(cache_bytes)
+        self.spreads = ArrayCache(max(cache_bytes // 8, 64 * 2**20))
         self._config = config or EnhanceConfig()
         self._threads = threads
         self._enhancer = None
@@ -315,10 +334,32 @@ class EnhanceWorker(_QueueThread):
 
     def key(self, series: Any, volume: int, slice_: int, config: EnhanceConfig | None = None) -> tuple:
         c = config or self.config
-        return (series_key(series), int(volume), int(slice_), c.model_id, c.scale)
+        return (series_key(series), int(volume), int(slice_), c.model_id, c.scale, c.consistency_id)
 
     def cached(self, series: Any, volume: int, slice_: int) -> np.ndarray | None:
         return self.results.get(self.key(series, volume, slice_))
+
+    def cached_spread(self, series: Any, volume: int, slice_: int) -> np.ndarray | None:
+        return self.spreads.get(self.key(series, volume, slice_))
+
+    def request_spread(self, series: Any, volume: int, slice_: int) -> bool:
+        """Queue the TTA spread of one slice (8 inferences) unless cached or queued; False when cached.
+
+        It runs right after that slice's own enhancement (the image the user waits for), before the rest of
+        the volume; the next ``request`` (another slice) drops it if it has not started.
+        """
+        if self.key(series, volume, slice_) in self.spreads:
+            return False
+        with self._cond:
+            def same(j: _Job) -> bool:
+                return j.series is series and (j.volume, j.slice) == (volume, slice_)
+
+            if any(j.kind == "spread" and same(j) for j in self._queue):
+                return True
+            at = next((i + 1 for i, j in enumerate(self._queue) if j.kind == "enhance" and same(j)), 0)
+            self._queue.insert(at, _Job(series, volume, slice_, self._generation, "spread"))
+            self._cond.notify_all()
+        return True
 
     def request(self, series: Any, volume: int, slice_: int, whole_volume: bool = True) -> None:
         """Enhance ``slice_`` first, then (``whole_volume``) every other slice of ``volume``, nearest first."""
@@ -349,15 +390,18 @@ class EnhanceWorker(_QueueThread):
 
         threads = self._threads or default_threads()
         enhancer = Enhancer(scale=config.scale, model=config.model, weights=config.weights,
-                            device=config.device, threads=threads)
+                            device=config.device, threads=threads, consistency=config.consistency)
         self._enhancer, self._enhancer_config = enhancer, config
         self.model_ready.emit({
             "card": dict(enhancer.card), "label": enhancer.label, "device": str(enhancer.device),
-            "provenance": enhancer.provenance.long(), "config": config,
+            "provenance": enhancer.provenance.long(), "consistency": enhancer.consistency, "config": config,
         })
         return enhancer
 
     def _do(self, job: _Job) -> None:
+        if job.kind == "spread":
+            self._do_spread(job)
+            return
         config = self.config
         key = self.key(job.series, job.volume, job.slice, config)
         if key in self.results:
@@ -384,6 +428,35 @@ class EnhanceWorker(_QueueThread):
         if self._current(job):
             self.enhanced.emit(key, result)
             self._advance(job)
+
+    def _do_spread(self, job: _Job) -> None:
+        config = self.config
+        key = self.key(job.series, job.volume, job.slice, config)
+        if key in self.spreads:
+            return
+        try:
+            enhancer = self._ensure_enhancer(config)
+            if not self._current(job):
+                return
+            image = job.series.pixels(job.volume, job.slice)
+
+            def enhance_one(view: np.ndarray) -> np.ndarray:
+                return enhancer.enhance_stack(view[None], cancel=lambda: not self._current(job))[0]
+
+            spread = tta_spread(enhance_one, image)
+        except InterruptedError:  # another slice or model asked for meanwhile
+            return
+        except Exception as err:
+            if not isinstance(err, (InputError, MemoryError)):
+                traceback.print_exc()
+            if self._current(job):
+                self.failed.emit(_message(err))
+            return
+        if config != self.config:
+            return
+        self.spreads.put(key, spread)
+        if self._current(job):
+            self.spread_ready.emit(key, spread)
 
     def _advance(self, job: _Job) -> None:
         with self._cond:

@@ -83,7 +83,7 @@ def test_worker_enhances_the_requested_slice_first(qtbot, worker, hfs_series, ti
     with qtbot.waitSignal(worker.enhanced, timeout=60_000) as blocker:
         worker.request(hfs_series, 0, 17, whole_volume=False)
     key, image = blocker.args
-    assert key == (series_key(hfs_series), 0, 17, str(tiny_weights), 2)
+    assert key == (series_key(hfs_series), 0, 17, str(tiny_weights), 2, "model default")
     assert image.shape == (512, 512) and image.dtype == np.float32
     reference = Enhancer(weights=tiny_weights, device="cpu", threads=1).enhance(hfs_series.pixels(0, 17))
     np.testing.assert_allclose(image, reference, rtol=1e-4, atol=1e-2)
@@ -137,7 +137,7 @@ def test_reconfigure_changes_the_cache_key(qtbot, worker, hfs_series, tiny_weigh
     with qtbot.waitSignal(worker.enhanced, timeout=60_000) as blocker:
         worker.request(hfs_series, 0, 3, whole_volume=False)
     key, image = blocker.args
-    assert key[3:] == (str(tiny_weights_x4), 4) and image.shape == (1024, 1024)
+    assert key[3:5] == (str(tiny_weights_x4), 4) and image.shape == (1024, 1024)
 
 
 def test_many_signal_emissions_do_not_abort():
