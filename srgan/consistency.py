@@ -46,25 +46,37 @@ def relative_residual(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str) -> 
     return float(np.linalg.norm(degrade(sr, scale, kind) - lr) / max(np.linalg.norm(lr), 1e-12))
 
 
+def _ramp(shape: tuple[int, int], scale: int) -> np.ndarray:
+    """The half-pixel phase ramp of ``srgan.degrade.kspace_truncate`` (LR pixel i centred on HR i·s + (s−1)/2)."""
+    H, W = shape
+    d = (scale - 1) / 2
+    return np.exp(2j * np.pi * d * (np.fft.fftfreq(H)[:, None] + np.fft.fftfreq(W)[None, :]))
+
+
+def _centre(shape: tuple[int, int], scale: int) -> tuple[slice, slice]:
+    H, W = shape
+    h, w = H // scale, W // scale
+    return slice(H // 2 - h // 2, H // 2 - h // 2 + h), slice(W // 2 - w // 2, W // 2 - w // 2 + w)
+
+
+def _kspace_complex(x: np.ndarray, scale: int) -> np.ndarray:
+    """k-space truncation before its final magnitude: complex (h, w)."""
+    k = np.fft.fftshift(np.fft.fft2(x) * _ramp(x.shape, scale))
+    return np.fft.ifft2(np.fft.ifftshift(k[_centre(x.shape, scale)])) / (scale * scale)
+
+
 def _kspace_lift(r: np.ndarray, scale: int, hr_shape: tuple[int, int]) -> np.ndarray:
-    """Right inverse of k-space truncation for a real residual: zero-pad its spectrum back to HR with the inverse
-    of the half-pixel phase ramp that ``kspace_truncate`` applies."""
-    H, W = hr_shape
-    h, w = r.shape
-    s = scale
-    k = np.zeros((H, W), dtype=np.complex128)
-    k[H // 2 - h // 2:H // 2 - h // 2 + h, W // 2 - w // 2:W // 2 - w // 2 + w] = np.fft.fftshift(np.fft.fft2(r)) * s * s
-    d = (s - 1) / 2
-    ramp = np.exp(2j * np.pi * d * (np.fft.fftfreq(H)[:, None] + np.fft.fftfreq(W)[None, :]))
-    return np.real(np.fft.ifft2(np.fft.ifftshift(k) / ramp))
+    """Right inverse of the complex truncation: zero-pad the residual's spectrum back to HR, undo the ramp."""
+    k = np.zeros(hr_shape, dtype=np.complex128)
+    k[_centre(hr_shape, scale)] = np.fft.fftshift(np.fft.fft2(r)) * scale * scale
+    return np.real(np.fft.ifft2(np.fft.ifftshift(k) / _ramp(hr_shape, scale)))
 
 
-def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float = 1e-4, max_iter: int = 20) -> np.ndarray:
+def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float = 1e-5, max_iter: int = 30) -> np.ndarray:
     """SR corrected to be consistent with ``lr`` under degradation ``kind``; float32 like the input.
 
-    Bicubic: one exact linear projection (the operator is linear and separable). k-space: iterated lifting of the
-    residual (the magnitude in k-space truncation makes it slightly non-linear), until the relative residual is
-    below ``tol``.
+    Bicubic: one exact linear projection (the operator is linear and separable). k-space: alternating projection
+    that keeps the current phase and imposes the measured magnitude, until the relative residual is below ``tol``.
     """
     if kind == "off":
         return np.asarray(sr, dtype=np.float32)
@@ -81,15 +93,16 @@ def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float
         residual = lr - dr @ x @ dc.T
         x += ur @ residual @ uc.T
         return x.astype(np.float32)
+    # The magnitude makes the model non-linear: each step keeps the phase of the current complex LR image and
+    # moves only its magnitude onto the measured LR (a Gerchberg–Saxton-style alternating projection).
     norm = max(np.linalg.norm(lr), 1e-12)
     best, best_err = x.copy(), np.inf
     for _ in range(max_iter):
-        residual = lr - degrade(x, scale, "kspace")
-        err = np.linalg.norm(residual) / norm
-        if err >= best_err:  # the magnitude step can stall far from consistency (e.g. an LR that was not k-space)
-            break
-        best, best_err = x.copy(), err
+        c = _kspace_complex(x, scale)
+        err = np.linalg.norm(np.abs(c) - lr) / norm
+        if err < best_err:
+            best, best_err = x.copy(), err
         if err <= tol:
             break
-        x += _kspace_lift(residual, scale, (H, W))
+        x += _kspace_lift(lr * np.exp(1j * np.angle(c)) - c, scale, (H, W))
     return best.astype(np.float32)
