@@ -7,7 +7,7 @@ from it.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,9 +21,8 @@ def atomic_path(dest: str | Path):
     """Yield a temporary path beside ``dest``; on leaving the block without an exception it replaces ``dest``,
     otherwise it is deleted."""
     dest = Path(dest)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp" + _suffix(dest))
-    os.close(fd)
-    tmp = Path(name)
+    # Not mkstemp: the writer creates the file, so it gets the user's usual permissions (umask), not 0600.
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp{_suffix(dest)}")
     try:
         yield tmp
         os.replace(tmp, dest)

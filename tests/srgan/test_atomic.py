@@ -20,3 +20,15 @@ def test_success_replaces(tmp_path):
     atomic.write_bytes(tmp_path / "b.bin", b"\x00\x01")
     assert (tmp_path / "a.json").read_text() == "{}" and (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_output_gets_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
