@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -125,7 +125,8 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
     for series in result.series:
         first, files = by_uid.setdefault(series.uid, (series, []))
         files += [f for f in series.files if f not in files]
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    staging = output.parent / f".{output.name}.{uuid.uuid4().hex[:12]}.partial"  # umask permissions, not 0700
+    staging.mkdir()
     try:
         several = len(by_uid) > 1
         for series, files in by_uid.values():
