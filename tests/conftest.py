@@ -9,6 +9,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """pytest-xdist runs one worker per core: a single torch thread each avoids oversubscribing the CPU."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -7,21 +7,11 @@ import json
 import re
 
 import numpy as np
-import pytest
 
 from srgan import benchmark as B
 from srgan.evaluate import Case, baseline_methods, degrader, evaluate_pairs
 
 SMALL = ["notumor/Tr-no_0425.jpg", "notumor/Tr-no_0403.jpg", "notumor/Tr-no_0547.jpg"]   # 150–225 px: fast
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _link_tree(src_root, dest, names):

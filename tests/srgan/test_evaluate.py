@@ -12,15 +12,6 @@ from srgan import evaluate as E
 from srgan.metrics import psnr
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def kaggle_three(shared_data):
     root = shared_data / "kaggle-brain-tumor-mri"

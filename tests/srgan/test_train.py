@@ -15,14 +15,6 @@ from srgan.weights import load_weights
 KAGGLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
 
 
-@pytest.fixture(autouse=True)
-def few_threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """Eight 8-bit textured discs on black (each its own 'patient')."""

@@ -3,7 +3,6 @@ the model-disagreement overlay (spread over the 8 flips/rotations of the slice).
 import numpy as np
 import pydicom
 import pytest
-import torch
 from PySide6 import QtWidgets
 
 from srgan.consistency import relative_residual
@@ -12,11 +11,6 @@ from viewer import app as viewer_app
 from viewer.difference import dihedral, tta_spread
 from viewer.main_window import DISAGREEMENT_LABEL, MainWindow
 from viewer.workers import EnhanceConfig, EnhanceWorker
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(1)
 
 
 def _nearest_x2(a):
