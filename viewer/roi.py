@@ -217,7 +217,35 @@ class DragCatcher(pg.GraphicsObject):
         self._on_drag((p0.x(), p0.y()), (p1.x(), p1.y()), finished)
 
 
-class RoiTool(QtCore.QObject):
+class MirroredDrawTool(QtCore.QObject):
+    """A shape drawn on several linked viewports at once (same mm coordinates on each): by a modifier+drag, or a
+    plain drag while the tool's mode is on. Subclasses implement ``_on_draw(p0_mm, p1_mm, finished)``."""
+
+    def __init__(self, viewboxes: Sequence[pg.ViewBox], parent: QtCore.QObject | None, pen,
+                 draw_modifier: QtCore.Qt.KeyboardModifier):
+        super().__init__(parent)
+        self._viewboxes = list(viewboxes)
+        self._pen = pen
+        self._modifier = draw_modifier
+        self._mode = False
+        self._syncing = False
+        self._catchers = [DragCatcher(vb, self._wants_drag, self._on_draw) for vb in self._viewboxes]
+
+    def set_mode(self, on: bool) -> None:
+        """Tool mode: while on, a plain left drag draws (otherwise modifier+drag)."""
+        self._mode = bool(on)
+
+    def mode(self) -> bool:
+        return self._mode
+
+    def _wants_drag(self, modifiers) -> bool:
+        return self._mode or bool(modifiers & self._modifier)
+
+    def _on_draw(self, p0: Point, p1: Point, finished: bool) -> None:
+        raise NotImplementedError
+
+
+class RoiTool(MirroredDrawTool):
     """One rectangle shown on several viewports at once (same mm region), drawn by Shift+drag or in "Region" mode.
 
     ``RoiTool([left_viewbox, right_viewbox])``. Moving/resizing the rectangle on one viewport mirrors it on the
@@ -232,21 +260,9 @@ class RoiTool(QtCore.QObject):
 
     def __init__(self, viewboxes: Sequence[pg.ViewBox], parent: QtCore.QObject | None = None,
                  pen=None, draw_modifier=QtCore.Qt.KeyboardModifier.ShiftModifier):
-        super().__init__(parent)
-        self._viewboxes = list(viewboxes)
-        self._pen = pen if pen is not None else pg.mkPen((255, 200, 0), width=1.5)
-        self._modifier = draw_modifier
-        self._mode = False
         self._rois: list[pg.RectROI] = []
-        self._syncing = False
-        self._catchers = [DragCatcher(vb, self._wants_drag, self._on_draw) for vb in self._viewboxes]
-
-    def set_mode(self, on: bool) -> None:
-        """"Region" tool mode: while on, a plain left drag draws the rectangle (otherwise Shift+drag)."""
-        self._mode = bool(on)
-
-    def mode(self) -> bool:
-        return self._mode
+        super().__init__(viewboxes, parent, pen if pen is not None else pg.mkPen((255, 200, 0), width=1.5),
+                         draw_modifier)
 
     def rect(self) -> RectMM | None:
         """The current rectangle in mm, or None."""
@@ -278,9 +294,6 @@ class RoiTool(QtCore.QObject):
     def rois(self) -> list[pg.RectROI]:
         """The per-viewport ROI items (same order as the viewboxes); empty when no rectangle."""
         return list(self._rois)
-
-    def _wants_drag(self, modifiers) -> bool:
-        return self._mode or bool(modifiers & self._modifier)
 
     def _on_draw(self, p0: Point, p1: Point, finished: bool) -> None:
         r = RectMM.from_corners(p0, p1)

@@ -15,7 +15,7 @@ from typing import Sequence
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from viewer.roi import DragCatcher
+from viewer.roi import MirroredDrawTool
 
 Point = tuple[float, float]
 
@@ -40,7 +40,7 @@ def format_length(mm: float) -> str:
     return f"{mm:.2f} mm" if mm < 10 else f"{mm:.1f} mm"
 
 
-class RulerTool(QtCore.QObject):
+class RulerTool(MirroredDrawTool):
     """One ruler mirrored on several viewports (same mm end points), drawn by Ctrl+drag or in "Ruler" mode.
 
     ``RulerTool([left_viewbox, right_viewbox])``; pass a single viewbox for a per-side ruler. Dragging either
@@ -53,22 +53,10 @@ class RulerTool(QtCore.QObject):
 
     def __init__(self, viewboxes: Sequence[pg.ViewBox], parent: QtCore.QObject | None = None, pen=None,
                  draw_modifier=QtCore.Qt.KeyboardModifier.ControlModifier):
-        super().__init__(parent)
-        self._viewboxes = list(viewboxes)
-        self._pen = pen if pen is not None else pg.mkPen((0, 230, 255), width=1.5)
-        self._modifier = draw_modifier
-        self._mode = False
         self._lines: list[pg.LineSegmentROI] = []
         self._labels: list[pg.TextItem] = []
-        self._syncing = False
-        self._catchers = [DragCatcher(vb, self._wants_drag, self._on_draw) for vb in self._viewboxes]
-
-    def set_mode(self, on: bool) -> None:
-        """"Ruler" tool mode: while on, a plain left drag draws the ruler (otherwise Ctrl+drag)."""
-        self._mode = bool(on)
-
-    def mode(self) -> bool:
-        return self._mode
+        super().__init__(viewboxes, parent, pen if pen is not None else pg.mkPen((0, 230, 255), width=1.5),
+                         draw_modifier)
 
     def set_points(self, p0_mm: Point, p1_mm: Point) -> None:
         """Place the ruler from ``p0_mm`` to ``p1_mm`` (x, y mm) on every viewport."""
@@ -104,9 +92,6 @@ class RulerTool(QtCore.QObject):
 
     def lines(self) -> list[pg.LineSegmentROI]:
         return list(self._lines)
-
-    def _wants_drag(self, modifiers) -> bool:
-        return self._mode or bool(modifiers & self._modifier)
 
     def _on_draw(self, p0: Point, p1: Point, finished: bool) -> None:
         self.set_points(p0, p1)
