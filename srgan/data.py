@@ -246,6 +246,8 @@ class PatchSampler:
 
     Sources are drawn by ``source_weights`` (equal by default), then an item, slice and position uniformly,
     rejecting mostly-background patches, then a random dihedral transform and a degradation from ``degradation``.
+    The degradation's spatial part runs on the whole plane and the LR patch is cut from it (see
+    ``degrade.resample``); noise and 8-bit rounding then act on the patch.
     """
 
     def __init__(self, sources: list[list[Item]], *, patch_size: int, degradation: DegradationConfig,
@@ -263,38 +265,63 @@ class PatchSampler:
         w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
         w = np.asarray([wi for wi, s in zip(w, sources) if s])
         self.weights = w / w.sum()
+        self._cache: dict[tuple, torch.Tensor] = {}
 
-    def _crop(self, rng: np.random.Generator, item: Item) -> tuple[np.ndarray, Normalizer]:
-        """A normalised HR crop (p, p) of a random plane of ``item``, mostly foreground, and its normaliser."""
-        p = self.patch
+    def _crop(self, rng: np.random.Generator, item: Item) -> tuple[int, int, int, np.ndarray]:
+        """(plane j, y, x, normalised HR crop (p, p)) of a random plane of ``item``, mostly foreground.
+
+        ``y, x`` are multiples of the scale, so the crop sits exactly on the LR grid of the whole plane."""
+        p, s = self.patch, self.scale
         best, best_fg = None, -1.0
         for _ in range(max(1, self.cfg.max_tries)):
             j = int(rng.integers(len(item)))
             raw = item.array if item.slices is None else np.take(item.array, item.slices[j][1], axis=item.slices[j][0])
-            H, W = raw.shape
-            y, x = int(rng.integers(H - p + 1)), int(rng.integers(W - p + 1))
+            H, W = raw.shape[0] // s * s, raw.shape[1] // s * s
+            y, x = s * int(rng.integers((H - p) // s + 1)), s * int(rng.integers((W - p) // s + 1))
             crop = item.norms[j].forward(raw[y:y + p, x:x + p])
             fg = float((crop > self.cfg.foreground_level).mean())
             if fg > best_fg:
-                best, best_fg = (crop, item.norms[j]), fg
+                best, best_fg = (j, y, x, crop), fg
             if fg >= self.cfg.min_foreground:
                 break
         return best
 
+    def _lr_plane(self, key: tuple, item: Item, j: int, params: dict) -> torch.Tensor:
+        """The whole plane j resampled by ``params`` (no noise, no rounding), ``(1, 1, H//s, W//s)``, normalised.
+
+        Blur-free planes are cached: there are only a few (kind, window) combinations per plane, and the FFT of a
+        512² slice would otherwise cost more than the patch it is cut for."""
+        blur = params.get("blur_sigma", 0.0) > 0
+        ckey = (*key, j, params["kind"], bool(params.get("hamming")))
+        if not blur and ckey in self._cache:
+            return self._cache[ckey]
+        plane, norm = item.plane(j)
+        s = self.scale
+        hr = torch.from_numpy(np.ascontiguousarray(plane[:plane.shape[0] // s * s, :plane.shape[1] // s * s]))
+        lr = degrade.resample(hr[None, None], params, source=(norm.low, norm.high))
+        if not blur:
+            self._cache[ckey] = lr
+        return lr
+
     def sample(self, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(lr (1, p/s, p/s), hr (1, p, p), degradation params) of sample ``index`` of batch ``step``."""
         rng = np.random.default_rng([self.seed, step, index])
-        src = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
-        item = src[int(rng.integers(len(src)))]
-        crop, norm = self._crop(rng, item)
+        si = int(rng.choice(len(self.sources), p=self.weights))
+        src = self.sources[si]
+        ii = int(rng.integers(len(src)))
+        item = src[ii]
+        j, y, x, crop = self._crop(rng, item)
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
-        crop = np.rot90(crop, k)
-        if flip:
-            crop = crop[:, ::-1]
-        hr = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))[None, None]
         params = self.deg.sample(rng, eight_bit=item.eight_bit)
-        lr = degrade.apply(hr, params, source=(norm.low, norm.high))
-        return lr[0], hr[0], params
+        s, q = self.scale, self.patch // self.scale
+        norm = item.norms[j]
+        lr = self._lr_plane((si, ii), item, j, params)[0, 0, y // s:y // s + q, x // s:x // s + q]
+        lr = degrade.finish(lr[None, None], params, source=(norm.low, norm.high))[0, 0].numpy()
+
+        def orient(a):  # the pixel-centre convention is symmetric, so resampling commutes with the dihedral group
+            a = np.rot90(a, k)
+            return torch.from_numpy(np.ascontiguousarray(a[:, ::-1] if flip else a, dtype=np.float32))[None]
+        return orient(lr), orient(crop), params
 
     def batch(self, step: int, indices) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
         """(lr (n, 1, p/s, p/s), hr (n, 1, p, p), params) for the given sample indices of global batch ``step``."""
@@ -307,7 +334,8 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
     """Fixed held-out pairs: centre crops of images and a few evenly spaced slices of volumes.
 
     Each entry: ``{"name", "kind", "lr" (1, 1, h, w), "hr" (1, 1, s·h, s·w)}`` in normalised units; LR made as
-    the contract does (antialiased bicubic or k-space, 8-bit rounding for 8-bit sources), no noise or blur.
+    the contract does (antialiased bicubic or k-space of the whole plane, 8-bit rounding for 8-bit sources, no
+    noise or blur), then cropped on the LR grid.
     """
     planes = []
     for it in items:
@@ -321,13 +349,16 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
     planes = planes[:max_images]
     out = []
     for name, plane, norm, it in planes:
-        c = min(cfg.val_crop, plane.shape[0], plane.shape[1]) // scale * scale
-        y, x = (plane.shape[0] - c) // 2, (plane.shape[1] - c) // 2
-        hr = torch.from_numpy(np.ascontiguousarray(plane[y:y + c, x:x + c], dtype=np.float32))[None, None]
+        H, W = plane.shape[0] // scale * scale, plane.shape[1] // scale * scale
+        c = min(cfg.val_crop, H, W) // scale * scale
+        y, x = (H - c) // 2 // scale * scale, (W - c) // 2 // scale * scale
+        whole = torch.from_numpy(np.ascontiguousarray(plane[:H, :W], dtype=np.float32))[None, None]
+        hr = whole[..., y:y + c, x:x + c]
         for kind in kinds:
             params = {"scale": scale, "kind": kind, "quantize_levels": 255 if it.eight_bit else 0}
+            lr = degrade.apply(whole, params, source=(norm.low, norm.high))
             out.append({"name": name, "kind": kind, "hr": hr,
-                        "lr": degrade.apply(hr, params, source=(norm.low, norm.high))})
+                        "lr": lr[..., y // scale:(y + c) // scale, x // scale:(x + c) // scale]})
     return out
 
 

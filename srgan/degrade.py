@@ -218,10 +218,19 @@ def apply(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     returned in ``hr``'s units. Order: blur (optics/partial volume) → downsample → Rician noise → quantise.
     ``noise_sigma`` is relative to the robust maximum, i.e. to ``high − low``.
     """
+    return finish(resample(hr, params, source=source), params, source=source)
+
+
+def resample(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
+    """The spatial half of ``apply`` (blur → downsample), ``hr``'s units in and out.
+
+    It must see the whole slice: k-space truncation of a crop treats the crop as periodic and rings at its
+    cut edges, which a real acquisition never does. Training therefore resamples whole planes and crops LR/HR
+    patches aligned on the LR grid afterwards.
+    """
     s = int(params["scale"])
     kind = params.get("kind", "bicubic")
-    lo, hi = float(source[0]), float(source[1])
-    span = hi - lo
+    lo, span = float(source[0]), float(source[1]) - float(source[0])
     shifted = (lo, span) != (0.0, 1.0)
     x = hr * span + lo if shifted else hr
     if params.get("blur_sigma", 0.0) > 0:
@@ -232,6 +241,14 @@ def apply(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
         x = kspace_truncate(x, s, hamming=bool(params.get("hamming", False)))
     else:
         raise ValueError(f"unknown degradation kind {kind!r}; expected one of {KINDS}")
+    return (x - lo) / span if shifted else x
+
+
+def finish(lr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
+    """The pointwise half of ``apply`` (Rician noise → 8-bit quantisation), so it may run on a crop."""
+    lo, span = float(source[0]), float(source[1]) - float(source[0])
+    shifted = (lo, span) != (0.0, 1.0)
+    x = lr * span + lo if shifted else lr
     if params.get("noise_sigma", 0.0) > 0:
         x = rician_noise(x, params["noise_sigma"] * span, params.get("noise_seed", 0))
     levels = int(params.get("quantize_levels", 0))

@@ -122,15 +122,26 @@ def test_patch_batches_are_pure_functions_of_seed_step_index(image_folder):
     # mostly foreground (the disc covers ~28 % of each image)
     fg = (hr > cfg.foreground_level).float().mean(dim=(1, 2, 3))
     assert (fg >= 0.5).all()
-    # LR is the logged degradation of the HR patch, 8-bit rounded in source units
+    # LR is the logged degradation of the whole plane, cut on the LR grid where the HR patch lies, then
+    # oriented like it: no k-space ringing from the patch's own edges
     for i in range(6):
-        lr_again = degrade.apply(hr[i:i + 1], params[i], source=_norm_of_patch(items, hr[i]))
-        assert torch.allclose(lr_again[0], lr[i], atol=1e-6)
+        plane, norm, y, x, k, flip = _locate_patch(items, hr[i])
+        assert y % 2 == 0 and x % 2 == 0
         assert params[i]["quantize_levels"] == 255
+        p = dict(params[i], noise_sigma=0.0)
+        whole = torch.from_numpy(plane[:plane.shape[0] // 2 * 2, :plane.shape[1] // 2 * 2].copy())[None, None]
+        cut = degrade.resample(whole, p, source=(norm.low, norm.high))[0, 0, y // 2:y // 2 + 16, x // 2:x // 2 + 16]
+        cut = degrade.finish(cut, p, source=(norm.low, norm.high)).numpy()
+        cut = np.rot90(cut, k)
+        cut = cut[:, ::-1] if flip else cut
+        if params[i]["noise_sigma"] == 0:
+            np.testing.assert_allclose(lr[i, 0].numpy(), cut, atol=1e-6)
+        else:  # Rician noise only adds: same image, different draws
+            assert np.abs(lr[i, 0].numpy() - cut).mean() < 0.1
 
 
-def _norm_of_patch(items, patch):
-    """Find which image's normaliser produced a patch (patches are exact crops, possibly rotated)."""
+def _locate_patch(items, patch):
+    """(plane, normaliser, y, x, rotation k, flip) of a patch: patches are exact crops, possibly rotated."""
     p = patch[0].numpy()
     for it in items:
         plane, norm = it.plane()
@@ -141,8 +152,18 @@ def _norm_of_patch(items, patch):
                 for y in range(plane.shape[0] - h + 1):
                     for x in range(plane.shape[1] - w + 1):
                         if plane[y, x] == q[0, 0] and np.array_equal(plane[y:y + h, x:x + w], q):
-                            return norm.low, norm.high
+                            return plane, norm, y, x, k, flip
     raise AssertionError("patch not found in any image")
+
+
+def test_kspace_lr_is_cut_from_the_whole_plane(image_folder):
+    """A k-space LR patch equals the crop of the whole slice's k-space LR, not the k-space LR of the crop."""
+    cfg = DataConfig(sources=[str(image_folder)], min_foreground=0.5)
+    items = sdata.load_source(image_folder, cfg, scale=2, min_side=32)
+    deg = DegradationConfig(scale=2, p_kspace=1.0, p_hamming=0.0, p_noise=0.0, p_blur=0.0, quantize_8bit=False)
+    lr, hr, params = PatchSampler([items], patch_size=32, degradation=deg, seed=1, cfg=cfg).batch(0, range(4))
+    patch_only = degrade.apply(hr, params[0])
+    assert (lr - patch_only).abs().max() > 1e-3  # they differ: the patch's cut edges would ring
 
 
 def test_validation_set_is_fixed_and_contract_like(image_folder):
