@@ -14,6 +14,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -251,7 +252,7 @@ class PatchSampler:
     """
 
     def __init__(self, sources: list[list[Item]], *, patch_size: int, degradation: DegradationConfig,
-                 seed: int, cfg: DataConfig):
+                 seed: int, cfg: DataConfig, base: str | None = None):
         self.sources = [s for s in sources if s]
         if not self.sources:
             raise ValueError("no training items")
@@ -262,6 +263,9 @@ class PatchSampler:
             raise ValueError(f"patch size {patch_size} is not a multiple of scale {self.scale}")
         self.seed = seed
         self.cfg = cfg
+        if base not in (None, "bicubic", "zerofill"):
+            raise ValueError(f"unknown base {base!r}")
+        self.base = "zerofill" if base == "zerofill" else None  # bicubic is local: the model makes it itself
         w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
         w = np.asarray([wi for wi, s in zip(w, sources) if s])
         self.weights = w / w.sum()
@@ -286,8 +290,9 @@ class PatchSampler:
                 break
         return best
 
-    def _lr_plane(self, key: tuple, item: Item, j: int, params: dict) -> torch.Tensor:
-        """The whole plane j resampled by ``params`` (no noise, no rounding), ``(1, 1, H//s, W//s)``, normalised.
+    def _lr_plane(self, key: tuple, item: Item, j: int, params: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Whole plane j resampled by ``params`` (no noise, no rounding) ``(1, 1, H//s, W//s)``, normalised, and
+        its zero-filled upsampling ``(1, 1, H', W')`` when the model wants that base (else None).
 
         Blur-free planes are cached: there are only a few (kind, window) combinations per plane, and the FFT of a
         512² slice would otherwise cost more than the patch it is cut for."""
@@ -299,12 +304,14 @@ class PatchSampler:
         s = self.scale
         hr = torch.from_numpy(np.ascontiguousarray(plane[:plane.shape[0] // s * s, :plane.shape[1] // s * s]))
         lr = degrade.resample(hr[None, None], params, source=(norm.low, norm.high))
+        out = (lr, degrade.zerofill_up(lr, s) if self.base else None)
         if not blur:
-            self._cache[ckey] = lr
-        return lr
+            self._cache[ckey] = out
+        return out
 
-    def sample(self, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """(lr (1, p/s, p/s), hr (1, p, p), degradation params) of sample ``index`` of batch ``step``."""
+    def sample(self, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor | None]:
+        """(lr (1, p/s, p/s), hr (1, p, p), degradation params, base (1, p, p) or None) of sample ``index`` of
+        batch ``step``."""
         rng = np.random.default_rng([self.seed, step, index])
         si = int(rng.choice(len(self.sources), p=self.weights))
         src = self.sources[si]
@@ -313,29 +320,46 @@ class PatchSampler:
         j, y, x, crop = self._crop(rng, item)
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
         params = self.deg.sample(rng, eight_bit=item.eight_bit)
-        s, q = self.scale, self.patch // self.scale
+        s, p, q = self.scale, self.patch, self.patch // self.scale
         norm = item.norms[j]
-        lr = self._lr_plane((si, ii), item, j, params)[0, 0, y // s:y // s + q, x // s:x // s + q]
-        lr = degrade.finish(lr[None, None], params, source=(norm.low, norm.high))[0, 0].numpy()
+        lr_plane, base_plane = self._lr_plane((si, ii), item, j, params)
+        clean = lr_plane[:, :, y // s:y // s + q, x // s:x // s + q]
+        lr = degrade.finish(clean, params, source=(norm.low, norm.high))
+        base = None
+        if base_plane is not None:
+            # zero-filling is linear: the whole clean slice's base, plus the patch's noise/rounding zero-filled
+            # on its own (white, so the crop's periodic wrap does not matter)
+            base = base_plane[:, :, y:y + p, x:x + p] + degrade.zerofill_up(lr - clean, s)
 
         def orient(a):  # the pixel-centre convention is symmetric, so resampling commutes with the dihedral group
-            a = np.rot90(a, k)
+            a = np.rot90(np.asarray(a), k)
             return torch.from_numpy(np.ascontiguousarray(a[:, ::-1] if flip else a, dtype=np.float32))[None]
-        return orient(lr), orient(crop), params
+        return (orient(lr[0, 0].numpy()), orient(crop), params,
+                None if base is None else orient(base[0, 0].numpy()))
 
-    def batch(self, step: int, indices) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-        """(lr (n, 1, p/s, p/s), hr (n, 1, p, p), params) for the given sample indices of global batch ``step``."""
+    def batch(self, step: int, indices) -> "Batch":
+        """lr (n, 1, p/s, p/s), hr (n, 1, p, p), params, base (n, 1, p, p) or None, for the given sample
+        indices of global batch ``step``."""
         out = [self.sample(step, int(i)) for i in indices]
-        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), [o[2] for o in out]
+        base = None if out[0][3] is None else torch.stack([o[3] for o in out])
+        return Batch(torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), [o[2] for o in out], base)
+
+
+class Batch(NamedTuple):
+    lr: torch.Tensor
+    hr: torch.Tensor
+    params: list[dict]
+    base: torch.Tensor | None
 
 
 def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bicubic", "kspace"),
-                   max_images: int = 32) -> list[dict]:
+                   max_images: int = 32, base: str | None = None) -> list[dict]:
     """Fixed held-out pairs: centre crops of images and a few evenly spaced slices of volumes.
 
     Each entry: ``{"name", "kind", "lr" (1, 1, h, w), "hr" (1, 1, s·h, s·w)}`` in normalised units; LR made as
     the contract does (antialiased bicubic or k-space of the whole plane, 8-bit rounding for 8-bit sources, no
-    noise or blur), then cropped on the LR grid.
+    noise or blur), then cropped on the LR grid. With ``base="zerofill"`` entries also hold ``"base"``, the
+    whole slice's zero-filled upsampling cropped like ``hr``.
     """
     planes = []
     for it in items:
@@ -357,8 +381,11 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
         for kind in kinds:
             params = {"scale": scale, "kind": kind, "quantize_levels": 255 if it.eight_bit else 0}
             lr = degrade.apply(whole, params, source=(norm.low, norm.high))
-            out.append({"name": name, "kind": kind, "hr": hr,
-                        "lr": lr[..., y // scale:(y + c) // scale, x // scale:(x + c) // scale]})
+            entry = {"name": name, "kind": kind, "hr": hr,
+                     "lr": lr[..., y // scale:(y + c) // scale, x // scale:(x + c) // scale]}
+            if base == "zerofill":
+                entry["base"] = degrade.zerofill_up(lr, scale)[..., y:y + c, x:x + c]
+            out.append(entry)
     return out
 
 

@@ -56,6 +56,29 @@ def bicubic_up(lr, scale: int):
     return _like(out, np.ndim(lr), is_np)
 
 
+def zerofill_up(lr, scale: int):
+    """Zero-filled k-space interpolation ("ZIP", what scanners do): the LR spectrum centred in an s× larger one.
+
+    The exact inverse of ``kspace_truncate`` on band-limited images, with the same pixel-centre convention (a
+    −(s−1)/2 px phase ramp), real part, ×s² to keep intensities. It treats the image as periodic, so it must see
+    a whole slice, never a crop. ``(h, w)`` or ``(B, 1, h, w)`` → ``(s·h, s·w)`` or ``(B, 1, s·h, s·w)``.
+    """
+    t, is_np = _as_tensor(lr)
+    h, w = t.shape[-2:]
+    s = scale
+    H, W = h * s, w * s
+    cdt = torch.complex128 if t.dtype == torch.float64 else torch.complex64
+    k = torch.fft.fftshift(torch.fft.fft2(t.to(cdt)), dim=(-2, -1))
+    big = torch.zeros((*t.shape[:-2], H, W), dtype=cdt, device=t.device)
+    big[..., H // 2 - h // 2:H // 2 - h // 2 + h, W // 2 - w // 2:W // 2 - w // 2 + w] = k
+    d = (s - 1) / 2
+    fy = torch.fft.fftfreq(H, dtype=t.dtype, device=t.device)[:, None]
+    fx = torch.fft.fftfreq(W, dtype=t.dtype, device=t.device)[None, :]
+    ramp = torch.exp((-2j * math.pi * d) * (fy + fx).to(cdt))
+    out = torch.fft.ifft2(torch.fft.ifftshift(big, dim=(-2, -1)) * ramp).real * (s * s)
+    return _like(out.to(t.dtype), np.ndim(lr), is_np)
+
+
 def _centred_hamming(n: int, dtype, device) -> torch.Tensor:
     """Hamming window over n k-space samples, peaking (1.0) at the DC sample n//2 of a centred crop."""
     i = torch.arange(n, dtype=dtype, device=device)

@@ -69,7 +69,7 @@ class Enhancer:
     """
 
     def __init__(self, *, scale: int = 2, model: str | None = None, weights: str | Path | None = None,
-                 device: str = "auto", threads: int | None = None, tile: int = 192, margin: int = 24,
+                 device: str = "auto", threads: int | None = None, tile: int = 192, margin: int = 32,
                  batch: int = 8, consistency: str | None = None):
         import torch
 
@@ -107,13 +107,17 @@ class Enhancer:
         s, t, m = self.scale, self.tile, self.margin
         if h <= t + 2 * m and w <= t + 2 * m:
             return self.model(x.to(self.device)).cpu()
+        # a global interpolation (zero-filled k-space) is computed once on the whole slice and cut per tile
+        base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
         out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
         for y0 in range(0, h, t):
             for x0 in range(0, w, t):
                 y1, x1 = min(y0 + t, h), min(x0 + t, w)
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
-                sr = self.model(x[:, :, ya:yb, xa:xb].to(self.device)).cpu()
+                tile_x = x[:, :, ya:yb, xa:xb].to(self.device)
+                sr = (self.model(tile_x) if base is None
+                      else self.model(tile_x, base[:, :, ya * s:yb * s, xa * s:xb * s])).cpu()
                 out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
         return out
 

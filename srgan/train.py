@@ -304,9 +304,11 @@ class Trainer:
         self.train_items, self.val_items = sdata.load_datasets(cfg.data, scale=cfg.scale, patch_size=cfg.patch_size,
                                                                seed=cfg.seed)
         self.data_card = sdata.describe(self.train_items, self.val_items, cfg.data)
+        base = getattr(self.G, "base", None)  # a global interpolation (zero-fill) must come from the whole slice
         self.sampler = sdata.PatchSampler(self.train_items, patch_size=cfg.patch_size, degradation=cfg.degradation,
-                                          seed=cfg.seed, cfg=cfg.data)
-        self.val_set = sdata.validation_set(self.val_items, scale=cfg.scale, cfg=cfg.data) if self.dist.main else []
+                                          seed=cfg.seed, cfg=cfg.data, base=base)
+        self.val_set = (sdata.validation_set(self.val_items, scale=cfg.scale, cfg=cfg.data, base=base)
+                        if self.dist.main else [])
         if resume:
             self.load_checkpoint(self.run_dir / CKPT)
 
@@ -371,7 +373,8 @@ class Trainer:
         rows: dict[str, list] = {}
         with torch.no_grad():
             for v in self.val_set:
-                sr = model(v["lr"].to(self.device)).float().cpu()
+                base = v["base"].to(self.device) if "base" in v else None
+                sr = (model(v["lr"].to(self.device)) if base is None else model(v["lr"].to(self.device), base)).float().cpu()
                 rows.setdefault(v["kind"], []).append((psnr(sr, v["hr"]), psnr(bicubic_up(v["lr"], self.cfg.scale), v["hr"])))
         out = {}
         for kind, r in rows.items():
@@ -415,11 +418,11 @@ class Trainer:
         """One optimisation step on global batch ``self.step``; returns this rank's loss values."""
         import torch
         cfg, d = self.cfg, self.dist
-        lr, hr, params = self.sampler.batch(self.step, range(d.rank, cfg.batch_size, d.world))
+        lr, hr, params, base = self.sampler.batch(self.step, range(d.rank, cfg.batch_size, d.world))
         lr, hr = lr.to(self.device), hr.to(self.device)
         stage2 = self.step >= cfg.stage1_steps
         self.G_ddp.train()
-        sr = self.G_ddp(lr)
+        sr = self.G_ddp(lr) if base is None else self.G_ddp(lr, base.to(self.device))
         logs = {}
         if stage2:
             self.D_ddp.train()

@@ -27,7 +27,8 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def make_tiny_weights(directory: Path, scale: int = 2, arch: str = "srresnet_lite", seed: int = 0) -> Path:
+def make_tiny_weights(directory: Path, scale: int = 2, arch: str = "srresnet_lite", seed: int = 0,
+                      **extra) -> Path:
     """Write randomly initialised tiny weights with a valid card; the residual branch is perturbed so the
     output differs from bicubic (a real network would)."""
     import torch
@@ -36,7 +37,7 @@ def make_tiny_weights(directory: Path, scale: int = 2, arch: str = "srresnet_lit
     from srgan.weights import save_weights
 
     torch.manual_seed(seed)
-    kwargs = {**GENERATORS[arch].TINY, "scale": scale}
+    kwargs = {**GENERATORS[arch].TINY, "scale": scale, **extra}
     model = build_generator(arch, **kwargs)
     with torch.no_grad():
         for p in model.parameters():

@@ -26,6 +26,16 @@ def test_tiling_has_no_seams(tiny_weights):
     assert np.allclose(a, b, atol=1e-5)
 
 
+def test_tiling_has_no_seams_with_a_global_zerofill_base(tmp_path):
+    """The zero-filled base is an FFT of the whole slice: tiles must get it cut from the whole, not their own."""
+    from tests.conftest import make_tiny_weights
+    w = make_tiny_weights(tmp_path, 2, base="zerofill")
+    whole = Enhancer(weights=w, scale=2, device="cpu", tile=512)
+    tiled = Enhancer(weights=w, scale=2, device="cpu", tile=16, margin=8)
+    img = np.random.default_rng(1).random((50, 45)).astype(np.float32)
+    assert np.allclose(whole.enhance(img), tiled.enhance(img), atol=1e-5)
+
+
 def test_scale_mismatch_and_missing_weights(tiny_weights, tmp_path):
     with pytest.raises(InputError, match="x2"):
         Enhancer(weights=tiny_weights, scale=4, device="cpu")

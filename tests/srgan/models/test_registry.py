@@ -17,6 +17,19 @@ def test_generator_shapes_and_gradients(name, scale):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
 
 
+@pytest.mark.parametrize("base", ["bicubic", "zerofill"])
+def test_untrained_lite_generator_is_its_interpolation(base):
+    """The residual branch starts at zero, so an untrained model returns exactly its base interpolation."""
+    from srgan.degrade import bicubic_up, zerofill_up
+    g = build_generator("srresnet_lite", scale=2, base=base, **GENERATORS["srresnet_lite"].TINY)
+    x = torch.rand(1, 1, 12, 10)
+    want = zerofill_up(x, 2) if base == "zerofill" else bicubic_up(x, 2)
+    assert torch.allclose(g(x), want, atol=1e-6)
+    assert torch.allclose(g(x, base=want * 0), torch.zeros_like(want))  # a given base is used as is
+    with pytest.raises(ValueError, match="base"):
+        build_generator("srresnet_lite", scale=2, base="lanczos")
+
+
 @pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
 def test_discriminator_logits(name):
     d = build_discriminator(name, **DISCRIMINATORS[name].TINY)
