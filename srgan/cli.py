@@ -31,10 +31,6 @@ def _enhance_parser() -> argparse.ArgumentParser:
     p.add_argument("--consistency", choices=("off", "bicubic", "kspace"),
                    help="project the output so that degrading it reproduces the input (default: the model card's "
                         "recommendation, else off); the wrong model lowers quality")
-    p.add_argument("--lr-kind", default="auto", choices=("auto", "bicubic", "kspace"),
-                   help="how the input was made, for models conditioned on it: 'kspace' = an MR acquisition or "
-                        "k-space truncation, 'bicubic' = a smoothed, downsampled image; 'auto' (default) lets the "
-                        "model estimate it from each whole slice")
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary")
     return p
@@ -53,13 +49,10 @@ def enhance_main(argv: list[str]) -> int:
         from srgan.enhance_files import enhance_path
 
         enhancer = Enhancer(scale=args.scale, model=args.model, weights=args.weights, device=args.device,
-                            threads=args.threads, consistency=args.consistency, lr_kind=args.lr_kind)
+                            threads=args.threads, consistency=args.consistency)
         log(f"model {enhancer.label}, x{enhancer.scale}, device {enhancer.device}, consistency {enhancer.consistency}")
         report = enhance_path(args.input, args.output, enhancer, axis=args.axis, log=log,
                               include_non_anatomy=args.include_non_anatomy)
-        kinds = enhancer.pop_kind_tally()
-        if kinds:
-            log(f"LR kind estimated per slice: {kinds}")
     except InputError as e:
         print(f"srgan enhance: error: {e}", file=sys.stderr)
         return 1

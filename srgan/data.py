@@ -356,8 +356,7 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
                    max_images: int = 32, base: str | None = None) -> list[dict]:
     """Fixed held-out pairs: centre crops of images and a few evenly spaced slices of volumes.
 
-    Each entry: ``{"name", "kind", "lr" (1, 1, h, w), "hr" (1, 1, s·h, s·w), "lr_whole"}`` in normalised units
-    (``lr_whole``: the whole slice's LR, for what a model estimates from the whole slice); LR made as
+    Each entry: ``{"name", "kind", "lr" (1, 1, h, w), "hr" (1, 1, s·h, s·w)}`` in normalised units; LR made as
     the contract does (antialiased bicubic or k-space of the whole plane, 8-bit rounding for 8-bit sources, no
     noise or blur), then cropped on the LR grid. With ``base="zerofill"`` entries also hold ``"base"``, the
     whole slice's zero-filled upsampling cropped like ``hr``.
@@ -382,7 +381,7 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
         for kind in kinds:
             params = {"scale": scale, "kind": kind, "quantize_levels": 255 if it.eight_bit else 0}
             lr = degrade.apply(whole, params, source=(norm.low, norm.high))
-            entry = {"name": name, "kind": kind, "hr": hr, "lr_whole": lr,
+            entry = {"name": name, "kind": kind, "hr": hr,
                      "lr": lr[..., y // scale:(y + c) // scale, x // scale:(x + c) // scale]}
             if base == "zerofill":
                 entry["base"] = degrade.zerofill_up(lr, scale)[..., y:y + c, x:x + c]

@@ -70,10 +70,8 @@ class Enhancer:
 
     def __init__(self, *, scale: int = 2, model: str | None = None, weights: str | Path | None = None,
                  device: str = "auto", threads: int | None = None, tile: int = 192, margin: int = 32,
-                 batch: int = 8, consistency: str | None = None, lr_kind: str = "auto"):
+                 batch: int = 8, consistency: str | None = None):
         import torch
-
-        from srgan.models.srresnet_lite import LR_KINDS
 
         if scale not in (2, 4):
             raise InputError(None, f"scale must be 2 or 4, got {scale}")
@@ -94,22 +92,7 @@ class Enhancer:
         self.provenance = Provenance(model=self.card["arch"], weights_name=self.card.get("name", path.stem),
                                      weights_sha256=self.card["sha256"], scale=self.scale,
                                      consistency=self.consistency)
-        # how the input was made, for models conditioned on it: "auto" lets the model estimate it per slice
-        if lr_kind not in ("auto", *LR_KINDS):
-            raise InputError(None, f"unknown LR kind {lr_kind!r}; choose from auto, {', '.join(LR_KINDS)}")
-        self.lr_kind = lr_kind
-        self.kind_index = LR_KINDS.index(lr_kind) if lr_kind != "auto" else None
-        self.last_kind_probs = None  # (B, K) of the last batch, for conditioned models
-        self._kind_tally: dict[str, int] = {}
-        self._kinds = LR_KINDS
         self._lock = threading.Lock()
-
-    def pop_kind_tally(self) -> str:
-        """How many slices since the last call the model took for each LR kind, e.g. ``"kspace 30, bicubic 2"``
-        (empty for unconditioned models or a kind set by the user), then start counting afresh."""
-        text = ", ".join(f"{k} {n}" for k, n in sorted(self._kind_tally.items(), key=lambda kv: -kv[1]))
-        self._kind_tally = {}
-        return text
 
     @property
     def label(self) -> str:
@@ -122,26 +105,19 @@ class Enhancer:
 
         b, _, h, w = x.shape
         s, t, m = self.scale, self.tile, self.margin
-        x = x.to(self.device)
-        # what depends on the whole slice (zero-filled base, estimated LR kind) is computed once and cut per tile
-        ctx = self.model.context(x) if hasattr(self.model, "context") else {}
-        if "kind" in ctx and self.kind_index is not None:
-            ctx["kind"] = torch.full((b,), self.kind_index, device=self.device)
-        self.last_kind_probs = (ctx["kind"].float().cpu().numpy() if "kind" in ctx and ctx["kind"].ndim == 2
-                                else None)
-        if self.last_kind_probs is not None:
-            for k in self.last_kind_probs.argmax(1):
-                self._kind_tally[self._kinds[k]] = self._kind_tally.get(self._kinds[k], 0) + 1
         if h <= t + 2 * m and w <= t + 2 * m:
-            return self.model(x, **ctx).cpu()
+            return self.model(x.to(self.device)).cpu()
+        # a global interpolation (zero-filled k-space) is computed once on the whole slice and cut per tile
+        base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
         out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
         for y0 in range(0, h, t):
             for x0 in range(0, w, t):
                 y1, x1 = min(y0 + t, h), min(x0 + t, w)
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
-                kw = {k: (v[:, :, ya * s:yb * s, xa * s:xb * s] if k == "base" else v) for k, v in ctx.items()}
-                sr = self.model(x[:, :, ya:yb, xa:xb], **kw).cpu()
+                tile_x = x[:, :, ya:yb, xa:xb].to(self.device)
+                sr = (self.model(tile_x) if base is None
+                      else self.model(tile_x, base[:, :, ya * s:yb * s, xa * s:xb * s])).cpu()
                 out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
         return out
 

@@ -66,9 +66,7 @@ def enhance_image_folder(folder: Path, output: Path, enhancer, images: list[Path
             dst.parent.mkdir(parents=True, exist_ok=True)
             report.notes += enhance_image_file(src, dst, enhancer)
             report.written.append(dst)
-            kind = enhancer.pop_kind_tally()
-            log(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}" + (f" (LR kind taken as {kind.split()[0]})"
-                                                                               if kind else ""))
+            log(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}")
         except InputError as e:
             report.failed.append((src, e.problem))
             log(f"[{i}/{len(images)}] skipped {src}: {e.problem}")

@@ -371,23 +371,15 @@ class Trainer:
             return {}
         model = self.ema.module
         rows: dict[str, list] = {}
-        right: dict[str, list] = {}
-        conditioned = getattr(model, "conditioned", False)
-        from srgan.models.srresnet_lite import LR_KINDS
         with torch.no_grad():
             for v in self.val_set:
-                kw = {"base": v["base"].to(self.device)} if "base" in v else {}
-                if conditioned:  # estimated from the whole slice, as inference does
-                    kw["kind"] = torch.softmax(model.kind_logits(v["lr_whole"].to(self.device)), dim=1)
-                    right.setdefault(v["kind"], []).append(LR_KINDS[int(kw["kind"].argmax())] == v["kind"])
-                sr = model(v["lr"].to(self.device), **kw).float().cpu()
+                base = v["base"].to(self.device) if "base" in v else None
+                sr = (model(v["lr"].to(self.device)) if base is None else model(v["lr"].to(self.device), base)).float().cpu()
                 rows.setdefault(v["kind"], []).append((psnr(sr, v["hr"]), psnr(bicubic_up(v["lr"], self.cfg.scale), v["hr"])))
         out = {}
         for kind, r in rows.items():
             m, b = (sum(x[i] for x in r) / len(r) for i in (0, 1))
             out[kind] = {"psnr": round(m, 4), "psnr_bicubic": round(b, 4), "gain_db": round(m - b, 4), "n": len(r)}
-            if conditioned:
-                out[kind]["kind_accuracy"] = round(sum(right[kind]) / len(right[kind]), 4)
         return out
 
     def export(self, kind: str) -> Path | None:
@@ -430,18 +422,8 @@ class Trainer:
         lr, hr = lr.to(self.device), hr.to(self.device)
         stage2 = self.step >= cfg.stage1_steps
         self.G_ddp.train()
-        kw = {} if base is None else {"base": base.to(self.device)}
+        sr = self.G_ddp(lr) if base is None else self.G_ddp(lr, base.to(self.device))
         logs = {}
-        if getattr(self.G, "conditioned", False):
-            from srgan.models.srresnet_lite import LR_KINDS
-            # the SR branch learns from the true kind; the estimator, used at inference, learns to name it
-            kind = torch.tensor([LR_KINDS.index("kspace" if p["kind"] == "kspace" else "bicubic") for p in params],
-                                device=self.device)
-            sr, kind_logits = self.G_ddp(lr, kind=kind, with_kind_logits=True, **kw)
-            loss_kind = torch.nn.functional.cross_entropy(kind_logits, kind)
-            logs["loss_kind"] = loss_kind.item()
-        else:
-            sr, loss_kind = self.G_ddp(lr, **kw), 0.0
         if stage2:
             self.D_ddp.train()
             # real and fake in one forward: one DDP reduction per step (BN, in the seed D, sees both)
@@ -454,7 +436,7 @@ class Trainer:
             self.sched_d.step()
             logs.update(loss_d=loss_d.item(), d_real=d_real.mean().item(), d_fake=d_fake.mean().item())
         loss_pix = torch.nn.functional.l1_loss(sr, hr)
-        loss = cfg.w_pixel * loss_pix + loss_kind  # the estimator's weights see only the kind loss
+        loss = cfg.w_pixel * loss_pix
         logs["loss_pixel"] = loss_pix.item()
         if stage2:
             self.D.requires_grad_(False)
@@ -525,7 +507,6 @@ class Trainer:
         if self.metrics:
             (bar.write if bar else print)(f"step {self.step}: " + "; ".join(
                 f"{k} {m['psnr']:.2f} dB (bicubic {m['psnr_bicubic']:.2f}, gain {m['gain_db']:+.2f})"
-                + (f" kind named right {m['kind_accuracy']:.0%}" if "kind_accuracy" in m else "")
                 for k, m in self.metrics.items()))
 
     def _catch_signals(self) -> None:

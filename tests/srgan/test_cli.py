@@ -38,24 +38,6 @@ def test_image_folder_keeps_names_sizes_and_depth(shared_data, tiny_weights, tmp
     assert "AI-enhanced" in a.info.get("Description", "")
 
 
-def test_lr_kind_is_estimated_reported_or_taken_from_the_user(shared_data, tmp_path):
-    from tests.conftest import make_tiny_weights
-    w = make_tiny_weights(tmp_path, 2, base="zerofill", conditioned=True)
-    jpg = sorted((shared_data / "kaggle-brain-tumor-mri" / "glioma").glob("*.jpg"))[0]
-    Image.open(jpg).convert("L").resize((64, 64)).save(tmp_path / "a.png")
-    p = srgan("enhance", tmp_path / "a.png", "-o", tmp_path / "auto.png", "--scale", 2, "--weights", w, check_rc=0)
-    assert "LR kind estimated per slice:" in p.stderr
-    outs = {}
-    for kind in ("bicubic", "kspace"):
-        p = srgan("enhance", tmp_path / "a.png", "-o", tmp_path / f"{kind}.png", "--scale", 2, "--weights", w,
-                  "--lr-kind", kind, check_rc=0)
-        assert "LR kind estimated" not in p.stderr  # the user said; nothing was estimated
-        outs[kind] = np.asarray(Image.open(tmp_path / f"{kind}.png"), dtype=float)
-    assert np.abs(outs["bicubic"] - outs["kspace"]).max() > 0
-    p = srgan("enhance", tmp_path / "a.png", "-o", tmp_path / "x.png", "--scale", 2, "--weights", w, "--lr-kind", "sinc")
-    assert p.returncode == 2 and "invalid choice" in p.stderr
-
-
 def test_bad_file_in_folder_is_named_and_skipped(shared_data, tiny_weights, tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -36,22 +36,6 @@ def test_tiling_has_no_seams_with_a_global_zerofill_base(tmp_path):
     assert np.allclose(whole.enhance(img), tiled.enhance(img), atol=1e-5)
 
 
-def test_conditioned_model_tiles_without_seams_and_takes_the_users_lr_kind(tmp_path):
-    from tests.conftest import make_tiny_weights
-    w = make_tiny_weights(tmp_path, 2, base="zerofill", conditioned=True)
-    img = np.random.default_rng(2).random((50, 45)).astype(np.float32)
-    whole = Enhancer(weights=w, scale=2, device="cpu", tile=512)
-    tiled = Enhancer(weights=w, scale=2, device="cpu", tile=16, margin=8)
-    assert np.allclose(whole.enhance(img), tiled.enhance(img), atol=1e-5)  # the kind is estimated on the whole
-    probs = whole.last_kind_probs
-    assert probs.shape == (1, 2) and abs(probs.sum() - 1) < 1e-5
-    as_bicubic = Enhancer(weights=w, scale=2, device="cpu", lr_kind="bicubic").enhance(img)
-    as_kspace = Enhancer(weights=w, scale=2, device="cpu", lr_kind="kspace").enhance(img)
-    assert not np.allclose(as_bicubic, as_kspace)
-    with pytest.raises(InputError, match="LR kind"):
-        Enhancer(weights=w, scale=2, device="cpu", lr_kind="lanczos")
-
-
 def test_scale_mismatch_and_missing_weights(tiny_weights, tmp_path):
     with pytest.raises(InputError, match="x2"):
         Enhancer(weights=tiny_weights, scale=4, device="cpu")

@@ -30,24 +30,6 @@ def test_untrained_lite_generator_is_its_interpolation(base):
         build_generator("srresnet_lite", scale=2, base="lanczos")
 
 
-def test_conditioned_generator_estimates_or_takes_the_lr_kind():
-    torch.manual_seed(0)
-    g = build_generator("srresnet_lite", scale=2, conditioned=True, **GENERATORS["srresnet_lite"].TINY)
-    with torch.no_grad():
-        for p in g.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    x = torch.rand(3, 1, 12, 10)
-    sr, logits = g(x, kind=torch.tensor([0, 1, 1]), with_kind_logits=True)
-    assert sr.shape == (3, 1, 24, 20) and logits.shape == (3, 2)
-    # the kind changes the output; probabilities mix the per-kind biases; None means "estimate it"
-    assert not torch.allclose(g(x, kind=torch.zeros(3)), g(x, kind=torch.ones(3)))
-    assert torch.allclose(g(x, kind=torch.tensor([[1.0, 0.0]] * 3)), g(x, kind=torch.zeros(3)), atol=1e-6)
-    assert torch.allclose(g(x), g(x, kind=torch.softmax(logits, 1)), atol=1e-6)
-    # all parameters take part in a training forward (DDP needs that)
-    (sr.mean() + logits.mean()).backward()
-    assert all(p.grad is not None for p in g.parameters())
-
-
 @pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
 def test_discriminator_logits(name):
     d = build_discriminator(name, **DISCRIMINATORS[name].TINY)
