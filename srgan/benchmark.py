@@ -103,7 +103,7 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
     """(held-out, trained-on) images of one source root, as ``(group name, path)``.
 
     The same files, groups, exclusions and size filter as ``srgan.data.load_source``, and its ``split``, but reading
-    image headers only. Excluded files (never trained on) count as held out.
+    image headers only. Excluded files and files too small for the patch (never trained on) count as held out.
     """
     from PIL import Image
 
@@ -112,7 +112,7 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
     if not root.exists():
         raise InputError(root, "image folder not found")
     cfg = _data_cfg(split)
-    items, excluded = [], []
+    items, excluded, small, groups = [], [], [], []
     for p in sdata._find(root, sdata.IMAGE_SUFFIXES):
         if not p.name.lower().endswith(sdata.IMAGE_SUFFIXES):
             continue
@@ -125,13 +125,16 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
                 w, h = im.size
         except OSError as e:
             raise InputError(p, f"not a readable image ({e})") from None
-        if min(h, w) < split.min_side:
+        groups.append(group)
+        if min(h, w) < split.min_side:  # never loaded, so never trained on
+            small.append((group, p))
             continue
         items.append(_stub_item(p, group))
         if cfg.max_items_per_source and len(items) >= cfg.max_items_per_source:
             break
-    train, val = sdata.split(items, cfg.val_fraction, split.seed)
-    return ([(it.group, Path(it.path)) for it in val] + excluded, [(it.group, Path(it.path)) for it in train])
+    train, val = sdata.split(items, cfg.val_fraction, split.seed, all_groups=groups)
+    return ([(it.group, Path(it.path)) for it in val] + small + excluded,
+            [(it.group, Path(it.path)) for it in train])
 
 
 def volume_held_out(path: str | Path, root: str | Path | None, split: SplitConfig) -> bool:

@@ -150,8 +150,13 @@ def _excluded(path: Path, group: str, cfg: DataConfig) -> bool:
     return any(n and (n in group or n in str(path)) for n in names)
 
 
-def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: int) -> list[Item]:
-    """Every usable HR image/volume under ``source`` (a file or folder), normalised; excluded patients left out."""
+def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: int,
+                groups_out: list[str] | None = None) -> list[Item]:
+    """Every usable HR image/volume under ``source`` (a file or folder), normalised; excluded patients left out.
+
+    ``groups_out`` receives the groups of every candidate image, too small ones included, so that ``split`` can
+    draw the same held-out patients whatever the patch size (a 192 px patch must not move images of a 96 px run's
+    validation share into training)."""
     root = Path(source)
     if not root.exists():
         raise InputError(root, "data source does not exist")
@@ -185,6 +190,8 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
             group = str(p.relative_to(root)) if root.is_dir() else p.name
             if _excluded(p, group, cfg):
                 continue
+            if groups_out is not None:
+                groups_out.append(group)
             hr, eight = load_gray(p)
             if min(hr.shape) < min_side:
                 continue
@@ -228,9 +235,12 @@ def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> li
     return items
 
 
-def split(items: list[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
-    """(train, val) by group with a seeded shuffle; a source with one group keeps it in training."""
-    groups = sorted({it.group for it in items})
+def split(items: list[Item], val_fraction: float, seed: int,
+          all_groups: list[str] | None = None) -> tuple[list[Item], list[Item]]:
+    """(train, val) by group with a seeded shuffle; a source with one group keeps it in training.
+
+    ``all_groups``: every group of the source (``load_source``'s ``groups_out``), when some were not loaded."""
+    groups = sorted({it.group for it in items} | set(all_groups or ()))
     n_val = 0
     if len(groups) > 1 and val_fraction > 0:
         n_val = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
@@ -395,8 +405,9 @@ def load_datasets(cfg: DataConfig, *, scale: int, patch_size: int, seed: int) ->
         raise InputError(None, "no data sources given: pass --data FOLDER (images, NIfTI or DICOM)")
     train, val = [], []
     for src in cfg.sources:
-        items = load_source(src, cfg, scale=scale, min_side=patch_size)
-        tr, va = split(items, cfg.val_fraction, seed)
+        groups: list[str] = []
+        items = load_source(src, cfg, scale=scale, min_side=patch_size, groups_out=groups)
+        tr, va = split(items, cfg.val_fraction, seed, all_groups=groups)
         train.append(tr)
         val += va
     return train, val

@@ -30,13 +30,25 @@ def test_heldout_split_is_the_training_validation_split(shared_data, tmp_path):
     config.write_text(json.dumps({"seed": 3, "data": {"val_fraction": 0.3}}))
     for split in (B.split_config(), B.split_config(config)):
         cfg = sdata.DataConfig(val_fraction=split.val_fraction)
-        train_items, val_items = sdata.split(sdata.load_source(root, cfg, scale=2, min_side=split.min_side),
-                                             split.val_fraction, split.seed)
+        groups = []
+        items = sdata.load_source(root, cfg, scale=2, min_side=split.min_side, groups_out=groups)
+        train_items, val_items = sdata.split(items, split.val_fraction, split.seed, all_groups=groups)
         held, trained = B.heldout_images(root, split)
         assert sorted(g for g, _ in held) == sorted(it.group for it in val_items)
         assert sorted(g for g, _ in trained) == sorted(it.group for it in train_items)
         assert not {p for _, p in held} & {p for _, p in trained}
     assert len(B.heldout_images(root, B.split_config(config))[0]) == 3 != len(B.heldout_images(root, B.split_config())[0])
+
+
+def test_held_out_images_do_not_depend_on_the_patch_size(shared_data):
+    """A larger patch skips small images; that must not reshuffle which images are held out."""
+    import dataclasses
+    kaggle = shared_data / "kaggle-brain-tumor-mri"
+    small, large = B.split_config(), dataclasses.replace(B.split_config(), min_side=400)
+    held_small, trained_small = (set(p for _, p in x) for x in B.heldout_images(kaggle, small))
+    held_large, trained_large = (set(p for _, p in x) for x in B.heldout_images(kaggle, large))
+    assert held_small <= held_large and not held_small & trained_large
+    assert len(held_large) > len(held_small)  # images under 400 px were never loaded: held out too
 
 
 def test_volumes_held_out_only_if_never_trained_on(shared_data):
