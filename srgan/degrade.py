@@ -69,13 +69,14 @@ def zerofill_up(lr, scale: int):
     H, W = h * s, w * s
     cdt = torch.complex128 if t.dtype == torch.float64 else torch.complex64
     k = torch.fft.fftshift(torch.fft.fft2(t.to(cdt)), dim=(-2, -1))
+    # the −(s−1)/2 px shift as a separable phase ramp on the kept band only (HR frequency (j − h//2)/H)
+    d = (s - 1) / 2
+    fy = (torch.arange(h, dtype=t.dtype, device=t.device) - h // 2) / H
+    fx = (torch.arange(w, dtype=t.dtype, device=t.device) - w // 2) / W
+    k = k * torch.exp((-2j * math.pi * d) * fy.to(cdt))[:, None] * torch.exp((-2j * math.pi * d) * fx.to(cdt))[None, :]
     big = torch.zeros((*t.shape[:-2], H, W), dtype=cdt, device=t.device)
     big[..., H // 2 - h // 2:H // 2 - h // 2 + h, W // 2 - w // 2:W // 2 - w // 2 + w] = k
-    d = (s - 1) / 2
-    fy = torch.fft.fftfreq(H, dtype=t.dtype, device=t.device)[:, None]
-    fx = torch.fft.fftfreq(W, dtype=t.dtype, device=t.device)[None, :]
-    ramp = torch.exp((-2j * math.pi * d) * (fy + fx).to(cdt))
-    out = torch.fft.ifft2(torch.fft.ifftshift(big, dim=(-2, -1)) * ramp).real * (s * s)
+    out = torch.fft.ifft2(torch.fft.ifftshift(big, dim=(-2, -1))).real * (s * s)
     return _like(out.to(t.dtype), np.ndim(lr), is_np)
 
 
