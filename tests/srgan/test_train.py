@@ -64,6 +64,15 @@ def test_two_stage_run_writes_logs_checkpoint_and_weights_cards(images, tmp_path
         assert card["degradation"]["p_noise"] == 0.5
         assert set(card["metrics"]["validation"]) == {"bicubic", "kspace"}
         assert card["normalisation"]["p_high"] == 99.5
+    # the best stage-1 validation is kept too: exported at a validated step, its card says which
+    val_gain = {}
+    for r in val:
+        if int(r["step"]) <= 4:
+            val_gain.setdefault(int(r["step"]), []).append(float(r["gain_db"]))
+    best_step = max(val_gain, key=lambda k: sum(val_gain[k]) / len(val_gain[k]))
+    _, best = load_weights(out / "brainsr-x2-fidelity-best.safetensors")
+    assert best["kind"] == "fidelity-best" and best["metrics"]["validated_at_step"] == best_step
+    assert json.loads(ck["best"])["step"] == best_step
     # the exported gan weights are the final EMA generator
     ema = {k[len("module."):]: v for k, v in ck["ema"].items() if k.startswith("module.")}
     model, _ = load_weights(out / "brainsr-x2-gan.safetensors")
