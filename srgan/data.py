@@ -279,7 +279,7 @@ class PatchSampler:
         w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
         w = np.asarray([wi for wi, s in zip(w, sources) if s])
         self.weights = w / w.sum()
-        self._cache: dict[tuple, torch.Tensor] = {}
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def _crop(self, rng: np.random.Generator, item: Item) -> tuple[int, int, int, np.ndarray]:
         """(plane j, y, x, normalised HR crop (p, p)) of a random plane of ``item``, mostly foreground.

@@ -245,6 +245,14 @@ def apply(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     return finish(resample(hr, params, source=source), params, source=source)
 
 
+def _in_source_units(fn, x, source: tuple[float, float]):
+    """``fn(x in source units, span)`` mapped back to ``x``'s units; ``source = (low, high)``."""
+    lo, span = float(source[0]), float(source[1]) - float(source[0])
+    if (lo, span) == (0.0, 1.0):
+        return fn(x, span)
+    return (fn(x * span + lo, span) - lo) / span
+
+
 def resample(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     """The spatial half of ``apply`` (blur → downsample), ``hr``'s units in and out.
 
@@ -254,31 +262,28 @@ def resample(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     """
     s = int(params["scale"])
     kind = params.get("kind", "bicubic")
-    lo, span = float(source[0]), float(source[1]) - float(source[0])
-    shifted = (lo, span) != (0.0, 1.0)
-    x = hr * span + lo if shifted else hr
-    if params.get("blur_sigma", 0.0) > 0:
-        x = gaussian_blur(x, params["blur_sigma"])
-    if kind == "bicubic":
-        x = bicubic_down(x, s)
-    elif kind == "kspace":
-        x = kspace_truncate(x, s, hamming=bool(params.get("hamming", False)))
-    else:
+    if kind not in KINDS:
         raise ValueError(f"unknown degradation kind {kind!r}; expected one of {KINDS}")
-    return (x - lo) / span if shifted else x
+
+    def spatial(x, span):
+        if params.get("blur_sigma", 0.0) > 0:
+            x = gaussian_blur(x, params["blur_sigma"])
+        if kind == "bicubic":
+            return bicubic_down(x, s)
+        return kspace_truncate(x, s, hamming=bool(params.get("hamming", False)))
+    return _in_source_units(spatial, hr, source)
 
 
 def finish(lr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     """The pointwise half of ``apply`` (Rician noise → 8-bit quantisation), so it may run on a crop."""
-    lo, span = float(source[0]), float(source[1]) - float(source[0])
-    shifted = (lo, span) != (0.0, 1.0)
-    x = lr * span + lo if shifted else lr
-    if params.get("noise_sigma", 0.0) > 0:
-        x = rician_noise(x, params["noise_sigma"] * span, params.get("noise_seed", 0))
-    levels = int(params.get("quantize_levels", 0))
-    if levels:
-        if isinstance(x, np.ndarray):
-            x = np.round(np.clip(x, 0, 1) * levels) / levels
-        else:
-            x = torch.round(x.clamp(0, 1) * levels) / levels
-    return (x - lo) / span if shifted else x
+    def pointwise(x, span):
+        if params.get("noise_sigma", 0.0) > 0:
+            x = rician_noise(x, params["noise_sigma"] * span, params.get("noise_seed", 0))
+        levels = int(params.get("quantize_levels", 0))
+        if levels:
+            if isinstance(x, np.ndarray):
+                x = np.round(np.clip(x, 0, 1) * levels) / levels
+            else:
+                x = torch.round(x.clamp(0, 1) * levels) / levels
+        return x
+    return _in_source_units(pointwise, lr, source)
