@@ -314,7 +314,7 @@ class PatchSampler:
         s = self.scale
         hr = torch.from_numpy(np.ascontiguousarray(plane[:plane.shape[0] // s * s, :plane.shape[1] // s * s]))
         lr = degrade.resample(hr[None, None], params, source=(norm.low, norm.high))
-        out = (lr, degrade.zerofill_up(lr, s) if self.base else None)
+        out = (lr, degrade.zerofill_base(lr, s) if self.base else None)
         if not blur:
             self._cache[ckey] = out
         return out
@@ -339,7 +339,7 @@ class PatchSampler:
         if base_plane is not None:
             # zero-filling is linear: the whole clean slice's base, plus the patch's noise/rounding zero-filled
             # on its own (white, so the crop's periodic wrap does not matter)
-            base = base_plane[:, :, y:y + p, x:x + p] + degrade.zerofill_up(lr - clean, s)
+            base = base_plane[:, :, y:y + p, x:x + p] + degrade.zerofill_base(lr - clean, s)
 
         def orient(a):  # the pixel-centre convention is symmetric, so resampling commutes with the dihedral group
             a = np.rot90(np.asarray(a), k)
@@ -394,7 +394,7 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
             entry = {"name": name, "kind": kind, "hr": hr,
                      "lr": lr[..., y // scale:(y + c) // scale, x // scale:(x + c) // scale]}
             if base == "zerofill":
-                entry["base"] = degrade.zerofill_up(lr, scale)[..., y:y + c, x:x + c]
+                entry["base"] = degrade.zerofill_base(lr, scale)[..., y:y + c, x:x + c]
             out.append(entry)
     return out
 

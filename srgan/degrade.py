@@ -80,6 +80,23 @@ def zerofill_up(lr, scale: int):
     return _like(out.to(t.dtype), np.ndim(lr), is_np)
 
 
+ZEROFILL_PAD = 16  # LR px of mirrored border around a slice before zero-filling
+
+
+def zerofill_base(lr, scale: int):
+    """The zero-fill interpolation generators build on: ``zerofill_up`` of the slice mirrored by ``ZEROFILL_PAD``
+    px on each side, cropped back. Real slices often have anatomy at the edge of the field of view (the neck of a
+    sagittal head scan); zero-filling treats the slice as periodic and would ring that edge into the opposite
+    one. Mirroring makes the periodic extension continuous; for slices with a dark border it changes nothing.
+    One function for training, validation and inference, so the model always sees the same base."""
+    t, is_np = _as_tensor(lr)
+    h, w = t.shape[-2:]
+    py, px = min(ZEROFILL_PAD, h - 1), min(ZEROFILL_PAD, w - 1)
+    padded = F.pad(t, (px, px, py, py), mode="reflect") if (py or px) else t
+    out = zerofill_up(padded, scale)[..., py * scale:(py + h) * scale, px * scale:(px + w) * scale]
+    return _like(out, np.ndim(lr), is_np)
+
+
 def _centred_hamming(n: int, dtype, device) -> torch.Tensor:
     """Hamming window over n k-space samples, peaking (1.0) at the DC sample n//2 of a centred crop."""
     i = torch.arange(n, dtype=dtype, device=device)

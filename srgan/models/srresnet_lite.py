@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan.degrade import zerofill_up
+from srgan.degrade import zerofill_base
 
 BASES = ("bicubic", "zerofill")
 
@@ -55,7 +55,7 @@ class SRResNetLite(nn.Module):
     def upsample(self, x):
         """The interpolation the residual is added to, ``(B, 1, h, w)`` → ``(B, 1, s·h, s·w)``."""
         if self.base == "zerofill":
-            return zerofill_up(x, self.scale)
+            return zerofill_base(x, self.scale)
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
     def forward(self, x, base=None):

@@ -178,11 +178,11 @@ def test_zerofill_base_is_cut_from_the_whole_plane(image_folder):
     for i in range(4):
         plane, norm, y, x, k, flip = _locate_patch(items, hr[i])
         whole = torch.from_numpy(plane[:plane.shape[0] // 2 * 2, :plane.shape[1] // 2 * 2].copy())[None, None]
-        want = degrade.zerofill_up(degrade.apply(whole, params[i], source=(norm.low, norm.high)), 2)
+        want = degrade.zerofill_base(degrade.apply(whole, params[i], source=(norm.low, norm.high)), 2)
         want = np.rot90(want[0, 0, y:y + 32, x:x + 32].numpy(), k)
         np.testing.assert_allclose(base[i, 0].numpy(), want[:, ::-1] if flip else want, atol=1e-5)
         # and not the zero-fill of the patch alone, which wraps around its cut edges
-        assert (degrade.zerofill_up(lr[i:i + 1], 2) - base[i:i + 1]).abs().max() > 1e-3
+        assert (degrade.zerofill_base(lr[i:i + 1], 2) - base[i:i + 1]).abs().max() > 1e-3
     v = sdata.validation_set(items[:1], scale=2, cfg=DataConfig(val_crop=32), base="zerofill")
     assert all(e["base"].shape == e["hr"].shape for e in v)
     assert PatchSampler([items], patch_size=32, degradation=deg, seed=2, cfg=cfg).batch(0, range(2)).base is None

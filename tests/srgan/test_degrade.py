@@ -188,3 +188,19 @@ def test_zerofill_keeps_pixel_centres_and_mean():
     hr = np.tile(np.sin(2 * np.pi * x / 64), (64, 1))  # periodic, band-limited
     lr = np.tile(np.sin(2 * np.pi * (np.arange(32) * s + (s - 1) / 2) / 64), (32, 1))
     np.testing.assert_allclose(degrade.zerofill_up(lr, s), hr, atol=1e-9)
+
+
+def test_zerofill_base_does_not_wrap_anatomy_at_the_edge_into_the_opposite_edge():
+    """A sagittal head slice has the neck at the bottom edge and air at the top: the generators' base must not
+    ring the bright bottom into the dark top, as plain (periodic) zero-filling does."""
+    lr = np.zeros((32, 32))
+    lr[20:, 8:24] = 1.0  # bright anatomy running off the bottom edge
+    periodic, mirrored = degrade.zerofill_up(lr, 2), degrade.zerofill_base(lr, 2)
+    assert mirrored.shape == periodic.shape == (64, 64)
+    assert np.abs(periodic[:4]).max() > 0.2        # the wrap this guards against
+    assert np.abs(mirrored[:4]).max() < 0.02
+    # where nothing touches the border, mirroring changes little (only far ringing tails differ)
+    inner = np.zeros((32, 32))
+    inner[10:20, 12:22] = 1.0
+    np.testing.assert_allclose(degrade.zerofill_base(inner, 2)[20:40, 24:44], degrade.zerofill_up(inner, 2)[20:40, 24:44],
+                               atol=0.02)

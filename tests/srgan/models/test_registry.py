@@ -20,10 +20,10 @@ def test_generator_shapes_and_gradients(name, scale):
 @pytest.mark.parametrize("base", ["bicubic", "zerofill"])
 def test_untrained_lite_generator_is_its_interpolation(base):
     """The residual branch starts at zero, so an untrained model returns exactly its base interpolation."""
-    from srgan.degrade import bicubic_up, zerofill_up
+    from srgan.degrade import bicubic_up, zerofill_base
     g = build_generator("srresnet_lite", scale=2, base=base, **GENERATORS["srresnet_lite"].TINY)
     x = torch.rand(1, 1, 12, 10)
-    want = zerofill_up(x, 2) if base == "zerofill" else bicubic_up(x, 2)
+    want = zerofill_base(x, 2) if base == "zerofill" else bicubic_up(x, 2)
     assert torch.allclose(g(x), want, atol=1e-6)
     assert torch.allclose(g(x, base=want * 0), torch.zeros_like(want))  # a given base is used as is
     with pytest.raises(ValueError, match="base"):
