@@ -17,11 +17,12 @@ def test_generator_shapes_and_gradients(name, scale):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
 
 
+@pytest.mark.parametrize("upsampler", ["shuffle", "progressive"])
 @pytest.mark.parametrize("base", ["bicubic", "zerofill"])
-def test_untrained_lite_generator_is_its_interpolation(base):
+def test_untrained_lite_generator_is_its_interpolation(base, upsampler):
     """The residual branch starts at zero, so an untrained model returns exactly its base interpolation."""
     from srgan.degrade import bicubic_up, zerofill_base
-    g = build_generator("srresnet_lite", scale=2, base=base, **GENERATORS["srresnet_lite"].TINY)
+    g = build_generator("srresnet_lite", scale=2, base=base, upsampler=upsampler, **GENERATORS["srresnet_lite"].TINY)
     x = torch.rand(1, 1, 12, 10)
     want = zerofill_base(x, 2) if base == "zerofill" else bicubic_up(x, 2)
     assert torch.allclose(g(x), want, atol=1e-6)
@@ -78,6 +79,23 @@ def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown discriminator"):
         build_discriminator("nope")
     assert DEFAULT_DISCRIMINATOR in DISCRIMINATORS
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_progressive_upsampler_shapes_and_trunk_transfer(scale):
+    """×4 progressive upsamples in two ×2 steps (one nonlinear), other scales add one nonlinear layer before the
+    sub-pixel conv; the trunk of any model fits any other of the same width, so ×4 can start from a trained ×2."""
+    g = build_generator("srresnet_lite", scale=scale, upsampler="progressive", channels=8, num_blocks=1)
+    x = torch.rand(2, 1, 7, 5)
+    assert g(x).shape == (2, 1, 7 * scale, 5 * scale)
+    shuffles = [m.upscale_factor for m in g.modules() if isinstance(m, torch.nn.PixelShuffle)]
+    assert shuffles == ([2, 2] if scale == 4 else [scale])
+    x2 = build_generator("srresnet_lite", scale=2, channels=8, num_blocks=1)
+    own = g.state_dict()
+    assert all(own[k].shape == v.shape for k, v in x2.trunk_state_dict().items())
+    assert set(x2.trunk_state_dict()) == {k for k in own if not k.startswith(("up.", "tail."))}
+    with pytest.raises(ValueError, match="upsampler"):
+        build_generator("srresnet_lite", scale=scale, upsampler="deconv")
 
 
 def test_bad_scale_refused():
