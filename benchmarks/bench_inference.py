@@ -26,13 +26,15 @@ def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup
     """Time one model in this process (called in a fresh subprocess by ``main``)."""
     import torch
 
+    from srgan.enhance import for_inference, model_input
     from srgan.models import build_generator, count_parameters
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_generator(arch, **{**kwargs, "scale": scale}).eval()
+    cpu = torch.device("cpu")
+    model = for_inference(build_generator(arch, **{**kwargs, "scale": scale}), cpu)  # as the Enhancer runs it
     n = LR_SIDE[scale]
-    x = torch.rand(1, 1, n, n)
+    x = model_input(torch.rand(1, 1, n, n), cpu)
     times = []
     with torch.inference_mode():
         for _ in range(warmup):
