@@ -73,6 +73,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "kaggle-brain-tumor-mri"))
     ap.add_argument("--heldout", required=True, help="folder of held-out slices (never trained on)")
     a = ap.parse_args(argv)
+    if a.scale != 4 and a.up in ("prog1", "prog1b", "proghalf"):
+        ap.error(f"--up {a.up} is made of two x2 stages: it needs --scale 4")
     torch.set_num_threads(a.threads); random.seed(0); torch.manual_seed(0)
     s = a.scale; P = 128 if s == 4 else 96; p = P // s; B = 16
     held = {os.path.basename(f) for f in glob.glob(os.path.join(a.heldout, "**", "*.jpg"), recursive=True)}
