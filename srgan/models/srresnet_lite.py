@@ -47,7 +47,8 @@ class SRResNetLite(nn.Module):
     TINY = {"channels": 8, "num_blocks": 1}
 
     def __init__(self, *, scale: int = 2, in_channels: int = 1, channels: int = 32, num_blocks: int = 8,
-                 res_scale: float = 1.0, base: str = "bicubic", upsampler: str = "shuffle"):
+                 res_scale: float = 1.0, base: str = "bicubic", upsampler: str = "shuffle",
+                 up_channels: int | None = None):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -55,6 +56,9 @@ class SRResNetLite(nn.Module):
             raise ValueError(f"base must be one of {BASES}, got {base!r}")
         if upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
+        up_channels = channels if up_channels is None else up_channels
+        if up_channels != channels and not (upsampler == "progressive" and scale == 4):
+            raise ValueError("up_channels sets the width on the 2× grid: only the ×4 progressive upsampler has one")
         self.scale = scale
         self.base = base
         self.upsampler = upsampler
@@ -64,14 +68,17 @@ class SRResNetLite(nn.Module):
         # ×4 progressive: one nonlinear ×2 stage, then one conv and the sub-pixel conv on the 2× grid. The last
         # layer stays a sub-pixel conv rather than a 1-channel conv at HR: same function class, but oneDNN runs a
         # 1-output conv on 256² 6× slower than the 4-output conv on 128² it is equivalent to.
+        # ``up_channels`` narrows the 2× grid, where each channel costs 4× what it costs on the LR grid.
         layers = []
+        width = channels
         if upsampler == "progressive":
             if scale == 4:
-                layers += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
-            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+                width = up_channels
+                layers += [nn.Conv2d(channels, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
         self.up = nn.Sequential(*layers)
         last = 2 if upsampler == "progressive" and scale == 4 else scale
-        self.tail = nn.Conv2d(channels, in_channels * last * last, 3, padding=1)
+        self.tail = nn.Conv2d(width, in_channels * last * last, 3, padding=1)
         self.shuffle = nn.PixelShuffle(last)
         # Start as exact bicubic: the residual branch outputs zero until trained.
         nn.init.zeros_(self.tail.weight)

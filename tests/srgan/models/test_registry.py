@@ -98,6 +98,25 @@ def test_progressive_upsampler_shapes_and_trunk_transfer(scale):
         build_generator("srresnet_lite", scale=scale, upsampler="deconv")
 
 
+def test_up_channels_narrows_only_the_2x_grid():
+    """``up_channels`` is the width between the two ×2 stages of ×4 progressive (where a channel costs 4× an
+    LR channel); the trunk stays transferable and the other upsamplers refuse it rather than ignore it."""
+    g = build_generator("srresnet_lite", scale=4, upsampler="progressive", channels=8, num_blocks=1, up_channels=4)
+    x = torch.rand(2, 1, 7, 5)
+    assert g(x).shape == (2, 1, 28, 20)
+    sd = g.state_dict()
+    assert sd["up.0.weight"].shape == (16, 8, 3, 3)   # 4 phases × 4 channels on the 2× grid
+    assert sd["up.3.weight"].shape == (4, 4, 3, 3)
+    assert sd["tail.weight"].shape == (4, 4, 3, 3)
+    wide = build_generator("srresnet_lite", scale=4, upsampler="progressive", channels=8, num_blocks=1)
+    assert sum(p.numel() for p in g.parameters()) < sum(p.numel() for p in wide.parameters())
+    x2 = build_generator("srresnet_lite", scale=2, channels=8, num_blocks=1)
+    assert all(sd[k].shape == v.shape for k, v in x2.trunk_state_dict().items())
+    for kwargs in ({"scale": 2, "upsampler": "progressive"}, {"scale": 4, "upsampler": "shuffle"}):
+        with pytest.raises(ValueError, match="up_channels"):
+            build_generator("srresnet_lite", channels=8, num_blocks=1, up_channels=4, **kwargs)
+
+
 def test_bad_scale_refused():
     with pytest.raises(ValueError):
         build_generator("srresnet_lite", scale=5)
