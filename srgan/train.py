@@ -390,6 +390,7 @@ class Trainer:
         if not self.dist.main:
             return None
         cfg = self.cfg
+        adversarial = kind.startswith("gan")  # "gan" or "gan-partial" (stopped early in stage 2)
         card = {
             "arch": cfg.generator,
             "kwargs": {**cfg.generator_kwargs, "scale": cfg.scale},
@@ -406,8 +407,8 @@ class Trainer:
             "training": {"steps": self.step, "stage1_steps": cfg.stage1_steps, "stage2_steps": cfg.stage2_steps,
                          "ema_decay": cfg.ema_decay, "seed": cfg.seed, "patch_size": cfg.patch_size,
                          "batch_size": cfg.batch_size, "world_size": self.dist.world,
-                         "losses": {"pixel": "l1", "content": cfg.content if kind == "gan" else "none",
-                                    "adversarial": cfg.adversarial if kind == "gan" else "none",
+                         "losses": {"pixel": "l1", "content": cfg.content if adversarial else "none",
+                                    "adversarial": cfg.adversarial if adversarial else "none",
                                     "w_pixel": cfg.w_pixel, "w_content": cfg.w_content, "w_adv": cfg.w_adv}},
         }
         path = save_weights(self.run_dir / f"{cfg.weights_name}-{kind}", self.ema.module, card)

@@ -138,6 +138,15 @@ def test_time_budget_stops_cleanly_with_checkpoint_and_partial_weights(images, t
     assert card["training"]["steps"] == 1
 
 
+def test_gan_stopped_early_still_says_it_was_adversarial(images, tmp_path):
+    out = tmp_path / "gan-budget"
+    assert train.main(tiny_args(images, out, "--stage1-steps", "0", "--time-budget", "0.00001")) == 0
+    _, card = load_weights(out / "brainsr-x2-gan-partial.safetensors")
+    losses = card["training"]["losses"]
+    assert card["training"]["steps"] == 1
+    assert losses["adversarial"] == "relativistic" and losses["content"] != "none"
+
+
 def test_lr_schedule_warms_up_decays_and_restarts_for_stage2():
     cfg = train.TrainConfig(stage1_steps=100, stage2_steps=50, warmup_steps=10, lr_min_ratio=0.1, stage2_lr_ratio=0.5)
     f = [train.lr_factor(cfg, s) for s in range(150)]
