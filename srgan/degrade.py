@@ -203,6 +203,10 @@ class DegradationConfig:
     ``noise_sigma`` is relative to the image's robust maximum (1.0 in normalised units).
     ``quantize_8bit`` rounds the LR to 256 levels of the source range for sources that are 8-bit,
     since 8-bit LR is what such users (and the contract tests) feed in.
+
+    The defaults cover scanners that filter k-space (Hamming) or blur; the bundled models set ``p_hamming=0``
+    and ``p_blur=0``: 10 % Hamming-windowed k-space patches cost 0.5 dB at ×4 on unfiltered test LR
+    (docs/benchmarks.md, session 4), since the network learns to sharpen every input more.
     """
     scale: int = 2
     p_kspace: float = 0.5
