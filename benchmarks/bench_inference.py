@@ -3,7 +3,9 @@
 Each (model, scale) runs in its own subprocess, so its peak RSS is its own and start-up (imports, building the
 model) is excluded from the timing: ms/slice is the median of ``--runs`` forward passes after ``--warmup``, on one
 ``(1, 1, h, w)`` slice, ×4 on 64×64 → 256×256 and ×2 on 128×128 → 256×256, with ``torch.set_num_threads(--threads)``.
-Weights are random: speed does not depend on them. Prints a markdown table and the command. No assertions.
+Weights are random: speed does not depend on them. Besides seed and the registry's default ``srresnet_lite``, each
+scale's bundled fidelity model is timed in the shape its model card names (``resources/weights``), so the speed
+claim is about what ships. Prints a markdown table and the command. No assertions.
 
     python benchmarks/bench_inference.py [--threads 2] [--runs 10] [--lite-kwargs '{"channels":32,"num_blocks":12}']
 """
@@ -49,6 +51,19 @@ def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup
             "ms_min": 1000 * min(times), "peak_rss_mib": peak_kib / 1024, "threads": threads}
 
 
+def bundled(scale: int) -> list[tuple[str, dict, str]]:
+    """(arch, kwargs without scale, label) of the bundled fidelity model of ``scale``, read from its card; [] if
+    there is none (the card is plain JSON, so this needs no torch)."""
+    from srgan.weights import BUNDLED_DIR
+
+    card = BUNDLED_DIR / f"brainsr-x{scale}-fidelity.json"
+    if not card.exists():
+        return []
+    c = json.loads(card.read_text())
+    kwargs = {k: v for k, v in c["kwargs"].items() if k != "scale"}
+    return [(c["arch"], kwargs, f"{c['name']} (bundled)")]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -64,18 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         job = json.loads(args.one)
         print(json.dumps(measure(**job)))
         return 0
-    configs = [("seed", args.seed_kwargs), ("srresnet_lite", {})]
+    configs = [("seed", args.seed_kwargs, "seed"), ("srresnet_lite", {}, "srresnet_lite")]
     if args.lite_kwargs is not None:
-        configs.append(("srresnet_lite", args.lite_kwargs))
+        configs.append(("srresnet_lite", args.lite_kwargs, "srresnet_lite"))
     results = []
     for scale in args.scales:
-        for arch, kw in configs:
+        for arch, kw, label in configs + bundled(scale):
             job = dict(arch=arch, kwargs=kw, scale=scale, threads=args.threads, runs=args.runs, warmup=args.warmup)
             out = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr, file=sys.stderr)
                 return out.returncode
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append({**json.loads(out.stdout.strip().splitlines()[-1]), "label": label})
     import torch
     print(f"# Generator inference on CPU ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} threads, median of {args.runs} after {args.warmup} warm-up, random weights)\n")
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     seed_ms = {r["scale"]: r["ms_median"] for r in results if r["arch"] == "seed"}
     for r in results:
         vs = "1×" if r["arch"] == "seed" else f"{seed_ms[r['scale']] / r['ms_median']:.1f}× faster"
-        print(f"| {r['arch']} | {json.dumps(r['kwargs']) if r['kwargs'] else 'default'} | ×{r['scale']} | "
+        print(f"| {r['label']} | {json.dumps(r['kwargs']) if r['kwargs'] else 'default'} | ×{r['scale']} | "
               f"{r['in']} → {r['out']} | {r['params']:,} | {r['ms_median']:.1f} | {r['ms_min']:.1f} | "
               f"{r['peak_rss_mib']:.0f} | {vs} |")
     print("\ncommand: " + shlex.join(["python", "benchmarks/bench_inference.py",
