@@ -52,14 +52,15 @@ def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup
 
 
 def bundled(scale: int) -> list[tuple[str, dict, str]]:
-    """(arch, kwargs without scale, label) of the bundled fidelity model of ``scale``, read from its card; [] if
-    there is none (the card is plain JSON, so this needs no torch)."""
-    from srgan.weights import BUNDLED_DIR
+    """(arch, kwargs without scale, label) of the model ``srgan enhance --scale`` uses by default, read from its
+    card; [] if none is bundled (the card is plain JSON, so this needs no torch)."""
+    from srgan.errors import InputError
+    from srgan.weights import bundled_weights, read_card
 
-    card = BUNDLED_DIR / f"brainsr-x{scale}-fidelity.json"
-    if not card.exists():
+    try:
+        c = read_card(bundled_weights(scale))
+    except InputError:
         return []
-    c = json.loads(card.read_text())
     kwargs = {k: v for k, v in c["kwargs"].items() if k != "scale"}
     return [(c["arch"], kwargs, f"{c['name']} (bundled)")]
 
