@@ -259,10 +259,13 @@ class PatchSampler:
     rejecting mostly-background patches, then a random dihedral transform and a degradation from ``degradation``.
     The degradation's spatial part runs on the whole plane and the LR patch is cut from it (see
     ``degrade.resample``); noise and 8-bit rounding then act on the patch.
+
+    ``kind_detector`` (a generator's ``srgan.lr_kind.KindDetector``) adds to every sample its estimate of
+    P(k-space LR), made as at inference: on the whole LR plane with its noise and rounding.
     """
 
     def __init__(self, sources: list[list[Item]], *, patch_size: int, degradation: DegradationConfig,
-                 seed: int, cfg: DataConfig, base: str | None = None):
+                 seed: int, cfg: DataConfig, base: str | None = None, kind_detector=None):
         self.sources = [s for s in sources if s]
         if not self.sources:
             raise ValueError("no training items")
@@ -280,6 +283,8 @@ class PatchSampler:
         w = np.asarray([wi for wi, s in zip(w, sources) if s])
         self.weights = w / w.sum()
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.kind_detector = kind_detector
+        self._kind_cache: dict[tuple, torch.Tensor] = {}   # noise-free planes' detector output, keyed like _cache
 
     def _crop(self, rng: np.random.Generator, item: Item) -> tuple[int, int, int, np.ndarray]:
         """(plane j, y, x, normalised HR crop (p, p)) of a random plane of ``item``, mostly foreground.
@@ -319,9 +324,23 @@ class PatchSampler:
             self._cache[ckey] = out
         return out
 
-    def sample(self, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor | None]:
-        """(lr (1, p/s, p/s), hr (1, p, p), degradation params, base (1, p, p) or None) of sample ``index`` of
-        batch ``step``."""
+    def _kind(self, key: tuple, j: int, lr_plane: torch.Tensor, params: dict, source: tuple[float, float]):
+        """The detector's P(k-space) ``(1,)`` for the whole finished LR plane, or None without a detector."""
+        if self.kind_detector is None:
+            return None
+        cacheable = params.get("blur_sigma", 0.0) <= 0 and params.get("noise_sigma", 0.0) <= 0
+        ckey = (*key, j, params["kind"], bool(params.get("hamming")))
+        if cacheable and ckey in self._kind_cache:
+            return self._kind_cache[ckey]
+        with torch.no_grad():
+            p = self.kind_detector(degrade.finish(lr_plane, params, source=source)).float()
+        if cacheable:
+            self._kind_cache[ckey] = p
+        return p
+
+    def sample(self, step: int, index: int) -> tuple:
+        """(lr (1, p/s, p/s), hr (1, p, p), degradation params, base (1, p, p) or None, P(k-space) (1,) or None)
+        of sample ``index`` of batch ``step``."""
         rng = np.random.default_rng([self.seed, step, index])
         si = int(rng.choice(len(self.sources), p=self.weights))
         src = self.sources[si]
@@ -335,6 +354,7 @@ class PatchSampler:
         lr_plane, base_plane = self._lr_plane((si, ii), item, j, params)
         clean = lr_plane[:, :, y // s:y // s + q, x // s:x // s + q]
         lr = degrade.finish(clean, params, source=(norm.low, norm.high))
+        kind = self._kind((si, ii), j, lr_plane, params, (norm.low, norm.high))
         base = None
         if base_plane is not None:
             # zero-filling is linear: the whole clean slice's base, plus the patch's noise/rounding zero-filled
@@ -345,14 +365,16 @@ class PatchSampler:
             a = np.rot90(np.asarray(a), k)
             return torch.from_numpy(np.ascontiguousarray(a[:, ::-1] if flip else a, dtype=np.float32))[None]
         return (orient(lr[0, 0].numpy()), orient(crop), params,
-                None if base is None else orient(base[0, 0].numpy()))
+                None if base is None else orient(base[0, 0].numpy()), kind)
 
     def batch(self, step: int, indices) -> "Batch":
-        """lr (n, 1, p/s, p/s), hr (n, 1, p, p), params, base (n, 1, p, p) or None, for the given sample
-        indices of global batch ``step``."""
+        """lr (n, 1, p/s, p/s), hr (n, 1, p, p), params, base (n, 1, p, p) or None, kind (n,) or None, for the
+        given sample indices of global batch ``step``."""
         out = [self.sample(step, int(i)) for i in indices]
         base = None if out[0][3] is None else torch.stack([o[3] for o in out])
-        return Batch(torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), [o[2] for o in out], base)
+        kind = None if out[0][4] is None else torch.cat([o[4] for o in out])
+        return Batch(torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), [o[2] for o in out], base,
+                     kind)
 
 
 class Batch(NamedTuple):
@@ -360,16 +382,18 @@ class Batch(NamedTuple):
     hr: torch.Tensor
     params: list[dict]
     base: torch.Tensor | None
+    kind: torch.Tensor | None = None
 
 
 def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bicubic", "kspace"),
-                   max_images: int = 32, base: str | None = None) -> list[dict]:
+                   max_images: int = 32, base: str | None = None, kind_detector=None) -> list[dict]:
     """Fixed held-out pairs: centre crops of images and a few evenly spaced slices of volumes.
 
     Each entry: ``{"name", "kind", "lr" (1, 1, h, w), "hr" (1, 1, s·h, s·w)}`` in normalised units; LR made as
     the contract does (antialiased bicubic or k-space of the whole plane, 8-bit rounding for 8-bit sources, no
     noise or blur), then cropped on the LR grid. With ``base="zerofill"`` entries also hold ``"base"``, the
-    whole slice's zero-filled upsampling cropped like ``hr``.
+    whole slice's zero-filled upsampling cropped like ``hr``; with ``kind_detector``, ``"kind_p"``, its P(k-space)
+    ``(1,)`` of the whole LR slice.
     """
     planes = []
     for it in items:
@@ -395,6 +419,9 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
                      "lr": lr[..., y // scale:(y + c) // scale, x // scale:(x + c) // scale]}
             if base == "zerofill":
                 entry["base"] = degrade.zerofill_base(lr, scale)[..., y:y + c, x:x + c]
+            if kind_detector is not None:
+                with torch.no_grad():
+                    entry["kind_p"] = kind_detector(lr).float()
             out.append(entry)
     return out
 
@@ -424,3 +451,32 @@ def describe(train: list[list[Item]], val: list[Item], cfg: DataConfig) -> dict:
         "excluded": sorted(set(cfg.exclude) | set(ALWAYS_EXCLUDED)),
         "split": "by patient (volume folder / DICOM PatientID) or by image file, seeded",
     }
+
+
+def kind_examples(sources: list[list[Item]], *, degradation: DegradationConfig, cfg: DataConfig, seed: int,
+                  n_planes: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectral features ``(2·n, F)`` and labels ``(2·n,)`` (1 = k-space) to fit a generator's LR-kind detector.
+
+    Whole training planes, drawn by ``source_weights`` like the patches, each degraded both ways with the run's
+    Hamming, blur, noise and 8-bit rounding drawn as for a patch: the detector is fitted on the LR it will judge.
+    """
+    from srgan.lr_kind import spectral_features
+
+    sources = [s for s in sources if s]
+    w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
+    w = w[:len(sources)] / w[:len(sources)].sum()
+    rng = np.random.default_rng([seed, 7919])
+    s = degradation.scale
+    feats, labels = [], []
+    for _ in range(n_planes):
+        src = sources[int(rng.choice(len(sources), p=w))]
+        item = src[int(rng.integers(len(src)))]
+        plane, norm = item.plane(int(rng.integers(len(item))))
+        hr = torch.from_numpy(np.ascontiguousarray(plane[:plane.shape[0] // s * s, :plane.shape[1] // s * s]))
+        for kind in degrade.KINDS:
+            params = {**degradation.sample(rng, eight_bit=item.eight_bit), "kind": kind}
+            params["hamming"] = params["hamming"] and kind == "kspace"
+            lr = degrade.apply(hr[None, None], params, source=(norm.low, norm.high))
+            feats.append(spectral_features(lr))
+            labels.append(float(kind == "kspace"))
+    return torch.cat(feats), torch.tensor(labels, dtype=torch.float64)

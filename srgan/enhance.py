@@ -130,8 +130,11 @@ class Enhancer:
         s, t, m = self.scale, self.tile, self.margin
         if h <= t + 2 * m and w <= t + 2 * m:
             return self.model(model_input(x, self.device)).cpu().contiguous()
-        # a global interpolation (zero-filled k-space) is computed once on the whole slice and cut per tile
+        # a global interpolation (zero-filled k-space) and the LR-kind estimate are computed once on the whole
+        # slice and handed to every tile
         base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
+        detector = getattr(self.model, "kind", None)
+        kind = {} if detector is None else {"kind": detector(x.to(self.device))}
         out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
         for y0 in range(0, h, t):
             for x0 in range(0, w, t):
@@ -139,8 +142,8 @@ class Enhancer:
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
                 tile_x = model_input(x[:, :, ya:yb, xa:xb], self.device)
-                sr = (self.model(tile_x) if base is None
-                      else self.model(tile_x, base[:, :, ya * s:yb * s, xa * s:xb * s])).cpu()
+                sr = (self.model(tile_x, **kind) if base is None
+                      else self.model(tile_x, base[:, :, ya * s:yb * s, xa * s:xb * s], **kind)).cpu()
                 out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
         return out
 

@@ -306,19 +306,47 @@ class Trainer:
                                                                seed=cfg.seed)
         self.data_card = sdata.describe(self.train_items, self.val_items, cfg.data)
         base = getattr(self.G, "base", None)  # a global interpolation (zero-fill) must come from the whole slice
-        self.sampler = sdata.PatchSampler(self.train_items, patch_size=cfg.patch_size, degradation=cfg.degradation,
-                                          seed=cfg.seed, cfg=cfg.data, base=base)
-        self.val_set = (sdata.validation_set(self.val_items, scale=cfg.scale, cfg=cfg.data, base=base)
-                        if self.dist.main else [])
+        self.kind_info: dict = {}
         if resume:
             self.load_checkpoint(self.run_dir / CKPT)
+        detector = getattr(self.G, "kind", None)
+        if detector is not None and not bool(detector.fitted):
+            self._fit_kind_detector(detector)
+        self.sampler = sdata.PatchSampler(self.train_items, patch_size=cfg.patch_size, degradation=cfg.degradation,
+                                          seed=cfg.seed, cfg=cfg.data, base=base, kind_detector=detector)
+        self.val_set = (sdata.validation_set(self.val_items, scale=cfg.scale, cfg=cfg.data, base=base,
+                                             kind_detector=detector) if self.dist.main else [])
+        if detector is not None and self.dist.main:
+            self.kind_info["val_accuracy"] = _kind_accuracy(self.val_set)
+            print(f"LR-kind detector: {self.kind_info}")
+
+    def _fit_kind_detector(self, detector) -> None:
+        """Fit the generator's LR-kind detector on whole training planes (every rank alike: same seed), before
+        the sampler uses it, and copy it into the EMA model."""
+        from srgan import data as sdata
+        feats, labels = sdata.kind_examples(self.train_items, degradation=self.cfg.degradation, cfg=self.cfg.data,
+                                            seed=self.cfg.seed)
+        acc = detector.fit(feats, labels)
+        self.ema.module.kind.load_state_dict(detector.state_dict())
+        self.kind_info = {"fitted_on_planes": len(labels) // 2, "train_accuracy": round(acc, 4)}
 
     def _init_from(self, path: str) -> None:
-        """Start G from saved weights; tensors whose shape differs (e.g. a ×2 tail for a ×4 model) are skipped."""
+        """Start G from saved weights; tensors whose shape differs (e.g. a ×2 tail for a ×4 model) are skipped,
+        except convolutions that gained input channels (the LR-kind plane): zero weights there keep the function."""
+        import torch
         from srgan.weights import load_weights
         model, card = load_weights(path)
         own = self.G.state_dict()
-        src = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
+        src = {}
+        for k, v in model.state_dict().items():
+            if k not in own:
+                continue
+            o = own[k]
+            if o.shape == v.shape:
+                src[k] = v
+            elif o.ndim == 4 and v.ndim == 4 and o.shape[0] == v.shape[0] and o.shape[2:] == v.shape[2:] \
+                    and o.shape[1] > v.shape[1]:
+                src[k] = torch.cat([v, v.new_zeros(v.shape[0], o.shape[1] - v.shape[1], *v.shape[2:])], dim=1)
         if not src:
             raise InputError(path, f"no tensor fits generator {self.cfg.generator} (weights are {card.get('arch')})")
         self.G.load_state_dict(src, strict=False)
@@ -333,6 +361,7 @@ class Trainer:
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
                 "rng": rng_state(), "metrics": json.dumps(self.metrics), "best": json.dumps(self.best),
+                "kind_info": json.dumps(self.kind_info),
                 "elapsed_s": self.elapsed_before + (time.time() - self.t0 if hasattr(self, "t0") else 0.0)}
 
     def save_checkpoint(self) -> None:
@@ -358,6 +387,7 @@ class Trainer:
         self.step = int(ck["step"])
         self.metrics = json.loads(ck.get("metrics", "{}"))
         self.best = json.loads(ck.get("best", "{}"))
+        self.kind_info = json.loads(ck.get("kind_info", "{}"))
         self.elapsed_before = float(ck.get("elapsed_s", 0.0))
         if self.dist.main:
             print(f"resumed {path} at step {self.step}")
@@ -375,8 +405,8 @@ class Trainer:
         rows: dict[str, list] = {}
         with torch.no_grad():
             for v in self.val_set:
-                base = v["base"].to(self.device) if "base" in v else None
-                sr = (model(v["lr"].to(self.device)) if base is None else model(v["lr"].to(self.device), base)).float().cpu()
+                extra = {k: v[key].to(self.device) for k, key in (("base", "base"), ("kind", "kind_p")) if key in v}
+                sr = model(v["lr"].to(self.device), **extra).float().cpu()
                 rows.setdefault(v["kind"], []).append((psnr(sr, v["hr"]), psnr(bicubic_up(v["lr"], self.cfg.scale), v["hr"])))
         out = {}
         for kind, r in rows.items():
@@ -402,6 +432,7 @@ class Trainer:
             "metrics": {"step": self.step, "validated_at_step": getattr(self, "val_step", -1),
                         "validation": self.metrics,
                         "note": "PSNR in normalised units on held-out crops (data range 1)"},
+            **({"kind_detector": self.kind_info} if self.kind_info else {}),
             "normalisation": {"method": "percentile", "p_low": 0.5, "p_high": 99.5,
                               "fit_on": "each LR input image / slice, applied to input and inverted on output"},
             "training": {"steps": self.step, "stage1_steps": cfg.stage1_steps, "stage2_steps": cfg.stage2_steps,
@@ -421,11 +452,12 @@ class Trainer:
         """One optimisation step on global batch ``self.step``; returns this rank's loss values."""
         import torch
         cfg, d = self.cfg, self.dist
-        lr, hr, params, base = self.sampler.batch(self.step, range(d.rank, cfg.batch_size, d.world))
+        lr, hr, params, base, kind = self.sampler.batch(self.step, range(d.rank, cfg.batch_size, d.world))
         lr, hr = lr.to(self.device), hr.to(self.device)
         stage2 = self.step >= cfg.stage1_steps
         self.G_ddp.train()
-        sr = self.G_ddp(lr) if base is None else self.G_ddp(lr, base.to(self.device))
+        extra = {k: t.to(self.device) for k, t in (("base", base), ("kind", kind)) if t is not None}
+        sr = self.G_ddp(lr, **extra)
         logs = {}
         if stage2:
             self.D_ddp.train()
@@ -709,6 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--ckpt-every", type=int)
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="set any field, JSON value")
     return ap
+
+
+def _kind_accuracy(val_set: list[dict]) -> float | None:
+    """How often the LR-kind detector is right on the whole held-out slices (None without one)."""
+    pairs = [(float(v["kind_p"][0]) > 0.5, v["kind"] == "kspace") for v in val_set if "kind_p" in v]
+    return round(sum(a == b for a, b in pairs) / len(pairs), 4) if pairs else None
 
 
 def config_from_args(args, base: dict | None = None) -> TrainConfig:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srgan.degrade import zerofill_base
+from srgan.lr_kind import KindDetector
 
 BASES = ("bicubic", "zerofill")
 UPSAMPLERS = ("shuffle", "progressive")
@@ -52,7 +53,7 @@ class SRResNetLite(nn.Module):
 
     def __init__(self, *, scale: int = 2, in_channels: int = 1, channels: int = 32, num_blocks: int = 8,
                  res_scale: float = 1.0, base: str = "bicubic", upsampler: str = "shuffle",
-                 up_channels: int | None = None):
+                 up_channels: int | None = None, kind_input: bool = False):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -66,7 +67,9 @@ class SRResNetLite(nn.Module):
         self.scale = scale
         self.base = base
         self.upsampler = upsampler
-        self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
+        # ``kind_input``: a second input plane holds P(k-space LR) from a detector that sees the whole slice
+        self.kind = KindDetector() if kind_input else None
+        self.head = nn.Conv2d(in_channels + (1 if kind_input else 0), channels, 3, padding=1)
         self.blocks = nn.Sequential(*[ResidualBlock(channels=channels, res_scale=res_scale) for _ in range(num_blocks)])
         self.trunk = nn.Conv2d(channels, channels, 3, padding=1)
         # ×4 progressive: one nonlinear ×2 stage, then one conv and the sub-pixel conv on the 2× grid. The last
@@ -94,10 +97,15 @@ class SRResNetLite(nn.Module):
             return zerofill_base(x, self.scale)
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
-    def forward(self, x, base=None):
-        """``base``: ``self.upsample`` of the whole slice, cropped like ``x`` (default: computed from ``x``)."""
+    def forward(self, x, base=None, kind=None):
+        """``base``: ``self.upsample`` of the whole slice, cropped like ``x``; ``kind``: ``(B,)``
+        ``self.kind`` of the whole slice (both default to being computed from ``x``, right when ``x`` is one)."""
         if base is None:
             base = self.upsample(x)
+        if self.kind is not None:
+            if kind is None:
+                kind = self.kind(x)
+            x = torch.cat([x, kind.to(x.dtype).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:])], dim=1)
         h = self.head(x)
         h = h + self.trunk(self.blocks(h))
         return base + self.shuffle(self.tail(self.up(h)))

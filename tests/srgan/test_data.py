@@ -111,9 +111,9 @@ def test_patch_batches_are_pure_functions_of_seed_step_index(image_folder):
     items = sdata.load_source(image_folder, cfg, scale=2, min_side=32)
     deg = DegradationConfig(scale=2, p_noise=0.5, p_blur=0.5)
     s = PatchSampler([items], patch_size=32, degradation=deg, seed=3, cfg=cfg)
-    lr, hr, params, _ = s.batch(7, range(6))
+    lr, hr, params, *_ = s.batch(7, range(6))
     assert lr.shape == (6, 1, 16, 16) and hr.shape == (6, 1, 32, 32)
-    lr2, hr2, params2, _ = PatchSampler([items], patch_size=32, degradation=deg, seed=3, cfg=cfg).batch(7, range(6))
+    lr2, hr2, params2, *_ = PatchSampler([items], patch_size=32, degradation=deg, seed=3, cfg=cfg).batch(7, range(6))
     assert torch.equal(lr, lr2) and torch.equal(hr, hr2) and params == params2
     assert not torch.equal(hr, s.batch(8, range(6))[1])
     # DDP shards: rank r takes indices r::world of the same global batch
@@ -161,7 +161,7 @@ def test_kspace_lr_is_cut_from_the_whole_plane(image_folder):
     cfg = DataConfig(sources=[str(image_folder)], min_foreground=0.5)
     items = sdata.load_source(image_folder, cfg, scale=2, min_side=32)
     deg = DegradationConfig(scale=2, p_kspace=1.0, p_hamming=0.0, p_noise=0.0, p_blur=0.0, quantize_8bit=False)
-    lr, hr, params, _ = PatchSampler([items], patch_size=32, degradation=deg, seed=1, cfg=cfg).batch(0, range(4))
+    lr, hr, params, *_ = PatchSampler([items], patch_size=32, degradation=deg, seed=1, cfg=cfg).batch(0, range(4))
     patch_only = degrade.apply(hr, params[0])
     assert (lr - patch_only).abs().max() > 1e-3  # they differ: the patch's cut edges would ring
 
@@ -172,7 +172,7 @@ def test_zerofill_base_is_cut_from_the_whole_plane(image_folder):
     cfg = DataConfig(sources=[str(image_folder)], min_foreground=0.5)
     items = sdata.load_source(image_folder, cfg, scale=2, min_side=32)
     deg = DegradationConfig(scale=2, p_kspace=0.5, p_noise=0.0, p_blur=0.0, quantize_8bit=False)
-    lr, hr, params, base = PatchSampler([items], patch_size=32, degradation=deg, seed=2, cfg=cfg,
+    lr, hr, params, base, _ = PatchSampler([items], patch_size=32, degradation=deg, seed=2, cfg=cfg,
                                         base="zerofill").batch(0, range(4))
     assert base.shape == hr.shape
     for i in range(4):
@@ -186,6 +186,29 @@ def test_zerofill_base_is_cut_from_the_whole_plane(image_folder):
     v = sdata.validation_set(items[:1], scale=2, cfg=DataConfig(val_crop=32), base="zerofill")
     assert all(e["base"].shape == e["hr"].shape for e in v)
     assert PatchSampler([items], patch_size=32, degradation=deg, seed=2, cfg=cfg).batch(0, range(2)).base is None
+
+
+def test_kind_estimate_comes_from_the_whole_finished_plane(image_folder):
+    """With a detector, each sample carries P(k-space) of its whole LR plane with the patch's noise and rounding,
+    the estimate inference makes on the whole slice, not one made on the patch."""
+    from srgan.lr_kind import KindDetector
+    cfg = DataConfig(sources=[str(image_folder)], min_foreground=0.5)
+    items = sdata.load_source(image_folder, cfg, scale=2, min_side=32)
+    det = KindDetector()
+    det.weight.copy_(torch.linspace(-1, 1, len(det.weight), dtype=det.weight.dtype))
+    det.fitted.fill_(1)
+    deg = DegradationConfig(scale=2, p_kspace=0.5, p_noise=0.5, p_blur=0.0)
+    b = PatchSampler([items], patch_size=32, degradation=deg, seed=4, cfg=cfg, kind_detector=det).batch(0, range(6))
+    assert b.kind.shape == (6,)
+    for i in range(6):
+        plane, norm, *_ = _locate_patch(items, b.hr[i])
+        whole = torch.from_numpy(plane[:plane.shape[0] // 2 * 2, :plane.shape[1] // 2 * 2].copy())[None, None]
+        want = det(degrade.apply(whole, b.params[i], source=(norm.low, norm.high)))
+        assert torch.allclose(b.kind[i:i + 1], want.float(), atol=1e-5)
+        assert not torch.allclose(b.kind[i:i + 1], det(b.lr[i:i + 1]).float(), atol=1e-3)
+    v = sdata.validation_set(items[:1], scale=2, cfg=DataConfig(val_crop=32), kind_detector=det)
+    assert all(e["kind_p"].shape == (1,) for e in v)
+    assert PatchSampler([items], patch_size=32, degradation=deg, seed=4, cfg=cfg).batch(0, range(2)).kind is None
 
 
 def test_validation_set_is_fixed_and_contract_like(image_folder):
@@ -220,7 +243,7 @@ def test_real_kaggle_images_patches_have_tissue():
     items = sdata.load_source(KAGGLE, cfg, scale=4, min_side=96)
     assert len(items) == 6 and all(it.eight_bit for it in items)
     s = PatchSampler([items], patch_size=96, degradation=DegradationConfig(scale=4), seed=0, cfg=cfg)
-    lr, hr, _, _ = s.batch(0, range(8))
+    lr, hr, *_ = s.batch(0, range(8))
     assert lr.shape == (8, 1, 24, 24)
     assert ((hr > cfg.foreground_level).float().mean(dim=(1, 2, 3)) >= cfg.min_foreground).float().mean() >= 0.75
 
@@ -243,6 +266,6 @@ def test_real_dicom_series_loads_as_a_patient_volume():
     it = items[0]
     assert it.array.shape == (35, 256, 256) and {ax for ax, _ in it.slices} == {0}
     assert it.group  # PatientID
-    lr, hr, _, _ = PatchSampler([items], patch_size=64, degradation=DegradationConfig(scale=2), seed=0,
+    lr, hr, *_ = PatchSampler([items], patch_size=64, degradation=DegradationConfig(scale=2), seed=0,
                              cfg=cfg).batch(0, range(2))
     assert hr.shape == (2, 1, 64, 64) and torch.isfinite(lr).all()

@@ -83,3 +83,13 @@ def test_device_auto_is_cpu_here():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     assert resolve_device("auto").type in ("cpu", "mps")
+
+
+def test_tiling_has_no_seams_with_the_lr_kind_input(tmp_path):
+    """The LR-kind estimate is made on the whole slice and handed to every tile, like the zero-filled base."""
+    from tests.conftest import make_tiny_weights
+    w = make_tiny_weights(tmp_path, 4, upsampler="progressive", kind_input=True)
+    whole = Enhancer(weights=w, scale=4, device="cpu", tile=512)
+    tiled = Enhancer(weights=w, scale=4, device="cpu", tile=16, margin=8)
+    img = np.random.default_rng(3).random((40, 37)).astype(np.float32)
+    assert np.allclose(whole.enhance(img), tiled.enhance(img), atol=1e-5)

@@ -243,3 +243,26 @@ def test_csv_log_drops_rows_logged_after_the_resumed_checkpoint(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["step"] for r in rows] == ["10", "20", "30"] and rows[-1]["loss"] == "0.3"
     assert list(rows[0]) == ["step", "loss", "loss_adv"]
+
+
+def test_kind_input_fits_its_detector_and_starts_from_weights_without_one(images, tmp_path, capsys):
+    """A generator with the LR-kind plane, started from weights without it, computes what they compute (the new
+    input channel starts at zero), fits its detector before training and says how well it does in the card."""
+    plain = tmp_path / "plain"
+    assert train.main(tiny_args(images, plain, "--stage1-steps", "2", "--stage2-steps", "0")) == 0
+    weights = plain / "brainsr-x2-fidelity.safetensors"
+    kind = tmp_path / "kind"
+    args = tiny_args(images, kind, "--stage1-steps", "1", "--stage2-steps", "0", "--lr", "0", "--init", str(weights))
+    args[args.index("--generator-kwargs") + 1] = json.dumps({**GENERATORS["srresnet_lite"].TINY, "kind_input": True})
+    assert train.main(args) == 0
+    assert "LR-kind detector" in capsys.readouterr().out
+    src, _ = load_weights(weights)
+    new, card = load_weights(kind / "brainsr-x2-fidelity.safetensors")
+    assert bool(new.kind.fitted) and 0 <= card["kind_detector"]["train_accuracy"] <= 1
+    assert card["kwargs"]["kind_input"] is True
+    head = new.state_dict()["head.weight"]
+    assert head.shape[1] == 2 and torch.equal(head[:, :1], src.state_dict()["head.weight"])
+    assert not head[:, 1:].any()
+    x = torch.rand(1, 1, 20, 18)
+    with torch.no_grad():
+        assert torch.allclose(new.eval()(x), src.eval()(x), atol=1e-6)  # lr 0: the plain model's function

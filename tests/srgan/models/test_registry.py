@@ -120,3 +120,21 @@ def test_up_channels_narrows_only_the_2x_grid():
 def test_bad_scale_refused():
     with pytest.raises(ValueError):
         build_generator("srresnet_lite", scale=5)
+
+
+def test_kind_input_takes_the_detector_estimate_or_a_given_one():
+    """``kind_input`` adds a P(k-space) plane; the model computes it from the whole input unless handed it (tiles)."""
+    torch.manual_seed(0)
+    g = build_generator("srresnet_lite", scale=4, kind_input=True, upsampler="progressive",
+                        **GENERATORS["srresnet_lite"].TINY)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        g.kind.weight.fill_(1.0)
+        g.kind.fitted.fill_(1)
+    x = torch.rand(2, 1, 12, 10)
+    own = g.kind(x)
+    assert torch.allclose(g(x), g(x, kind=own))
+    # the plane changes the output, so the network can act on it
+    assert not torch.allclose(g(x, kind=torch.zeros(2)), g(x, kind=torch.ones(2)))
+    assert "kind.weight" in g.state_dict()  # the detector is saved (and hash-checked) with the weights

@@ -1,0 +1,103 @@
+"""How a low-resolution slice lost its resolution, estimated from its spectrum: k-space truncation or bicubic.
+
+Why: one network trained on both kinds of LR compromises between them. Antialiased bicubic attenuates the top of
+the LR band, so its inverse must sharpen more; k-space truncation keeps the band flat up to Nyquist and rings. A
+×4 model told the kind gains about +0.4 / +0.25 dB (bicubic / k-space LR, docs/benchmarks.md session 2), but
+8-bit rounding and the variety of source images make a single slice ambiguous, so the generator is given a
+probability, not a label, and is trained on the same estimate it will see at inference.
+
+The estimate is a logistic regression on the log power of the slice's 1-D spectra (rows and columns averaged) in
+``N_BANDS`` bands between 0.25 and 1.0 of Nyquist, relative to the lowest band, plus the slopes of the top bands:
+both are invariant to the intensity scale and offset the normaliser applies. It must see a whole slice: a crop's
+spectrum leaks at its cut edges.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+N_BANDS = 12
+N_SLOPES = 4
+N_FEATURES = N_BANDS - 1 + N_SLOPES
+LOW, HIGH = 0.25, 1.0  # band edges as fractions of Nyquist
+
+
+def _band_log_power(power: torch.Tensor) -> torch.Tensor:
+    """``(B, n)`` one-sided power spectrum (DC .. Nyquist) → ``(B, N_BANDS)`` log mean power per band."""
+    n = power.shape[-1]
+    f = torch.arange(n, dtype=power.dtype, device=power.device) / max(n - 1, 1)
+    edges = torch.linspace(LOW, HIGH, N_BANDS + 1, dtype=power.dtype, device=power.device)
+    edges[-1] = HIGH + 1e-6
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        m = (f >= a) & (f < b)
+        if not bool(m.any()):  # tiny images: the nearest bin stands in for an empty band
+            m = torch.zeros_like(m)
+            m[int(torch.argmin((f - (a + b) / 2).abs()))] = True
+        out.append(power[:, m].mean(-1))
+    return torch.log(torch.stack(out, -1) + 1e-12)
+
+
+def spectral_features(lr: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, h, w)`` whole LR slices, any intensity units → ``(B, N_FEATURES)`` float64 features."""
+    x = lr.detach().to(torch.float64)
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    rows = (torch.fft.rfft(x, dim=-1).abs() ** 2).mean(dim=(1, 2))   # (B, w//2+1)
+    cols = (torch.fft.rfft(x, dim=-2).abs() ** 2).mean(dim=(1, 3))   # (B, h//2+1)
+    lb = (_band_log_power(rows) + _band_log_power(cols)) / 2
+    lb = lb - lb[:, :1]
+    return torch.cat([lb[:, 1:], torch.diff(lb, dim=-1)[:, -N_SLOPES:]], dim=-1)
+
+
+class KindDetector(nn.Module):
+    """Probability that a whole LR slice was made by k-space truncation rather than antialiased bicubic.
+
+    Its state is buffers (feature mean/std, logistic weights), saved and hash-checked with the generator that
+    owns it. Unfitted (``fitted == 0``) it answers 0.5 for every slice.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(N_FEATURES))
+        self.register_buffer("std", torch.ones(N_FEATURES))
+        self.register_buffer("weight", torch.zeros(N_FEATURES))
+        self.register_buffer("bias", torch.zeros(1))
+        self.register_buffer("fitted", torch.zeros(1))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        z = (features - self.mean.to(features)) / self.std.to(features)
+        return z @ self.weight.to(features) + self.bias.to(features)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, h, w)`` → ``(B,)`` in [0, 1], in ``lr``'s dtype."""
+        return torch.sigmoid(self.logits(spectral_features(lr))).to(lr.dtype)
+
+    @torch.no_grad()
+    def fit(self, features: torch.Tensor, is_kspace: torch.Tensor, *, l2: float = 1e-3, steps: int = 500) -> float:
+        """Fit on ``(N, N_FEATURES)`` features and ``(N,)`` 0/1 labels (L2-regularised logistic regression,
+        L-BFGS); returns the training accuracy."""
+        f = features.to(torch.float64)
+        y = is_kspace.to(torch.float64)
+        mean, std = f.mean(0), f.std(0).clamp_min(1e-6)
+        z = (f - mean) / std
+        w = torch.zeros(f.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            with torch.enable_grad():
+                logit = z @ w[:-1] + w[-1]
+                loss = nn.functional.binary_cross_entropy_with_logits(logit, y) + l2 * (w[:-1] ** 2).sum()
+                loss.backward()
+            return loss
+        opt.step(closure)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        self.weight.copy_(w.detach()[:-1])
+        self.bias.copy_(w.detach()[-1:])
+        self.fitted.fill_(1)
+        return self.accuracy(features, is_kspace)
+
+    def accuracy(self, features: torch.Tensor, is_kspace: torch.Tensor) -> float:
+        pred = self.logits(features.to(torch.float64)) > 0
+        return float((pred == is_kspace.bool()).to(torch.float64).mean())
