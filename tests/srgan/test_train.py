@@ -113,6 +113,25 @@ def test_config_file_flags_and_set_precedence(images, tmp_path):
     assert cfg.stage1_steps == 7 and cfg.lr == 5e-4
     assert cfg.degradation.p_kspace == 1.0 and cfg.data.slice_axes == [2] and cfg.data.sources == ["x"]
     assert train.TrainConfig.from_dict(cfg.as_dict()) == cfg
+    with pytest.raises(ValueError, match="pixel_loss"):
+        train.TrainConfig(pixel_loss="l3")
+
+
+def test_mse_pixel_loss_is_what_the_card_and_log_say(images, tmp_path):
+    run = tmp_path / "mse"
+    assert train.main(tiny_args(images, run, "--stage2-steps", "0", "--set", "pixel_loss=\"mse\"")) == 0
+    _, card = load_weights(run / "brainsr-x2-fidelity.safetensors")
+    assert card["training"]["losses"]["pixel"] == "mse"
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    # an MSE of normalised errors well below 1 is far smaller than their L1
+    l1 = list(csv.DictReader(open(_l1_run(images, tmp_path) / "log.csv")))
+    assert float(rows[0]["loss_pixel"]) < 0.5 * float(l1[0]["loss_pixel"])
+
+
+def _l1_run(images, tmp_path):
+    run = tmp_path / "l1"
+    assert train.main(tiny_args(images, run, "--stage2-steps", "0")) == 0
+    return run
 
 
 def test_user_errors_exit_2_with_a_message(images, tmp_path, capsys):
