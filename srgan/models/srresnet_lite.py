@@ -53,7 +53,7 @@ class SRResNetLite(nn.Module):
 
     def __init__(self, *, scale: int = 2, in_channels: int = 1, channels: int = 32, num_blocks: int = 8,
                  res_scale: float = 1.0, base: str = "bicubic", upsampler: str = "shuffle",
-                 up_channels: int | None = None, kind_input: bool = False, kind_tail: bool = False):
+                 up_channels: int | None = None, kind_input: bool = False):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -61,8 +61,6 @@ class SRResNetLite(nn.Module):
             raise ValueError(f"base must be one of {BASES}, got {base!r}")
         if upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
-        if kind_tail and not kind_input:
-            raise ValueError("kind_tail needs kind_input (the LR-kind estimate it scales)")
         up_channels = channels if up_channels is None else up_channels
         if up_channels != channels and not (upsampler == "progressive" and scale == 4):
             raise ValueError("up_channels sets the width on the 2× grid: only the ×4 progressive upsampler has one")
@@ -89,14 +87,9 @@ class SRResNetLite(nn.Module):
         last = 2 if upsampler == "progressive" and scale == 4 else scale
         self.tail = nn.Conv2d(width, in_channels * last * last, 3, padding=1)
         self.shuffle = nn.PixelShuffle(last)
-        # ``kind_tail``: a second last layer whose output is scaled by P(k-space), so the final filter itself
-        # depends on the LR kind (a bias plane at the head can only gate it through ReLUs)
-        self.tail_kind = nn.Conv2d(width, in_channels * last * last, 3, padding=1) if kind_tail else None
         # Start as exact bicubic: the residual branch outputs zero until trained.
-        for conv in (self.tail, self.tail_kind):
-            if conv is not None:
-                nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
 
     def upsample(self, x):
         """The interpolation the residual is added to, ``(B, 1, h, w)`` → ``(B, 1, s·h, s·w)``."""
@@ -112,16 +105,11 @@ class SRResNetLite(nn.Module):
         if self.kind is not None:
             if kind is None:
                 kind = self.kind(x)
-            kind = kind.to(x.dtype)
             x = torch.cat([x, kind.to(x.dtype).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:])], dim=1)
         h = self.head(x)
         h = h + self.trunk(self.blocks(h))
-        u = self.up(h)
-        r = self.tail(u)
-        if self.tail_kind is not None:
-            r = r + kind.to(u.dtype).view(-1, 1, 1, 1) * self.tail_kind(u)
-        return base + self.shuffle(r)
+        return base + self.shuffle(self.tail(self.up(h)))
 
     def trunk_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights that do not depend on the scale (head and residual trunk), to start ×4 from a trained ×2."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(("tail.", "tail_kind.", "up."))}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("tail.", "up."))}

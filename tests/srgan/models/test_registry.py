@@ -122,12 +122,10 @@ def test_bad_scale_refused():
         build_generator("srresnet_lite", scale=5)
 
 
-@pytest.mark.parametrize("kind_tail", [False, True])
-def test_kind_input_takes_the_detector_estimate_or_a_given_one(kind_tail):
-    """``kind_input`` adds a P(k-space) plane (and ``kind_tail`` a last layer scaled by it); the model computes it
-    from the whole input unless handed it (tiles)."""
+def test_kind_input_takes_the_detector_estimate_or_a_given_one():
+    """``kind_input`` adds a P(k-space) plane; the model computes it from the whole input unless handed it (tiles)."""
     torch.manual_seed(0)
-    g = build_generator("srresnet_lite", scale=4, kind_input=True, kind_tail=kind_tail, upsampler="progressive",
+    g = build_generator("srresnet_lite", scale=4, kind_input=True, upsampler="progressive",
                         **GENERATORS["srresnet_lite"].TINY)
     x = torch.rand(1, 1, 12, 10)
     assert torch.allclose(g(x), torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic"), atol=1e-6)
@@ -142,7 +140,3 @@ def test_kind_input_takes_the_detector_estimate_or_a_given_one(kind_tail):
     # the plane changes the output, so the network can act on it
     assert not torch.allclose(g(x, kind=torch.zeros(2)), g(x, kind=torch.ones(2)))
     assert "kind.weight" in g.state_dict()  # the detector is saved (and hash-checked) with the weights
-    if kind_tail:
-        assert "tail_kind.weight" not in g.trunk_state_dict()
-    with pytest.raises(ValueError, match="kind_input"):
-        build_generator("srresnet_lite", scale=4, kind_tail=True)
