@@ -283,6 +283,7 @@ class Trainer:
         if cfg.discriminator == "seed":
             dk.setdefault("patch_size", cfg.patch_size)
         self.D = build_discriminator(cfg.discriminator, **dk).to(self.device)
+        self.kind_info: dict = {}  # how the LR-kind detector was fitted and how well it does, for the card
         if cfg.init_from and not resume:
             self._init_from(cfg.init_from)
         self.ema = AveragedModel(self.G, multi_avg_fn=ema_update(cfg.ema_decay), use_buffers=True)
@@ -310,7 +311,6 @@ class Trainer:
                                                                seed=cfg.seed)
         self.data_card = sdata.describe(self.train_items, self.val_items, cfg.data)
         base = getattr(self.G, "base", None)  # a global interpolation (zero-fill) must come from the whole slice
-        self.kind_info: dict = {}
         if resume:
             self.load_checkpoint(self.run_dir / CKPT)
         detector = getattr(self.G, "kind", None)
@@ -354,6 +354,9 @@ class Trainer:
         if not src:
             raise InputError(path, f"no tensor fits generator {self.cfg.generator} (weights are {card.get('arch')})")
         self.G.load_state_dict(src, strict=False)
+        own_kind = getattr(self.G, "kind", None)
+        if own_kind is not None and bool(own_kind.fitted) and "kind_detector" in card:
+            self.kind_info = {**card["kind_detector"], "fitted_in": card.get("name", str(path))}
         if self.dist.main:
             print(f"initialised {len(src)}/{len(own)} generator tensors from {path}")
 

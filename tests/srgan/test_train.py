@@ -285,3 +285,12 @@ def test_kind_input_fits_its_detector_and_starts_from_weights_without_one(images
     x = torch.rand(1, 1, 20, 18)
     with torch.no_grad():
         assert torch.allclose(new.eval()(x), src.eval()(x), atol=1e-6)  # lr 0: the plain model's function
+    # a run started from these weights keeps their detector (no refit) and its card says where it was fitted
+    again = tmp_path / "again"
+    args[args.index("--out") + 1] = str(again)
+    args[args.index("--init") + 1] = str(kind / "brainsr-x2-fidelity.safetensors")
+    assert train.main(args) == 0
+    newer, card2 = load_weights(again / "brainsr-x2-fidelity.safetensors")
+    assert torch.equal(newer.kind.weight, new.kind.weight)
+    assert card2["kind_detector"]["train_accuracy"] == card["kind_detector"]["train_accuracy"]
+    assert card2["kind_detector"]["fitted_in"] == card["name"]
