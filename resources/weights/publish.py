@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--wall-min", type=float, required=True, help="training wall time in minutes on this machine")
     ap.add_argument("--heldout", type=Path, help="JSON of held-out metrics measured after training")
     ap.add_argument("--note", default="", help="anything a user should know (e.g. trained for a short time)")
+    ap.add_argument("--dest", type=Path, default=HERE,
+                    help="folder to publish into (default: the bundled weights; benchmarks/weights for comparison models)")
     a = ap.parse_args(argv)
 
     card = read_card(a.weights)
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
         card["note"] = a.note
     card["intended_use"] = ("Research and visual comparison of brain MRI super-resolution. AI-enhanced, not for primary "
                             "diagnosis; not a substitute for acquiring at higher resolution.")
-    dest = HERE / card["file"]
+    dest = a.dest / card["file"]
     with atomic.atomic_path(dest) as tmp:
         shutil.copyfile(a.weights, tmp)
     atomic.write_text(dest.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=True) + "\n")
