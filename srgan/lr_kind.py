@@ -16,6 +16,8 @@ crop's spectrum leaks at its cut edges.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import nn
 
@@ -29,35 +31,51 @@ N_FEATURES = N_BANDS - 1 + N_SLOPES + N_CELLS - 1
 LOW, HIGH = 0.25, 1.0  # band edges as fractions of Nyquist
 
 
-def _band_log_power(power: torch.Tensor) -> torch.Tensor:
-    """``(B, n)`` one-sided power spectrum (DC .. Nyquist) → ``(B, N_BANDS)`` log mean power per band."""
-    n = power.shape[-1]
-    f = torch.arange(n, dtype=power.dtype, device=power.device) / max(n - 1, 1)
-    edges = torch.linspace(LOW, HIGH, N_BANDS + 1, dtype=power.dtype, device=power.device)
+# Band and cell means are one matrix product with averaging weights cached per spectrum size: masking band by
+# band cost 2.8 ms per 64² slice, half the ×4 generator's own time.
+@lru_cache(maxsize=64)
+def _band_weights(n: int) -> torch.Tensor:
+    """``(n, N_BANDS)`` weights that average a one-sided spectrum of ``n`` bins (DC .. Nyquist) per band; a band
+    with no bin (tiny images) takes the nearest one."""
+    f = torch.arange(n, dtype=torch.float64) / max(n - 1, 1)
+    edges = torch.linspace(LOW, HIGH, N_BANDS + 1, dtype=torch.float64)
     edges[-1] = HIGH + 1e-6
-    out = []
-    for a, b in zip(edges[:-1], edges[1:]):
+    w = torch.zeros(n, N_BANDS, dtype=torch.float64)
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
         m = (f >= a) & (f < b)
-        if not bool(m.any()):  # tiny images: the nearest bin stands in for an empty band
+        if not bool(m.any()):
             m = torch.zeros_like(m)
             m[int(torch.argmin((f - (a + b) / 2).abs()))] = True
-        out.append(power[:, m].mean(-1))
-    return torch.log(torch.stack(out, -1) + 1e-12)
+        w[:, i] = m / m.sum()
+    return w
+
+
+@lru_cache(maxsize=64)
+def _cell_weights(h: int, w: int) -> torch.Tensor:
+    """``(h·w, N_CELLS)`` weights that average an unshifted ``(h, w)`` power spectrum per cell; an empty cell
+    (tiny images) takes the mean of the whole spectrum."""
+    fy = (torch.fft.fftfreq(h, dtype=torch.float64).abs() * 2)[:, None].expand(h, w)
+    fx = (torch.fft.fftfreq(w, dtype=torch.float64).abs() * 2)[None, :].expand(h, w)
+    major, minor = torch.maximum(fy, fx).reshape(-1), torch.minimum(fy, fx).reshape(-1)
+    out = torch.zeros(h * w, N_CELLS, dtype=torch.float64)
+    i = 0
+    for a, b in zip(CELLS_MAJOR[:-1], CELLS_MAJOR[1:]):
+        for c, d in zip(CELLS_MINOR[:-1], CELLS_MINOR[1:]):
+            m = (major >= a) & (major < b) & (minor >= c) & (minor < d)
+            out[:, i] = m / m.sum() if bool(m.any()) else 1.0 / (h * w)
+            i += 1
+    return out
+
+
+def _band_log_power(power: torch.Tensor) -> torch.Tensor:
+    """``(B, n)`` one-sided power spectrum (DC .. Nyquist) → ``(B, N_BANDS)`` log mean power per band."""
+    return torch.log(power @ _band_weights(power.shape[-1]).to(power) + 1e-12)
 
 
 def _cell_log_power(power: torch.Tensor) -> torch.Tensor:
     """``(B, h, w)`` 2-D power spectrum (unshifted) → ``(B, N_CELLS)`` log mean power per cell, relative to the
-    first; an empty cell (tiny images) takes the mean of the whole spectrum."""
-    h, w = power.shape[-2:]
-    fy = (torch.fft.fftfreq(h, dtype=power.dtype, device=power.device).abs() * 2)[:, None].expand(h, w)
-    fx = (torch.fft.fftfreq(w, dtype=power.dtype, device=power.device).abs() * 2)[None, :].expand(h, w)
-    major, minor = torch.maximum(fy, fx), torch.minimum(fy, fx)
-    out = []
-    for a, b in zip(CELLS_MAJOR[:-1], CELLS_MAJOR[1:]):
-        for c, d in zip(CELLS_MINOR[:-1], CELLS_MINOR[1:]):
-            m = (major >= a) & (major < b) & (minor >= c) & (minor < d)
-            out.append(power[:, m].mean(-1) if bool(m.any()) else power.mean(dim=(-2, -1)))
-    lc = torch.log(torch.stack(out, -1) + 1e-12)
+    first."""
+    lc = torch.log(power.flatten(-2) @ _cell_weights(*power.shape[-2:]).to(power) + 1e-12)
     return lc[:, 1:] - lc[:, :1]
 
 
