@@ -122,19 +122,36 @@ class Enhancer:
         """Short human name for overlays, e.g. ``brainsr-x2-fidelity (srresnet_lite)``."""
         return f"{self.card.get('name', self.weights_path.stem)} ({self.card['arch']})"
 
-    def _run(self, x):
-        """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``."""
+    def kind_of(self, images: np.ndarray) -> float | None:
+        """P(k-space truncated rather than bicubic-downsampled) of a ``(N, H, W)`` stack from one acquisition, one
+        value for all slices (``KindDetector.pooled`` over the slices ``kind_sample`` picks); None for a model
+        without the LR-kind input."""
+        import torch
+
+        detector = getattr(self.model, "kind", None)
+        if detector is None:
+            return None
+        images = np.asarray(images)
+        stack = torch.from_numpy(np.ascontiguousarray(images[kind_sample(len(images))], dtype=np.float32))
+        return float(detector.pooled(stack.reshape(-1, 1, *stack.shape[-2:]).to(self.device))[0])
+
+    def _run(self, x, kind: float | None = None):
+        """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``. ``kind``: the
+        LR-kind estimate for every image of the batch (default: each image's own)."""
         import torch
 
         b, _, h, w = x.shape
         s, t, m = self.scale, self.tile, self.margin
-        if h <= t + 2 * m and w <= t + 2 * m:
-            return self.model(model_input(x, self.device)).cpu().contiguous()
+        detector = getattr(self.model, "kind", None)
         # a global interpolation (zero-filled k-space) and the LR-kind estimate are computed once on the whole
         # slice and handed to every tile
+        extra = {}
+        if detector is not None:
+            extra["kind"] = (torch.full((b,), float(kind), device=self.device) if kind is not None
+                             else detector(x.to(self.device)))
+        if h <= t + 2 * m and w <= t + 2 * m:
+            return self.model(model_input(x, self.device), **extra).cpu().contiguous()
         base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
-        detector = getattr(self.model, "kind", None)
-        kind = {} if detector is None else {"kind": detector(x.to(self.device))}
         out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
         for y0 in range(0, h, t):
             for x0 in range(0, w, t):
@@ -142,16 +159,18 @@ class Enhancer:
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
                 tile_x = model_input(x[:, :, ya:yb, xa:xb], self.device)
-                sr = (self.model(tile_x, **kind) if base is None
-                      else self.model(tile_x, base[:, :, ya * s:yb * s, xa * s:xb * s], **kind)).cpu()
+                sr = (self.model(tile_x, **extra) if base is None
+                      else self.model(tile_x, base[:, :, ya * s:yb * s, xa * s:xb * s], **extra)).cpu()
                 out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
         return out
 
     def enhance_stack(self, images: np.ndarray, *, progress: Callable[[int, int], None] | None = None,
-                      cancel: Callable[[], bool] | None = None) -> np.ndarray:
+                      cancel: Callable[[], bool] | None = None, kind: float | None = None) -> np.ndarray:
         """``(N, H, W)`` in any intensity units → ``(N, s·H, s·W)`` float32 in the same units.
 
-        Each image gets its own normaliser, so images of one stack may differ in range.
+        Each image gets its own normaliser, so images of one stack may differ in range. The stack is taken as one
+        acquisition: a model with the LR-kind input gets one estimate for all its slices (``kind``, default
+        ``kind_of(images)``), so a series is not sharpened differently from slice to slice.
         """
         import torch
 
@@ -162,12 +181,14 @@ class Enhancer:
         out = np.empty((n, h * self.scale, w * self.scale), dtype=np.float32)
         norms = [Normalizer.fit(im) for im in stack]
         with self._lock, torch.inference_mode():
+            if kind is None:
+                kind = self.kind_of(stack)
             for i in range(0, n, self.batch):
                 if cancel is not None and cancel():
                     raise InterruptedError("enhancement cancelled")
                 j = min(n, i + self.batch)
                 x = np.stack([norms[k].forward(stack[k]) for k in range(i, j)])[:, None]
-                y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()[:, 0]
+                y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), kind).numpy()[:, 0]
                 for k in range(i, j):
                     out[k] = norms[k].inverse(y[k - i])
                     if self.consistency != "off":
@@ -176,9 +197,19 @@ class Enhancer:
                     progress(j, n)
         return out
 
-    def enhance(self, image: np.ndarray) -> np.ndarray:
-        """One ``(H, W)`` image → ``(s·H, s·W)`` float32 in the same units."""
-        return self.enhance_stack(np.asarray(image)[None])[0]
+    def enhance(self, image: np.ndarray, kind: float | None = None) -> np.ndarray:
+        """One ``(H, W)`` image → ``(s·H, s·W)`` float32 in the same units; ``kind`` as in ``enhance_stack``
+        (default: the image's own estimate)."""
+        return self.enhance_stack(np.asarray(image)[None], kind=kind)[0]
+
+
+KIND_SLICES = 16
+
+
+def kind_sample(n: int) -> np.ndarray:
+    """Indices of the slices (at most ``KIND_SLICES``, evenly spaced) of an ``n``-slice stack that its LR-kind
+    estimate is made from: enough to pool over, and the viewer decodes only these before the first slice."""
+    return np.unique(np.linspace(0, n - 1, min(n, KIND_SLICES)).round().astype(int))
 
 
 def default_threads() -> int:

@@ -115,6 +115,20 @@ class KindDetector(nn.Module):
         return torch.sigmoid(self.logits(spectral_features(lr))).to(lr.dtype)
 
     @torch.no_grad()
+    def pooled(self, slices: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, h, w)`` slices of one acquisition → ``(1,)``: one estimate for all of them (the median logit
+        over the slices that have content, so one odd slice does not decide). How a series lost its resolution is a property of the acquisition, and
+        single-slice estimates of real series scatter (0–1 across the slices of a 64² EPI series), which would
+        sharpen neighbouring slices differently."""
+        x = slices.detach().to(torch.float64)
+        flat = x.flatten(1)
+        has_content = (flat.amax(1) - flat.amin(1)) > 0
+        if not bool(has_content.any()):
+            return torch.full((1,), 0.5, dtype=slices.dtype)
+        logits = self.logits(spectral_features(x[has_content]))
+        return torch.sigmoid(logits.median()).reshape(1).to(slices.dtype)
+
+    @torch.no_grad()
     def fit(self, features: torch.Tensor, is_kspace: torch.Tensor, *, l2: float = 1e-3, steps: int = 500) -> float:
         """Fit on ``(N, N_FEATURES)`` features and ``(N,)`` 0/1 labels (L2-regularised logistic regression,
         L-BFGS); returns the training accuracy."""

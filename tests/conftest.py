@@ -43,7 +43,7 @@ def make_tiny_weights(directory: Path, scale: int = 2, arch: str = "srresnet_lit
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
         if getattr(model, "kind", None) is not None:  # an LR-kind detector whose answer depends on the input
-            model.kind.weight.copy_(torch.randn_like(model.kind.weight))
+            model.kind.weight.copy_(0.05 * torch.randn_like(model.kind.weight))
             model.kind.fitted.fill_(1)
     return save_weights(directory / f"tiny-x{scale}", model, {"arch": arch, "kwargs": kwargs, "kind": "fidelity",
                                                               "name": f"tiny-x{scale}"})

@@ -306,6 +306,7 @@ class EnhanceWorker(_QueueThread):
                  threads: int | None = None, cache_bytes: int = 1536 * 2**20):
         super().__init__(parent)
         self.results = ArrayCache(cache_bytes)
+        self._kinds: dict[tuple, float | None] = {}  # LR-kind estimate per (series, volume, model), worker thread only
         self.spreads = ArrayCache(max(cache_bytes // 8, 64 * 2**20))
         self._config = config or EnhanceConfig()
         self._threads = threads
@@ -412,7 +413,7 @@ class EnhanceWorker(_QueueThread):
             if not self._current(job):
                 return
             image = job.series.pixels(job.volume, job.slice)
-            result = enhancer.enhance(image)
+            result = enhancer.enhance(image, kind=self._kind(enhancer, job, config))
         except Exception as err:  # InputError, RuntimeError (incl. out of memory), decode errors
             if not isinstance(err, (InputError, MemoryError)):
                 traceback.print_exc()
@@ -440,8 +441,10 @@ class EnhanceWorker(_QueueThread):
                 return
             image = job.series.pixels(job.volume, job.slice)
 
+            kind = self._kind(enhancer, job, config)
+
             def enhance_one(view: np.ndarray) -> np.ndarray:
-                return enhancer.enhance_stack(view[None], cancel=lambda: not self._current(job))[0]
+                return enhancer.enhance_stack(view[None], cancel=lambda: not self._current(job), kind=kind)[0]
 
             spread = tta_spread(enhance_one, image)
         except InterruptedError:  # another slice or model asked for meanwhile
@@ -457,6 +460,19 @@ class EnhanceWorker(_QueueThread):
         self.spreads.put(key, spread)
         if self._current(job):
             self.spread_ready.emit(key, spread)
+
+    def _kind(self, enhancer, job: _Job, config: EnhanceConfig) -> float | None:
+        """One LR-kind estimate per volume of a series, from the slices ``kind_sample`` picks, as ``srgan enhance``
+        and the series export make it, so every slice, the TTA spread and the export agree; None for models
+        without the LR-kind input."""
+        if getattr(enhancer.model, "kind", None) is None:
+            return None
+        key = self.key(job.series, job.volume, -1, config)
+        if key not in self._kinds:
+            from srgan.enhance import kind_sample
+            stack = np.stack([job.series.pixels(job.volume, int(k)) for k in kind_sample(job.series.shape[1])])
+            self._kinds[key] = enhancer.kind_of(stack)
+        return self._kinds[key]
 
     def _advance(self, job: _Job) -> None:
         with self._cond:

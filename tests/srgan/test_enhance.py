@@ -93,3 +93,27 @@ def test_tiling_has_no_seams_with_the_lr_kind_input(tmp_path):
     tiled = Enhancer(weights=w, scale=4, device="cpu", tile=16, margin=8)
     img = np.random.default_rng(3).random((40, 37)).astype(np.float32)
     assert np.allclose(whole.enhance(img), tiled.enhance(img), atol=1e-5)
+
+
+def test_a_stack_gets_one_lr_kind_estimate_for_all_its_slices(tmp_path):
+    """Slices of one acquisition are enhanced with one pooled estimate, not each with its own: neighbouring
+    slices are not sharpened differently, and a slice alone given that estimate comes out the same."""
+    from srgan.enhance import KIND_SLICES, kind_sample
+    from tests.conftest import make_tiny_weights
+    e = Enhancer(weights=make_tiny_weights(tmp_path, 4, upsampler="progressive", kind_input=True), scale=4,
+                 device="cpu")
+    rng = np.random.default_rng(4)
+    stack = np.stack([rng.random((20, 18)) * (1 + 3 * k) for k in range(4)]).astype(np.float32)
+    stack[2] = np.kron(rng.random((10, 9)), np.ones((2, 2)))  # a slice whose own spectrum says something else
+    pooled = e.kind_of(stack)
+    out = e.enhance_stack(stack)
+    for k in range(4):
+        np.testing.assert_allclose(out[k], e.enhance(stack[k], kind=pooled), atol=1e-5)
+    alone = [e.kind_of(stack[k:k + 1]) for k in range(4)]
+    odd = int(np.argmax([abs(a - pooled) for a in alone]))
+    assert abs(alone[odd] - pooled) > 0.2
+    assert not np.allclose(out[odd], e.enhance(stack[odd]), atol=1e-4)
+    assert list(kind_sample(3)) == [0, 1, 2] and len(kind_sample(500)) == KIND_SLICES
+    assert kind_sample(500)[0] == 0 and kind_sample(500)[-1] == 499
+    plain = Enhancer(weights=make_tiny_weights(tmp_path / "plain", 4), scale=4, device="cpu")
+    assert plain.kind_of(stack) is None

@@ -50,3 +50,16 @@ def test_detector_tells_kspace_from_bicubic_on_held_out_real_slices(shared_data)
     p = torch.sigmoid(d.logits(feats))
     assert p[labels == 1].mean() > 0.7 and p[labels == 0].mean() < 0.3
     assert bool(d.fitted)
+
+
+def test_pooled_estimate_is_the_median_logit_of_slices_with_content():
+    torch.manual_seed(1)
+    d = KindDetector()
+    d.weight.copy_(torch.randn_like(d.weight))
+    d.fitted.fill_(1)
+    slices = torch.rand(3, 1, 24, 20, dtype=torch.float64)
+    want = torch.sigmoid(d.logits(spectral_features(slices)).median())
+    blank = torch.zeros(1, 1, 24, 20, dtype=torch.float64)
+    assert torch.allclose(d.pooled(torch.cat([slices, blank])), want.reshape(1))  # the empty slice is left out
+    assert torch.allclose(d.pooled(slices[:1]), d(slices[:1]))
+    assert d.pooled(blank).item() == 0.5
