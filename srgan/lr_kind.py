@@ -1,10 +1,11 @@
 """How a low-resolution slice lost its resolution, estimated from its spectrum: k-space truncation or bicubic.
 
 Why: one network trained on both kinds of LR compromises between them. Antialiased bicubic attenuates the top of
-the LR band, so its inverse must sharpen more; k-space truncation keeps the band flat up to Nyquist and rings. A
-×4 model told the kind gains about +0.4 / +0.25 dB (bicubic / k-space LR, docs/benchmarks.md session 2), but
-8-bit rounding and the variety of source images make a single slice ambiguous, so the generator is given a
-probability, not a label, and is trained on the same estimate it will see at inference.
+the LR band, so its inverse must sharpen more; k-space truncation keeps the band flat up to Nyquist and rings. Told the kind, the
+bundled ×4 gained +0.06 / +0.13 dB on held-out slices (bicubic / k-space LR) and ×2 +0.14 / +0.29 dB
+(docs/benchmarks.md, session 5). 8-bit rounding and the variety of source images make a single slice ambiguous,
+so the generator is given a probability, not a label, and is trained on the same estimate it will see at
+inference.
 
 The estimate is a logistic regression on the log power of the slice's 1-D spectra (rows and columns averaged) in
 ``N_BANDS`` bands between 0.25 and 1.0 of Nyquist, relative to the lowest band, plus the slopes of the top bands,
