@@ -252,6 +252,14 @@ def split(items: list[Item], val_fraction: float, seed: int,
 # ---------------------------------------------------------------- sampling
 
 
+def source_probabilities(sources: list[list[Item]], cfg: DataConfig) -> np.ndarray:
+    """How often each non-empty source is drawn: ``cfg.source_weights`` (equal by default), normalised over the
+    sources that have items."""
+    w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
+    w = np.asarray([wi for wi, s in zip(w, sources) if s])
+    return w / w.sum()
+
+
 class PatchSampler:
     """Global batch ``step`` = patches i = 0..B−1, each drawn from ``default_rng([seed, step, i])``.
 
@@ -279,9 +287,7 @@ class PatchSampler:
         if base not in (None, "bicubic", "zerofill"):
             raise ValueError(f"unknown base {base!r}")
         self.base = "zerofill" if base == "zerofill" else None  # bicubic is local: the model makes it itself
-        w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
-        w = np.asarray([wi for wi, s in zip(w, sources) if s])
-        self.weights = w / w.sum()
+        self.weights = source_probabilities(sources, cfg)
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.kind_detector = kind_detector
         self._kind_cache: dict[tuple, torch.Tensor] = {}   # noise-free planes' detector output, keyed like _cache
@@ -462,9 +468,8 @@ def kind_examples(sources: list[list[Item]], *, degradation: DegradationConfig, 
     """
     from srgan.lr_kind import spectral_features
 
+    w = source_probabilities(sources, cfg)
     sources = [s for s in sources if s]
-    w = np.asarray(cfg.source_weights if cfg.source_weights else [1.0] * len(sources), dtype=np.float64)
-    w = w[:len(sources)] / w[:len(sources)].sum()
     rng = np.random.default_rng([seed, 7919])
     s = degradation.scale
     feats, labels = [], []

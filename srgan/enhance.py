@@ -137,18 +137,14 @@ class Enhancer:
 
     def _run(self, x, kind: float | None = None):
         """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``. ``kind``: the
-        LR-kind estimate for every image of the batch (default: each image's own)."""
+        stack's LR-kind estimate (``kind_of``; None for models without the LR-kind input)."""
         import torch
 
         b, _, h, w = x.shape
         s, t, m = self.scale, self.tile, self.margin
-        detector = getattr(self.model, "kind", None)
         # a global interpolation (zero-filled k-space) and the LR-kind estimate are computed once on the whole
-        # slice and handed to every tile
-        extra = {}
-        if detector is not None:
-            extra["kind"] = (torch.full((b,), float(kind), device=self.device) if kind is not None
-                             else detector(x.to(self.device)))
+        # slice (stack) and handed to every tile
+        extra = {} if kind is None else {"kind": torch.full((b,), float(kind), device=self.device)}
         if h <= t + 2 * m and w <= t + 2 * m:
             return self.model(model_input(x, self.device), **extra).cpu().contiguous()
         base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None

@@ -1,8 +1,8 @@
 """How a low-resolution slice lost its resolution, estimated from its spectrum: k-space truncation or bicubic.
 
 Why: one network trained on both kinds of LR compromises between them. Antialiased bicubic attenuates the top of
-the LR band, so its inverse must sharpen more; k-space truncation keeps the band flat up to Nyquist and rings. Told the kind, the
-bundled ×4 gained +0.06 / +0.13 dB on held-out slices (bicubic / k-space LR) and ×2 +0.14 / +0.29 dB
+the LR band, so its inverse must sharpen more; k-space truncation keeps the band flat up to Nyquist and rings.
+Told the kind, the bundled ×4 gained +0.06 / +0.13 dB on held-out slices (bicubic / k-space LR) and ×2 +0.14 / +0.29 dB
 (docs/benchmarks.md, session 5). 8-bit rounding and the variety of source images make a single slice ambiguous,
 so the generator is given a probability, not a label, and is trained on the same estimate it will see at
 inference.
@@ -12,7 +12,7 @@ The estimate is a logistic regression on the log power of the slice's 1-D spectr
 and on the 2-D spectrum in a grid of (one axis, other axis) frequency cells: k-space truncation keeps a square
 band whole, while separable bicubic attenuates its corners twice. All features are log power ratios, invariant to
 the intensity scale and offset the normaliser applies. On whole held-out Kaggle slices made both ways the detector
-is right 96 % of the time at ×4 and 88 % at ×2 (1-D features alone: 94 % / 83 %). It must see a whole slice: a
+is right 96 % of the time at ×4 and 92 % at ×2 (1-D features alone: 92 % / 83 %). It must see a whole slice: a
 crop's spectrum leaks at its cut edges.
 """
 from __future__ import annotations
@@ -118,9 +118,9 @@ class KindDetector(nn.Module):
     @torch.no_grad()
     def pooled(self, slices: torch.Tensor) -> torch.Tensor:
         """``(N, 1, h, w)`` slices of one acquisition → ``(1,)``: one estimate for all of them (the median logit
-        over the slices that have content, so one odd slice does not decide). How a series lost its resolution is a property of the acquisition, and
-        single-slice estimates of real series scatter (0–1 across the slices of a 64² EPI series), which would
-        sharpen neighbouring slices differently."""
+        over the slices that have content, so one odd slice does not decide). How a series lost its resolution is
+        a property of the acquisition, and single-slice estimates of real series scatter (0–1 across the slices of
+        a 64² EPI series), which would sharpen neighbouring slices differently."""
         x = slices.detach().to(torch.float64)
         flat = x.flatten(1)
         has_content = (flat.amax(1) - flat.amin(1)) > 0
