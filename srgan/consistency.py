@@ -3,8 +3,16 @@
 A generator may add detail the LR image cannot contain, but it should never contradict what was measured. Given the
 degradation model D (antialiased bicubic or k-space truncation, ``srgan.degrade``), the projection moves SR onto
 {x : D(x) = LR} along the smallest correction. Projecting with the wrong model hurts: an SR image made consistent
-with a bicubic LR it never came from is pulled towards the wrong low frequencies. So it is off by default unless
-a model card names the degradation the model was made for.
+with a bicubic LR it never came from is pulled towards the wrong low frequencies. So it is off unless chosen, or
+``auto``: chosen per acquisition from a model's LR-kind estimate P(k-space) (``srgan.lr_kind``), only where that
+estimate is confident enough for the expected gain to outweigh the expected loss.
+
+Why the ``auto`` thresholds (bundled ×4 fidelity model, 24 held-out Kaggle slices, LR made as
+``shared/tools/contract_check.py`` makes it): the k-space projection gains +0.16 dB on k-space LR and costs
+0.77 dB on bicubic LR, so it pays when P > 0.77 / (0.77 + 0.16) ≈ 0.83; the bicubic projection gains +0.04 dB
+on bicubic LR and costs 1.6 dB on k-space LR, so it pays only when P < 0.04 / 1.64 ≈ 0.02. The detector is
+sharper than calibrated on these slices (bicubic LR: P ≤ 0.09, k-space LR: P ≥ 0.9 on 20 of 24), so the
+thresholds are set a little looser, at 0.8 and 0.05.
 
 Shapes: ``sr`` (s·h, s·w), ``lr`` (h, w), both in the same intensity units (modality units or normalised).
 """
@@ -14,7 +22,34 @@ from functools import lru_cache
 
 import numpy as np
 
-KINDS = ("off", "bicubic", "kspace")
+KINDS = ("off", "bicubic", "kspace")   # projections
+CHOICES = KINDS + ("auto",)            # what a user or a model card may ask for
+AUTO_KSPACE = 0.8
+AUTO_BICUBIC = 0.05
+# auto runs on every slice by default: three k-space updates reach a residual below 1e-3 and all of the measured
+# gain (+0.163 dB after one, +0.166 after 29), at a tenth of the cost of converging to 1e-5.
+AUTO_MAX_ITER = 4
+
+
+def resolve(choice: str, p_kspace: float | None) -> str:
+    """The projection (one of ``KINDS``) that ``choice`` means for an acquisition whose LR-kind estimate is
+    ``p_kspace`` (None: the model has no detector, and ``auto`` is off)."""
+    if choice not in CHOICES:
+        raise ValueError(f"unknown consistency {choice!r}; choose from {', '.join(CHOICES)}")
+    if choice != "auto":
+        return choice
+    if p_kspace is None:
+        return "off"
+    if p_kspace >= AUTO_KSPACE:
+        return "kspace"
+    return "bicubic" if p_kspace <= AUTO_BICUBIC else "off"
+
+
+def describe(choice: str) -> str:
+    """``choice`` for a provenance line: ``auto`` spelled out, since what it did depends on each acquisition."""
+    if choice != "auto":
+        return choice
+    return f"auto (k-space if P(k-space LR) >= {AUTO_KSPACE}, bicubic if <= {AUTO_BICUBIC}, else off)"
 
 
 @lru_cache(maxsize=32)
@@ -46,30 +81,41 @@ def relative_residual(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str) -> 
     return float(np.linalg.norm(degrade(sr, scale, kind) - lr) / max(np.linalg.norm(lr), 1e-12))
 
 
-def _ramp(shape: tuple[int, int], scale: int) -> np.ndarray:
-    """The half-pixel phase ramp of ``srgan.degrade.kspace_truncate`` (LR pixel i centred on HR i·s + (s−1)/2)."""
-    H, W = shape
-    d = (scale - 1) / 2
-    return np.exp(2j * np.pi * d * (np.fft.fftfreq(H)[:, None] + np.fft.fftfreq(W)[None, :]))
+@lru_cache(maxsize=32)
+def _kspace_matrices(n_hr: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """1D factors of k-space truncation before its final magnitude, ``down`` (n_lr × n_hr, complex), and of its
+    right inverse (zero-padding the spectrum back to HR), ``up`` (n_hr × n_lr).
 
-
-def _centre(shape: tuple[int, int], scale: int) -> tuple[slice, slice]:
-    H, W = shape
-    h, w = H // scale, W // scale
-    return slice(H // 2 - h // 2, H // 2 - h // 2 + h), slice(W // 2 - w // 2, W // 2 - w // 2 + w)
+    The half-pixel phase ramp of ``srgan.degrade.kspace_truncate`` (LR pixel i centred on HR i·s + (s−1)/2), the
+    centre crop and the shifts are all separable, so the 2D operators are ``down_r · X · down_cᵀ`` and
+    ``Re(up_r · R · up_cᵀ)``: two small matrix products instead of four FFTs and a complex ramp per step (a 256²
+    projection step fell from about 9 to under 1 ms)."""
+    n_lr = n_hr // scale
+    ramp = np.exp(2j * np.pi * (scale - 1) / 2 * np.fft.fftfreq(n_hr))
+    lo = n_hr // 2 - n_lr // 2
+    k = np.fft.fftshift(np.fft.fft(np.eye(n_hr), axis=0) * ramp[:, None], axes=0)[lo:lo + n_lr]
+    down = np.fft.ifft(np.fft.ifftshift(k, axes=0), axis=0) / scale
+    padded = np.zeros((n_hr, n_lr), dtype=np.complex128)
+    padded[lo:lo + n_lr] = np.fft.fftshift(np.fft.fft(np.eye(n_lr), axis=0), axes=0) * scale
+    up = np.fft.ifft(np.fft.ifftshift(padded, axes=0) / ramp[:, None], axis=0)
+    return down, up
 
 
 def _kspace_complex(x: np.ndarray, scale: int) -> np.ndarray:
-    """k-space truncation before its final magnitude: complex (h, w)."""
-    k = np.fft.fftshift(np.fft.fft2(x) * _ramp(x.shape, scale))
-    return np.fft.ifft2(np.fft.ifftshift(k[_centre(x.shape, scale)])) / (scale * scale)
+    """k-space truncation of a real ``(H, W)`` image before its final magnitude: complex ``(h, w)``."""
+    dr, _ = _kspace_matrices(x.shape[0], scale)
+    dc, _ = _kspace_matrices(x.shape[1], scale)
+    rows = (dr.real @ x) + 1j * (dr.imag @ x)   # a real image: two real products instead of one complex one
+    return rows @ dc.T
 
 
 def _kspace_lift(r: np.ndarray, scale: int, hr_shape: tuple[int, int]) -> np.ndarray:
-    """Right inverse of the complex truncation: zero-pad the residual's spectrum back to HR, undo the ramp."""
-    k = np.zeros(hr_shape, dtype=np.complex128)
-    k[_centre(hr_shape, scale)] = np.fft.fftshift(np.fft.fft2(r)) * scale * scale
-    return np.real(np.fft.ifft2(np.fft.ifftshift(k) / _ramp(hr_shape, scale)))
+    """Right inverse of the complex truncation, real part: the smallest HR correction for an LR residual."""
+    _, ur = _kspace_matrices(hr_shape[0], scale)
+    _, uc = _kspace_matrices(hr_shape[1], scale)
+    left = ur @ r
+    ucT = uc.T
+    return left.real @ ucT.real - left.imag @ ucT.imag
 
 
 def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float = 1e-5, max_iter: int = 30) -> np.ndarray:

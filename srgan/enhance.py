@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from srgan.consistency import KINDS, project
+from srgan.consistency import AUTO_MAX_ITER, CHOICES, describe, project, resolve
 from srgan.errors import InputError
 from srgan.normalize import Normalizer
 from srgan.provenance import Provenance
@@ -110,11 +110,11 @@ class Enhancer:
         self.tile, self.margin, self.batch = int(tile), int(margin), int(batch)
         # None: what the model card recommends (the degradation the model was made for), else off.
         self.consistency = consistency or self.card.get("consistency", "off")
-        if self.consistency not in KINDS:
-            raise InputError(None, f"unknown consistency {self.consistency!r}; choose from {', '.join(KINDS)}")
+        if self.consistency not in CHOICES:
+            raise InputError(None, f"unknown consistency {self.consistency!r}; choose from {', '.join(CHOICES)}")
         self.provenance = Provenance(model=self.card["arch"], weights_name=self.card.get("name", path.stem),
                                      weights_sha256=self.card["sha256"], scale=self.scale,
-                                     consistency=self.consistency)
+                                     consistency=describe(self.consistency))
         self._lock = threading.Lock()
 
     @property
@@ -134,6 +134,10 @@ class Enhancer:
         images = np.asarray(images)
         stack = torch.from_numpy(np.ascontiguousarray(images[kind_sample(len(images))], dtype=np.float32))
         return float(detector.pooled(stack.reshape(-1, 1, *stack.shape[-2:]).to(self.device))[0])
+
+    def consistency_for(self, kind: float | None) -> str:
+        """The projection applied to a stack whose LR-kind estimate is ``kind`` (``auto`` resolved)."""
+        return resolve(self.consistency, kind)
 
     def _run(self, x, kind: float | None = None):
         """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``. ``kind``: the
@@ -179,6 +183,8 @@ class Enhancer:
         with self._lock, torch.inference_mode():
             if kind is None:
                 kind = self.kind_of(stack)
+            applied = self.consistency_for(kind)
+            iterations = {"max_iter": AUTO_MAX_ITER} if self.consistency == "auto" else {}
             for i in range(0, n, self.batch):
                 if cancel is not None and cancel():
                     raise InterruptedError("enhancement cancelled")
@@ -187,8 +193,8 @@ class Enhancer:
                 y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), kind).numpy()[:, 0]
                 for k in range(i, j):
                     out[k] = norms[k].inverse(y[k - i])
-                    if self.consistency != "off":
-                        out[k] = project(out[k], stack[k], self.scale, self.consistency)
+                    if applied != "off":
+                        out[k] = project(out[k], stack[k], self.scale, applied, **iterations)
                 if progress is not None:
                     progress(j, n)
         return out

@@ -1,7 +1,7 @@
 """``brainsr`` — start the viewer, or render one screenshot and exit.
 
     brainsr [FOLDER] [--no-enhance] [--scale 2|4] [--model NAME] [--weights FILE] [--device auto|cpu|cuda|mps]
-            [--consistency off|bicubic|kspace]
+            [--consistency off|bicubic|kspace|auto]
     brainsr FOLDER --enhance --screenshot out.png
 
 Without FOLDER the bundled sample series opens. Qt, torch and the model are imported only after the
@@ -41,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="a weights file (.safetensors with its .json card) instead of a bundled model")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                    help="where the model runs (default auto: CUDA, then MPS, then CPU)")
-    p.add_argument("--consistency", choices=("off", "bicubic", "kspace"), default=None,
+    p.add_argument("--consistency", choices=("off", "bicubic", "kspace", "auto"), default=None,
                    help="data-consistency projection of each enhanced slice, so that degrading it reproduces the "
-                        "original (default: what the model card recommends, else off)")
+                        "original; auto: chosen per series from the model's LR-kind estimate (default: what the "
+                        "model card recommends, else off)")
     p.add_argument("--screenshot", metavar="PNG",
                    help="render the window (first series, middle slice; with --enhance, once that slice is "
                         "enhanced) to this PNG and exit; works headless")

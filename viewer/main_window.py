@@ -33,8 +33,10 @@ CINE_INTERVAL_MS = 100  # 10 frames per second
 _KEEP = object()
 HEADER_PRESET = "Header"  # the series' own window (DICOM WindowCenter/Width), or the robust one if it has none
 DISAGREEMENT_LABEL = "Model disagreement (TTA spread)"
-CONSISTENCY_CHOICES = ((None, "Model &default"), ("off", "&Off"), ("bicubic", "&Bicubic"), ("kspace", "&k-space"))
-CONSISTENCY_NAMES = {"off": "off", "bicubic": "bicubic", "kspace": "k-space", None: CONSISTENCY_DEFAULT}
+CONSISTENCY_CHOICES = ((None, "Model &default"), ("off", "&Off"), ("bicubic", "&Bicubic"), ("kspace", "&k-space"),
+                       ("auto", "&Automatic (from the LR-kind estimate)"))
+CONSISTENCY_NAMES = {"off": "off", "bicubic": "bicubic", "kspace": "k-space", "auto": "auto",
+                     None: CONSISTENCY_DEFAULT}
 
 
 def settings() -> QtCore.QSettings:
@@ -71,6 +73,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.folder: str | None = None
         self.last_error: str | None = None
         self.model_info: dict | None = None
+        self.lr_kinds: dict[tuple, dict] = {}  # the worker's LR-kind estimate per (series, volume, model…) key
         self._enhance_error: str | None = None
         self._stats: wl.ImageStats | None = None
         self._header_window: wl.WindowLevel | None = None
@@ -119,6 +122,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.enhancer.progress.connect(self._on_enhance_progress)
         self.enhancer.failed.connect(self._on_enhance_failed)
         self.enhancer.model_ready.connect(self._on_model_ready)
+        self.enhancer.lr_kind.connect(self._on_lr_kind)
         self.left.resized.connect(self._on_viewport_resized)
         self.left.vb.hovered.connect(lambda x, y: self._on_hover(x, y, False))
         self.right.vb.hovered.connect(lambda x, y: self._on_hover(x, y, True))
@@ -339,7 +343,9 @@ class MainWindow(QtWidgets.QMainWindow):
             act = self.consistency_menu.addAction(text)
             act.setCheckable(True)
             act.setData(kind)
-            act.setToolTip("Correct each enhanced slice so that degrading it reproduces the original"
+            act.setToolTip("Per series: k-space when the model is confident the series was k-space truncated, "
+                           "bicubic when confident it was downsampled, else off" if kind == "auto" else
+                           "Correct each enhanced slice so that degrading it reproduces the original"
                            if kind not in (None, "off") else
                            "What the model card recommends (off when it names none)" if kind is None else
                            "The model's output as it is")
@@ -723,7 +729,12 @@ class MainWindow(QtWidgets.QMainWindow):
         color = {"ready": AI_COLOR, "enhancing": AI_COLOR, "error": ERROR_COLOR}.get(state, TEXT_COLOR)
         label = overlays.enhanced_label(k, model, version, state)
         if state == "ready":  # before the disclaimer, which stays last
-            label.insert(len(label) - 1, f"data consistency: {self.consistency_in_force()}")
+            kind = self.lr_kinds.get(self.enhancer.key(series, s.volume, -1), {})
+            consistency = self.consistency_in_force()
+            if consistency == "auto" and kind.get("consistency"):
+                consistency += " → " + CONSISTENCY_NAMES.get(kind["consistency"], kind["consistency"])
+            extra = [overlays.lr_kind_line(kind.get("p")), f"data consistency: {consistency}"]
+            label[len(label) - 1:len(label) - 1] = [line for line in extra if line]
         self.right.set_corner("top_right", label, color)
         self.right.set_corner("bottom_left", sl)
         self.right.set_corner("bottom_right", overlays.display_lines(
@@ -789,6 +800,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self._update_overlays()
             if self.roi_tool is not None and self.roi_tool.rect() is not None:
                 self._update_region_stats(self.roi_tool.rect())
+
+    def _on_lr_kind(self, key: tuple, info: dict) -> None:
+        self.lr_kinds[key] = info
+        if self.series is not None and key == self.enhancer.key(self.series, self.state.volume, -1):
+            self._update_overlays()
 
     def _on_spread_ready(self, key: tuple, spread: np.ndarray) -> None:
         if self.series is not None and key == self.enhancer.key(self.series, self.state.volume, self.state.slice):

@@ -163,6 +163,16 @@ def enhanced_label(scale: int, model: str | None, version: str | None, state: st
     return lines
 
 
+def lr_kind_line(p_kspace: float | None) -> str | None:
+    """What the model took the displayed series for (``srgan.lr_kind``): "k-space" (truncated k-space, as MR
+    scanners acquire: ringing, flat spectrum to Nyquist) or "smooth" (filtered / interpolated, bicubic-like),
+    with the estimate; None for a model without the LR-kind input."""
+    if p_kspace is None:
+        return None
+    word = "k-space" if p_kspace >= 0.8 else "smooth" if p_kspace <= 0.2 else "unsure"
+    return f"LR kind: {word} (P k-space {p_kspace:.2f})"
+
+
 def slice_position_mm(position: Sequence[float] | None, orientation: Sequence[float] | None) -> float | None:
     """Signed slice location: ImagePositionPatient projected on the slice normal (mm)."""
     if position is None or orientation is None:

@@ -292,6 +292,9 @@ class EnhanceWorker(_QueueThread):
         (0, 0) after a cancel);
       ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``provenance`` (one line), ``consistency``
         (the one in force, after the card's default), ``config``;
+      ``lr_kind(key, info)`` — the LR-kind estimate of a volume (``key`` with slice −1), made once per series
+        volume and model before its first slice is enhanced: dict ``p`` (P(k-space), None for models without
+        the LR-kind input) and ``consistency`` (the projection applied, ``auto`` resolved);
       ``failed(message)`` — a model that cannot load (no weights, bad device) or an error while enhancing;
         the queue is dropped and nothing is retried until the next request.
     """
@@ -300,6 +303,7 @@ class EnhanceWorker(_QueueThread):
     spread_ready = QtCore.Signal(object, object)
     progress = QtCore.Signal(int, int)
     model_ready = QtCore.Signal(object)
+    lr_kind = QtCore.Signal(object, object)
     failed = QtCore.Signal(str)
 
     def __init__(self, config: EnhanceConfig | None = None, parent: QtCore.QObject | None = None,
@@ -465,13 +469,15 @@ class EnhanceWorker(_QueueThread):
         """One LR-kind estimate per volume of a series, from the slices ``kind_sample`` picks, as ``srgan enhance``
         and the series export make it, so every slice, the TTA spread and the export agree; None for models
         without the LR-kind input."""
-        if getattr(enhancer.model, "kind", None) is None:
-            return None
         key = self.key(job.series, job.volume, -1, config)
         if key not in self._kinds:
-            from srgan.enhance import kind_sample
-            stack = np.stack([job.series.pixels(job.volume, int(k)) for k in kind_sample(job.series.shape[1])])
-            self._kinds[key] = enhancer.kind_of(stack)
+            p = None
+            if getattr(enhancer.model, "kind", None) is not None:  # decode sample slices only for models that use them
+                from srgan.enhance import kind_sample
+                stack = np.stack([job.series.pixels(job.volume, int(k)) for k in kind_sample(job.series.shape[1])])
+                p = enhancer.kind_of(stack)
+            self._kinds[key] = p
+            self.lr_kind.emit(key, {"p": p, "consistency": enhancer.consistency_for(p)})
         return self._kinds[key]
 
     def _advance(self, job: _Job) -> None:

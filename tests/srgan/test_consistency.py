@@ -45,3 +45,54 @@ def test_enhancer_applies_projection_in_modality_units(tiny_weights):
     lr = (np.random.default_rng(0).random((24, 20)) * 1000 + 200).astype(np.float32)
     sr = e.enhance(lr)
     assert relative_residual(sr, lr, 2, "bicubic") <= 1e-3
+
+
+@pytest.mark.parametrize("shape, scale", [((64, 48), 4), ((30, 42), 2), ((40, 40), 4)])
+def test_kspace_operator_matches_the_degradation_and_its_lift_is_a_right_inverse(shape, scale):
+    from srgan.consistency import _kspace_complex, _kspace_matrices
+    from srgan.degrade import kspace_truncate
+    rng = np.random.default_rng(1)
+    x = rng.random(shape)
+    np.testing.assert_allclose(np.abs(_kspace_complex(x, scale)), kspace_truncate(x, scale), atol=1e-9)
+    (dr, ur), (dc, uc) = _kspace_matrices(shape[0], scale), _kspace_matrices(shape[1], scale)
+    r = rng.standard_normal((shape[0] // scale, shape[1] // scale, 2)) @ np.array([1, 1j])
+    np.testing.assert_allclose(dr @ (ur @ r @ uc.T) @ dc.T, r, atol=1e-9)
+
+
+@pytest.mark.parametrize("choice, p, expected", [
+    ("auto", None, "off"), ("auto", 0.95, "kspace"), ("auto", 0.8, "kspace"), ("auto", 0.5, "off"),
+    ("auto", 0.05, "bicubic"), ("auto", 0.0, "bicubic"), ("kspace", 0.0, "kspace"), ("off", 1.0, "off"),
+    ("bicubic", None, "bicubic"),
+])
+def test_auto_resolves_from_the_lr_kind_estimate(choice, p, expected):
+    from srgan.consistency import resolve
+    assert resolve(choice, p) == expected
+
+
+def test_unknown_choice_is_rejected():
+    from srgan.consistency import resolve
+    with pytest.raises(ValueError, match="magic"):
+        resolve("magic", 0.5)
+
+
+def test_enhancer_auto_projects_as_the_estimate_says(tmp_path, hr):
+    from tests.conftest import make_tiny_weights
+    w = make_tiny_weights(tmp_path, 2, kind_input=True)
+    auto = Enhancer(weights=w, scale=2, device="cpu", consistency="auto")
+    off = Enhancer(weights=w, scale=2, device="cpu", consistency="off")
+    assert auto.provenance.consistency.startswith("auto (k-space if")
+    for kind, p in (("kspace", 0.95), ("bicubic", 0.01)):
+        lr = (degrade(hr, 2, kind) * 1000 + 200).astype(np.float32)
+        before = relative_residual(off.enhance(lr, kind=p), lr, 2, kind)
+        # auto stops after a few k-space updates (``AUTO_MAX_ITER``), enough on a real slice
+        assert relative_residual(auto.enhance(lr, kind=p), lr, 2, kind) <= min(1e-3, before / 10)
+    np.testing.assert_array_equal(auto.enhance(lr, kind=0.5), off.enhance(lr, kind=0.5))
+    assert auto.consistency_for(auto.kind_of(lr[None])) in ("off", "bicubic", "kspace")
+
+
+def test_auto_is_off_for_a_model_without_the_lr_kind_input(tiny_weights):
+    auto = Enhancer(weights=tiny_weights, scale=2, device="cpu", consistency="auto")
+    off = Enhancer(weights=tiny_weights, scale=2, device="cpu", consistency="off")
+    lr = (np.random.default_rng(0).random((24, 20)) * 1000 + 200).astype(np.float32)
+    assert auto.kind_of(lr[None]) is None and auto.consistency_for(None) == "off"
+    np.testing.assert_array_equal(auto.enhance(lr), off.enhance(lr))

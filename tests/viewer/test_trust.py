@@ -176,11 +176,32 @@ def test_disagreement_overlay_follows_the_worker(qtbot, tiny_weights, hfs_folder
         w.shutdown()
 
 
+def test_auto_consistency_shows_the_lr_kind_estimate_and_what_it_chose(qtbot, hfs_folder, tmp_path):
+    """With an LR-kind model the enhanced pane says what the model took the series for and, under "auto",
+    which projection that chose: the same ``Enhancer.consistency_for`` as ``srgan enhance``."""
+    from tests.conftest import make_tiny_weights
+    weights = make_tiny_weights(tmp_path, 2, kind_input=True)
+    w = _window(qtbot, weights, consistency="auto")
+    try:
+        assert [a.data() for a in w.consistency_group.actions() if a.isChecked()] == ["auto"]
+        _open_enhanced(qtbot, w, hfs_folder)
+        info = w.lr_kinds[w.enhancer.key(w.series, 0, -1)]
+        assert 0.0 <= info["p"] <= 1.0
+        assert info["consistency"] == w.enhancer.enhancer.consistency_for(info["p"])
+        label = w.right.corner_text("top_right")
+        assert f"P k-space {info['p']:.2f}" in label
+        names = {"off": "off", "bicubic": "bicubic", "kspace": "k-space"}
+        assert f"data consistency: auto → {names[info['consistency']]}" in label
+        assert label.splitlines()[-1] == "not for primary diagnosis"
+    finally:
+        w.shutdown()
+
+
 def test_brainsr_help_lists_consistency(capsys):
     with pytest.raises(SystemExit):
         viewer_app.main(["--help"])
     out = capsys.readouterr().out
-    assert "--consistency {off,bicubic,kspace}" in out
+    assert "--consistency {off,bicubic,kspace,auto}" in out
     assert viewer_app.build_parser().parse_args(["--consistency", "kspace"]).consistency == "kspace"
     with pytest.raises(SystemExit):
         viewer_app.build_parser().parse_args(["--consistency", "magic"])
