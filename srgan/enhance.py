@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from srgan.consistency import AUTO_MAX_ITER, CHOICES, describe, project, resolve
+from srgan.consistency import AUTO_STEPS, CHOICES, describe, project, resolve
 from srgan.errors import InputError
 from srgan.normalize import Normalizer
 from srgan.provenance import Provenance
@@ -184,7 +184,7 @@ class Enhancer:
             if kind is None:
                 kind = self.kind_of(stack)
             applied = self.consistency_for(kind)
-            iterations = {"max_iter": AUTO_MAX_ITER} if self.consistency == "auto" else {}
+            iterations = {"steps": AUTO_STEPS} if self.consistency == "auto" else {}
             for i in range(0, n, self.batch):
                 if cancel is not None and cancel():
                     raise InterruptedError("enhancement cancelled")
