@@ -5,7 +5,11 @@ model) is excluded from the timing: ms/slice is the median of ``--runs`` forward
 ``(1, 1, h, w)`` slice, ×4 on 64×64 → 256×256 and ×2 on 128×128 → 256×256, with ``torch.set_num_threads(--threads)``.
 Weights are random: speed does not depend on them. Besides seed and the registry's default ``srresnet_lite``, each
 scale's bundled fidelity model is timed in the shape its model card names (``resources/weights``), so the speed
-claim is about what ships. Prints a markdown table and the command. No assertions.
+claim is about what ships. A second table times the whole per-slice path of ``srgan enhance`` (``Enhancer.enhance``:
+normalisation, LR-kind estimate, generator, data-consistency projection as the card sets it), on a real 64² / 128²
+LR slice made by k-space truncation from the bundled sample series, so ``auto`` takes its costlier k-space branch;
+the seed runs through the same path (random weights, no projection). Prints markdown tables and the command.
+No assertions.
 
     python benchmarks/bench_inference.py [--threads 2] [--runs 10] [--lite-kwargs '{"channels":32,"num_blocks":12}']
 """
@@ -51,6 +55,57 @@ def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup
             "ms_min": 1000 * min(times), "peak_rss_mib": peak_kib / 1024, "threads": threads}
 
 
+def lr_slice(scale: int):
+    """A real LR slice: the middle slice of the bundled sample series, centred in an HR field of view of
+    ``LR_SIDE · scale`` (cropped or padded with background), k-space truncated to ``LR_SIDE``."""
+    import numpy as np
+    import pydicom
+
+    from srgan.degrade import kspace_truncate
+    from srgan.weights import RESOURCES
+
+    files = sorted((RESOURCES / "sample" / "series").glob("*.dcm"))
+    hr = pydicom.dcmread(files[len(files) // 2]).pixel_array.astype(np.float64)
+    n = LR_SIDE[scale] * scale
+    field = np.zeros((n, n))
+    h, w = min(n, hr.shape[0]), min(n, hr.shape[1])
+    sy, sx = (hr.shape[0] - h) // 2, (hr.shape[1] - w) // 2
+    field[(n - h) // 2:(n - h) // 2 + h, (n - w) // 2:(n - w) // 2 + w] = hr[sy:sy + h, sx:sx + w]
+    return kspace_truncate(field, scale).astype(np.float32)
+
+
+def measure_pipeline(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup: int,
+                     weights: str | None = None) -> dict:
+    """Time ``Enhancer.enhance`` on one LR slice (called in a fresh subprocess by ``main``)."""
+    import tempfile
+
+    import torch
+
+    from srgan.enhance import Enhancer
+    from srgan.models import build_generator
+    from srgan.weights import save_weights
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as d:
+        if weights is None:  # random weights: speed does not depend on them
+            model = build_generator(arch, **{**kwargs, "scale": scale})
+            weights = str(save_weights(f"{d}/random", model, {"arch": arch, "kwargs": {**kwargs, "scale": scale},
+                                                            "kind": "fidelity"}))
+        en = Enhancer(scale=scale, weights=weights, device="cpu", threads=threads)
+        image = lr_slice(scale)
+        for _ in range(warmup):
+            en.enhance(image)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            en.enhance(image)
+            times.append(time.perf_counter() - t0)
+        kind = en.kind_of(image[None])
+    return {"arch": arch, "kwargs": kwargs, "scale": scale, "consistency": en.consistency,
+            "applied": en.consistency_for(kind), "p_kspace": kind, "ms_median": 1000 * statistics.median(times),
+            "ms_min": 1000 * min(times), "threads": threads}
+
+
 def bundled(scale: int) -> list[tuple[str, dict, str]]:
     """(arch, kwargs without scale, label) of the model ``srgan enhance --scale`` uses by default, read from its
     card; [] if none is bundled (the card is plain JSON, so this needs no torch)."""
@@ -65,6 +120,15 @@ def bundled(scale: int) -> list[tuple[str, dict, str]]:
     return [(c["arch"], kwargs, f"{c['name']} (bundled)")]
 
 
+def run_job(job: dict, pipeline: bool = False) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--pipeline" if pipeline else "--one", json.dumps(job)],
+                         capture_output=True, text=True)
+    if out.returncode:
+        print(out.stderr, file=sys.stderr)
+        raise SystemExit(out.returncode)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -75,23 +139,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lite-kwargs", type=json.loads, default=None, metavar="JSON",
                    help="also time srresnet_lite with these kwargs, e.g. '{\"channels\":32,\"num_blocks\":12}'")
     p.add_argument("--one", help=argparse.SUPPRESS)   # internal: JSON job for a subprocess
+    p.add_argument("--pipeline", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        job = json.loads(args.one)
-        print(json.dumps(measure(**job)))
+        print(json.dumps(measure(**json.loads(args.one))))
+        return 0
+    if args.pipeline:
+        print(json.dumps(measure_pipeline(**json.loads(args.pipeline))))
         return 0
     configs = [("seed", args.seed_kwargs, "seed"), ("srresnet_lite", {}, "srresnet_lite")]
     if args.lite_kwargs is not None:
         configs.append(("srresnet_lite", args.lite_kwargs, "srresnet_lite"))
-    results = []
+    results, pipeline = [], []
     for scale in args.scales:
         for arch, kw, label in configs + bundled(scale):
             job = dict(arch=arch, kwargs=kw, scale=scale, threads=args.threads, runs=args.runs, warmup=args.warmup)
-            out = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True, text=True)
-            if out.returncode:
-                print(out.stderr, file=sys.stderr)
-                return out.returncode
-            results.append({**json.loads(out.stdout.strip().splitlines()[-1]), "label": label})
+            results.append({**run_job(job), "label": label})
+        from srgan.weights import bundled_weights
+        for arch, kw, label in [("seed", args.seed_kwargs, "seed")] + bundled(scale):
+            job = dict(arch=arch, kwargs=kw, scale=scale, threads=args.threads, runs=args.runs, warmup=args.warmup,
+                       weights=None if arch == "seed" else str(bundled_weights(scale)))
+            pipeline.append({**run_job(job, pipeline=True), "label": label})
     import torch
     print(f"# Generator inference on CPU ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} threads, median of {args.runs} after {args.warmup} warm-up, random weights)\n")
@@ -103,6 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['label']} | {json.dumps(r['kwargs']) if r['kwargs'] else 'default'} | ×{r['scale']} | "
               f"{r['in']} → {r['out']} | {r['params']:,} | {r['ms_median']:.1f} | {r['ms_min']:.1f} | "
               f"{r['peak_rss_mib']:.0f} | {vs} |")
+    print(f"\n# Whole per-slice path of `srgan enhance` (Enhancer.enhance on a real k-space-truncated LR slice, "
+          f"{args.threads} threads, median of {args.runs})\n")
+    print("| model | scale | consistency (card) | P(k-space) | applied | ms/slice (median) | ms/slice (min) | vs seed |")
+    print("|---|---|---|---|---|---|---|---|")
+    seed_ms = {r["scale"]: r["ms_median"] for r in pipeline if r["arch"] == "seed"}
+    for r in pipeline:
+        vs = "1×" if r["arch"] == "seed" else f"{seed_ms[r['scale']] / r['ms_median']:.1f}× faster"
+        p = "–" if r["p_kspace"] is None else f"{r['p_kspace']:.2f}"
+        print(f"| {r['label']} | ×{r['scale']} | {r['consistency']} | {p} | {r['applied']} | {r['ms_median']:.1f} | "
+              f"{r['ms_min']:.1f} | {vs} |")
     print("\ncommand: " + shlex.join(["python", "benchmarks/bench_inference.py",
                                      *(argv if argv is not None else sys.argv[1:])]))
     return 0
