@@ -247,13 +247,18 @@ class BenchMethod:
         return self.stack(np.asarray(lr)[None])[0]
 
     def stack(self, lrs: np.ndarray) -> np.ndarray:
-        from srgan.consistency import project, relative_residual
+        from srgan.consistency import AUTO_STEPS, project, relative_residual, resolve
         lrs = np.asarray(lrs, np.float32)
         sr = np.asarray(self.raw(lrs), np.float32)
-        if self.projection != "off":
-            sr = np.stack([project(o, lr, self.scale, self.projection) for o, lr in zip(sr, lrs)])
+        projection, steps = self.projection, {}
+        if projection == "auto":  # as ``Enhancer.enhance_stack`` resolves it: the stack's LR-kind estimate decides
+            enhancer = getattr(self.raw, "enhancer", None)
+            projection = resolve("auto", enhancer.kind_of(lrs) if enhancer is not None else None)
+            steps = {"steps": AUTO_STEPS}
+        if projection != "off":
+            sr = np.stack([project(o, lr, self.scale, projection, **steps) for o, lr in zip(sr, lrs)])
             self.book.residuals.setdefault(self.name, []).extend(
-                relative_residual(o, lr, self.scale, self.projection) for o, lr in zip(sr, lrs))
+                relative_residual(o, lr, self.scale, projection) for o, lr in zip(sr, lrs))
         if self.book.recording and self.record:
             self.book.outputs[self.name] = sr
             self.book.lr = lrs
@@ -780,8 +785,9 @@ def run(args: argparse.Namespace) -> dict:
             x = timing_input(scale)
             timing[scale] = {b: {"ms_per_slice": time_ms(lambda a, b=b: interpolate(a, scale, b), x, args.timing_runs)}
                              for b in BASELINES}
-            for m in specs:
-                timing[scale][m.name] = {"ms_per_slice": time_ms(enh[m.name].enhance, x, args.timing_runs)}
+            for m in specs:  # as ``srgan enhance`` runs it: the card's projection included
+                timed = Enhancer(scale=scale, weights=m.path, device=args.device)
+                timing[scale][m.name] = {"ms_per_slice": time_ms(timed.enhance, x, args.timing_runs)}
             for v in timing[scale].values():
                 v.update(lr_shape=list(x.shape), threads=args.threads, runs=args.timing_runs)
         for lr_kind in args.lr:

@@ -172,3 +172,19 @@ def test_images_a_model_card_says_it_trained_on_are_noted(shared_data, tmp_path)
     assert summary["models"]["2"]["carded"]["role"] == "gan"
     # with a GAN but no fidelity model the disagreement panel still shows the flip/rotation spread
     assert summary["disagreement"]["2"]["tta_model"] == "carded" and "pair" not in summary["disagreement"]["2"]
+
+
+def test_auto_consistency_rows_are_what_srgan_enhance_outputs(tmp_path):
+    """A card recommending ``auto``: the benchmark's main row resolves it per stack, as ``Enhancer`` does."""
+    from srgan.benchmark import BenchMethod, _Book, _CachedModel
+    from srgan.degrade import kspace_truncate
+    from srgan.enhance import Enhancer
+    from tests.conftest import make_tiny_weights
+    w = make_tiny_weights(tmp_path, 2, kind_input=True)
+    yy, xx = np.mgrid[:64, :64]
+    hr = ((np.hypot(yy - 30, xx - 34) < 20) * 0.8 + 0.1).astype(np.float64)
+    lrs = np.stack([kspace_truncate(hr, 2), kspace_truncate(hr[::-1], 2)]).astype(np.float32)
+    auto = Enhancer(scale=2, weights=w, device="cpu", consistency="auto")
+    method = BenchMethod("m", _CachedModel(Enhancer(scale=2, weights=w, device="cpu", consistency="off")), 2, _Book(),
+                         projection="auto")
+    np.testing.assert_allclose(method.stack(lrs), auto.enhance_stack(lrs), atol=1e-4)
