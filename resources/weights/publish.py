@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from srgan import atomic  # noqa: E402
+from srgan.consistency import CHOICES  # noqa: E402
 from srgan.weights import load_weights, read_card, sha256_file  # noqa: E402
 
 DATA_LICENCES = {
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--wall-min", type=float, required=True, help="training wall time in minutes on this machine")
     ap.add_argument("--heldout", type=Path, help="JSON of held-out metrics measured after training")
     ap.add_argument("--note", default="", help="anything a user should know (e.g. trained for a short time)")
+    ap.add_argument("--consistency", choices=CHOICES,
+                    help="the data-consistency projection srgan enhance and the viewer apply by default (the card's "
+                         "'consistency'; absent: off)")
     ap.add_argument("--dest", type=Path, default=HERE,
                     help="folder to publish into (default: the bundled weights; benchmarks/weights for comparison models)")
     a = ap.parse_args(argv)
@@ -64,11 +68,14 @@ def main(argv=None) -> int:
         card["heldout_metrics"] = json.loads(a.heldout.read_text())
     if a.note:
         card["note"] = a.note
+    if a.consistency:
+        card["consistency"] = a.consistency
     card["intended_use"] = ("Research and visual comparison of brain MRI super-resolution. AI-enhanced, not for primary "
                             "diagnosis; not a substitute for acquiring at higher resolution.")
     dest = a.dest / card["file"]
-    with atomic.atomic_path(dest) as tmp:
-        shutil.copyfile(a.weights, tmp)
+    if dest.resolve() != a.weights.resolve():  # re-publishing a bundled model rewrites its card only
+        with atomic.atomic_path(dest) as tmp:
+            shutil.copyfile(a.weights, tmp)
     atomic.write_text(dest.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=True) + "\n")
     load_weights(dest)  # refuses a copy whose hash does not match
     print(f"published {dest} ({dest.stat().st_size / 1e6:.2f} MB, sha256 {card['sha256'][:16]})")
