@@ -71,7 +71,7 @@ def test_single_precision_steps_are_the_first_updates_of_the_iteration(hr, scale
 
 @pytest.mark.parametrize("choice, p, expected", [
     ("auto", None, "off"), ("auto", 0.95, "kspace"), ("auto", 0.8, "kspace"), ("auto", 0.5, "off"),
-    ("auto", 0.05, "bicubic"), ("auto", 0.0, "bicubic"), ("kspace", 0.0, "kspace"), ("off", 1.0, "off"),
+    ("auto", 0.02, "bicubic"), ("auto", 0.05, "off"), ("auto", 0.0, "bicubic"), ("kspace", 0.0, "kspace"), ("off", 1.0, "off"),
     ("bicubic", None, "bicubic"),
 ])
 def test_auto_resolves_from_the_lr_kind_estimate(choice, p, expected):
