@@ -129,6 +129,12 @@ def run_job(job: dict, pipeline: bool = False) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def vs_seed(rows: list[dict]) -> list[str]:
+    """Each row's median speed relative to the seed row of its scale."""
+    seed_ms = {r["scale"]: r["ms_median"] for r in rows if r["arch"] == "seed"}
+    return ["1×" if r["arch"] == "seed" else f"{seed_ms[r['scale']] / r['ms_median']:.1f}× faster" for r in rows]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -165,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads, median of {args.runs} after {args.warmup} warm-up, random weights)\n")
     print("| model | kwargs | scale | LR → SR | params | ms/slice (median) | ms/slice (min) | peak RSS MiB | vs seed |")
     print("|---|---|---|---|---|---|---|---|---|")
-    seed_ms = {r["scale"]: r["ms_median"] for r in results if r["arch"] == "seed"}
-    for r in results:
-        vs = "1×" if r["arch"] == "seed" else f"{seed_ms[r['scale']] / r['ms_median']:.1f}× faster"
+    for r, vs in zip(results, vs_seed(results)):
         print(f"| {r['label']} | {json.dumps(r['kwargs']) if r['kwargs'] else 'default'} | ×{r['scale']} | "
               f"{r['in']} → {r['out']} | {r['params']:,} | {r['ms_median']:.1f} | {r['ms_min']:.1f} | "
               f"{r['peak_rss_mib']:.0f} | {vs} |")
@@ -175,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads, median of {args.runs})\n")
     print("| model | scale | consistency (card) | P(k-space) | applied | ms/slice (median) | ms/slice (min) | vs seed |")
     print("|---|---|---|---|---|---|---|---|")
-    seed_ms = {r["scale"]: r["ms_median"] for r in pipeline if r["arch"] == "seed"}
-    for r in pipeline:
-        vs = "1×" if r["arch"] == "seed" else f"{seed_ms[r['scale']] / r['ms_median']:.1f}× faster"
+    for r, vs in zip(pipeline, vs_seed(pipeline)):
         p = "–" if r["p_kspace"] is None else f"{r['p_kspace']:.2f}"
         print(f"| {r['label']} | ×{r['scale']} | {r['consistency']} | {p} | {r['applied']} | {r['ms_median']:.1f} | "
               f"{r['ms_min']:.1f} | {vs} |")
