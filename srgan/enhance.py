@@ -116,6 +116,8 @@ class Enhancer:
                                      weights_sha256=self.card["sha256"], scale=self.scale,
                                      consistency=describe(self.consistency))
         self._lock = threading.Lock()
+        # (LR-kind estimate, projection applied) of the last stack, for logs; None before the first
+        self.last_choice: tuple[float | None, str] | None = None
 
     @property
     def label(self) -> str:
@@ -134,6 +136,33 @@ class Enhancer:
         images = np.asarray(images)
         stack = torch.from_numpy(np.ascontiguousarray(images[kind_sample(len(images))], dtype=np.float32))
         return float(detector.pooled(stack.reshape(-1, 1, *stack.shape[-2:]).to(self.device))[0])
+
+    def kind_of_series(self, series, volume: int = 0) -> float | None:
+        """``kind_of`` a ``srgan.io.dicom_series.Series``: the slices ``kind_sample`` picks from ``volume``, decoded
+        here (nothing decoded for models without the LR-kind input). The viewer, its export and ``srgan enhance``
+        all take a series' estimate from its first volume, so what is shown is what is exported: one acquisition
+        has one k-space sampling, while e.g. high-b diffusion volumes are mostly noise and would read as k-space.
+        None also when no sample slice decodes: each stack then gets its own estimate."""
+        if getattr(self.model, "kind", None) is None:
+            return None
+        planes = []
+        for k in kind_sample(series.shape[1]):
+            try:
+                planes.append(series.pixels(volume, int(k)))
+            except Exception:  # noqa: BLE001 - a slice that cannot be decoded is reported where it is enhanced
+                continue
+        shapes = {p.shape for p in planes}
+        if len(shapes) != 1:  # none decoded, or parts of different sizes: each stack gets its own estimate
+            return None
+        return self.kind_of(np.stack(planes))
+
+    def choice_note(self) -> str:
+        """What the last stack was taken for and what ``auto`` made of it, for a log line ('' otherwise)."""
+        if self.consistency != "auto" or self.last_choice is None:
+            return ""
+        p, applied = self.last_choice
+        kind = "no LR-kind estimate" if p is None else f"P(k-space LR) {p:.2f}"
+        return f" ({kind}: consistency {applied})"
 
     def consistency_for(self, kind: float | None) -> str:
         """The projection applied to a stack whose LR-kind estimate is ``kind`` (``auto`` resolved)."""
@@ -184,6 +213,7 @@ class Enhancer:
             if kind is None:
                 kind = self.kind_of(stack)
             applied = self.consistency_for(kind)
+            self.last_choice = (kind, applied)
             iterations = {"steps": AUTO_STEPS} if self.consistency == "auto" else {}
             for i in range(0, n, self.batch):
                 if cancel is not None and cancel():

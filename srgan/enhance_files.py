@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -66,7 +67,7 @@ def enhance_image_folder(folder: Path, output: Path, enhancer, images: list[Path
             dst.parent.mkdir(parents=True, exist_ok=True)
             report.notes += enhance_image_file(src, dst, enhancer)
             report.written.append(dst)
-            log(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}")
+            log(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}{enhancer.choice_note()}")
         except InputError as e:
             report.failed.append((src, e.problem))
             log(f"[{i}/{len(images)}] skipped {src}: {e.problem}")
@@ -133,7 +134,9 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
             dest = staging / _series_folder_name(series) if several else staging / "series"
             label = f"series {series.series_number} {series.series_description!r}"
             try:
-                derived = write_derived_series(files, enhancer.enhance_stack, dest, scale=enhancer.scale,
+                kind = enhancer.kind_of_series(series)  # write_derived_series enhances file by file
+                derived = write_derived_series(files, partial(enhancer.enhance_stack, kind=kind), dest,
+                                               scale=enhancer.scale,
                                                provenance=enhancer.provenance,
                                                include_non_anatomy=include_non_anatomy,
                                                progress=lambda d, n, lab=label: log(f"{lab}: {d}/{n} files"))
@@ -141,6 +144,8 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
                 report.failed.append((e.path or folder, e.problem))
                 log(f"skipped {label}: {e}")
                 continue
+            if enhancer.choice_note():
+                log(f"{label}:{enhancer.choice_note()}")
             report.notes += [f"{label}: {n}" for n in derived.notes]
             for path, reason in derived.skipped:
                 report.failed.append((Path(path), reason))
@@ -169,12 +174,14 @@ def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: 
     if src.is_file():
         if is_nifti(src):
             written = enhance_nifti_file(src, out, enhancer, axis)
+            log(f"{src.name} -> {written}{enhancer.choice_note()}")
             return EnhanceReport(written=[written])
         if src.suffix.lower() in IMAGE_SUFFIXES:
             dst = _image_output_path(src, out)
             if dst.parent != out and not out.suffix:
                 out.mkdir(parents=True, exist_ok=True)
             notes = enhance_image_file(src, dst, enhancer)
+            log(f"{src.name} -> {dst}{enhancer.choice_note()}")
             return EnhanceReport(written=[dst], notes=notes)
         return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy)
     images = find_images(src)

@@ -83,13 +83,14 @@ def series_files_of(series) -> list[Path]:
 
 
 def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
-                   cancel: Callable[[], bool] | None = None) -> StackEnhance:
+                   cancel: Callable[[], bool] | None = None, kind: float | None = None) -> StackEnhance:
     """A callable (N, H, W) float32 → (N, sH, sW) float32 for :func:`write_derived_series`.
 
     Accepted: an object with ``enhance_stack(stack)`` (``srgan.enhance.Enhancer``; locks itself), an object
     with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional) is
     held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
-    mosaic or multi-frame file.
+    mosaic or multi-frame file. ``kind``: the series' LR-kind estimate, handed to every ``enhance_stack`` call
+    (it is called file by file; without it each file would get its own estimate).
     """
     def guarded(fn, *args):
         if lock is None:
@@ -100,7 +101,9 @@ def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
     if hasattr(enhancer_like, "enhance_stack"):
         def run(stack: np.ndarray) -> np.ndarray:
             try:
-                out = guarded(lambda x: enhancer_like.enhance_stack(x, cancel=cancel), np.asarray(stack, np.float32))
+                extra = {} if kind is None else {"kind": kind}
+                out = guarded(lambda x: enhancer_like.enhance_stack(x, cancel=cancel, **extra),
+                              np.asarray(stack, np.float32))
             except InterruptedError as err:
                 raise WriteCancelled("cancelled") from err
             return np.asarray(out, np.float32)
@@ -132,8 +135,10 @@ def _scale_of(enhancer_like, scale: int | None, provenance: Provenance | None) -
 
 def run_export(series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like, scale: int | None = None,
                provenance: Provenance | None = None, progress: Callable[[int, int], None] | None = None,
-               cancel: Callable[[], bool] | None = None, lock: threading.Lock | None = None) -> DerivedReport:
-    """Write the derived ×``scale`` series of ``series_files`` into the new folder ``out_dir``.
+               cancel: Callable[[], bool] | None = None, lock: threading.Lock | None = None,
+               kind: float | None = None) -> DerivedReport:
+    """Write the derived ×``scale`` series of ``series_files`` into the new folder ``out_dir``; ``kind`` as in
+    :func:`stack_enhancer`.
 
     ``provenance`` defaults to ``enhancer_like.provenance`` and ``scale`` to the provenance's. ``progress(done,
     total)`` is called per source file; ``cancel()`` is polled between files and slices. Raises
@@ -150,7 +155,7 @@ def run_export(series_files: Sequence[str | Path], out_dir: str | Path, enhancer
     s = _scale_of(enhancer_like, scale, provenance)
     if provenance.scale != s:
         raise ValueError(f"provenance is for x{provenance.scale} but export asks for x{s}")
-    enhance = stack_enhancer(enhancer_like, lock=lock, cancel=cancel)
+    enhance = stack_enhancer(enhancer_like, lock=lock, cancel=cancel, kind=kind)
     try:
         return write_derived_series(files, enhance, out, scale=s, provenance=provenance,
                                     progress=progress, cancel=cancel)
@@ -176,8 +181,9 @@ class ExportWorker(QtCore.QObject):
 
     def __init__(self, series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like,
                  scale: int | None = None, provenance: Provenance | None = None,
-                 lock: threading.Lock | None = None):
+                 lock: threading.Lock | None = None, series=None):
         super().__init__()
+        self.series = series  # a ``dicom_series.Series``: its LR-kind estimate is made here, off the GUI thread
         self.series_files = [Path(f) for f in series_files]
         self.out_dir = Path(out_dir)
         self._enhancer = enhancer_like
@@ -195,9 +201,11 @@ class ExportWorker(QtCore.QObject):
     @QtCore.Slot()
     def run(self) -> None:
         try:
+            kind_of = getattr(self._enhancer, "kind_of_series", None)
+            kind = kind_of(self.series) if kind_of is not None and hasattr(self.series, "pixels") else None
             report = run_export(self.series_files, self.out_dir, self._enhancer, scale=self._scale,
                                 provenance=self._provenance, progress=self.progress.emit,
-                                cancel=self._cancel.is_set, lock=self._lock)
+                                cancel=self._cancel.is_set, lock=self._lock, kind=kind)
         except ExportCancelled:
             self.cancelled.emit()
         except InputError as err:
@@ -379,7 +387,7 @@ def export_series_dialog(parent: QtWidgets.QWidget | None, series, enhancer, sca
             if show_messages:
                 QtWidgets.QMessageBox.warning(parent, "Choose another folder", str(err))
             return None
-    worker = ExportWorker(files, target, enhancer, scale=s, provenance=prov, lock=lock)
+    worker = ExportWorker(files, target, enhancer, scale=s, provenance=prov, lock=lock, series=series)
     return ExportSession(parent, worker, show_messages=show_messages)
 
 

@@ -73,7 +73,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.folder: str | None = None
         self.last_error: str | None = None
         self.model_info: dict | None = None
-        self.lr_kinds: dict[tuple, dict] = {}  # the worker's LR-kind estimate per (series, volume, model…) key
+        self.lr_kinds: dict[tuple, dict] = {}  # the worker's LR-kind estimate per (series, model…) key
         self._enhance_error: str | None = None
         self._stats: wl.ImageStats | None = None
         self._header_window: wl.WindowLevel | None = None
@@ -729,7 +729,7 @@ class MainWindow(QtWidgets.QMainWindow):
         color = {"ready": AI_COLOR, "enhancing": AI_COLOR, "error": ERROR_COLOR}.get(state, TEXT_COLOR)
         label = overlays.enhanced_label(k, model, version, state)
         if state == "ready":  # before the disclaimer, which stays last
-            kind = self.lr_kinds.get(self.enhancer.key(series, s.volume, -1), {})
+            kind = self.lr_kinds.get(self.enhancer.key(series, 0, -1), {})
             consistency = self.consistency_in_force()
             if consistency == "auto" and kind.get("consistency"):
                 consistency += " → " + CONSISTENCY_NAMES.get(kind["consistency"], kind["consistency"])
@@ -803,7 +803,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_lr_kind(self, key: tuple, info: dict) -> None:
         self.lr_kinds[key] = info
-        if self.series is not None and key == self.enhancer.key(self.series, self.state.volume, -1):
+        if self.series is not None and key == self.enhancer.key(self.series, 0, -1):
             self._update_overlays()
 
     def _on_spread_ready(self, key: tuple, spread: np.ndarray) -> None:

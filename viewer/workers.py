@@ -292,8 +292,8 @@ class EnhanceWorker(_QueueThread):
         (0, 0) after a cancel);
       ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``provenance`` (one line), ``consistency``
         (the one in force, after the card's default), ``config``;
-      ``lr_kind(key, info)`` — the LR-kind estimate of a volume (``key`` with slice −1), made once per series
-        volume and model before its first slice is enhanced: dict ``p`` (P(k-space), None for models without
+      ``lr_kind(key, info)`` — the LR-kind estimate of a series (``key`` with volume 0, slice −1), made once per
+        series and model before its first slice is enhanced: dict ``p`` (P(k-space), None for models without
         the LR-kind input) and ``consistency`` (the projection applied, ``auto`` resolved);
       ``failed(message)`` — a model that cannot load (no weights, bad device) or an error while enhancing;
         the queue is dropped and nothing is retried until the next request.
@@ -310,7 +310,7 @@ class EnhanceWorker(_QueueThread):
                  threads: int | None = None, cache_bytes: int = 1536 * 2**20):
         super().__init__(parent)
         self.results = ArrayCache(cache_bytes)
-        self._kinds: dict[tuple, float | None] = {}  # LR-kind estimate per (series, volume, model), worker thread only
+        self._kinds: dict[tuple, float | None] = {}  # LR-kind estimate per (series, model), worker thread only
         self.spreads = ArrayCache(max(cache_bytes // 8, 64 * 2**20))
         self._config = config or EnhanceConfig()
         self._threads = threads
@@ -466,16 +466,12 @@ class EnhanceWorker(_QueueThread):
             self.spread_ready.emit(key, spread)
 
     def _kind(self, enhancer, job: _Job, config: EnhanceConfig) -> float | None:
-        """One LR-kind estimate per volume of a series, from the slices ``kind_sample`` picks, as ``srgan enhance``
-        and the series export make it, so every slice, the TTA spread and the export agree; None for models
-        without the LR-kind input."""
-        key = self.key(job.series, job.volume, -1, config)
+        """One LR-kind estimate per series, from its first volume (``Enhancer.kind_of_series``), as
+        ``srgan enhance`` and the series export make it, so every slice, the TTA spread and the export agree;
+        None for models without the LR-kind input."""
+        key = self.key(job.series, 0, -1, config)
         if key not in self._kinds:
-            p = None
-            if getattr(enhancer.model, "kind", None) is not None:  # decode sample slices only for models that use them
-                from srgan.enhance import kind_sample
-                stack = np.stack([job.series.pixels(job.volume, int(k)) for k in kind_sample(job.series.shape[1])])
-                p = enhancer.kind_of(stack)
+            p = enhancer.kind_of_series(job.series)
             self._kinds[key] = p
             self.lr_kind.emit(key, {"p": p, "consistency": enhancer.consistency_for(p)})
         return self._kinds[key]

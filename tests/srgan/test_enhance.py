@@ -117,3 +117,31 @@ def test_a_stack_gets_one_lr_kind_estimate_for_all_its_slices(tmp_path):
     assert kind_sample(500)[0] == 0 and kind_sample(500)[-1] == 499
     plain = Enhancer(weights=make_tiny_weights(tmp_path / "plain", 4), scale=4, device="cpu")
     assert plain.kind_of(stack) is None
+
+
+def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_auto_chose(shared_data, tmp_path):
+    """``write_derived_series`` enhances file by file (one slice each here): every call must still get the
+    series' estimate, the one the viewer shows (``kind_of_series``), not the file's own."""
+    from srgan.enhance_files import enhance_path
+    from srgan.io.dicom_series import scan
+    from tests.conftest import make_tiny_weights
+
+    src = shared_data / "dicom" / "siemens_prisma_t1_sag_hfs"
+    e = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), device="cpu", threads=1,
+                 consistency="auto")
+    expected = e.kind_of_series(scan(src).series[0])
+    seen, original = [], e.enhance_stack
+
+    def recording(stack, **kw):
+        seen.append((len(stack), kw.get("kind")))
+        return original(stack, **kw)
+
+    e.enhance_stack = recording
+    lines = []
+    report = enhance_path(src, tmp_path / "out", e, log=lines.append)
+    assert len(report.written) == 35 and {n for n, _ in seen} == {1}
+    assert {k for _, k in seen} == {expected}
+    assert e.kind_of(scan(src).series[0].pixels(0, 17)[None]) != pytest.approx(expected, abs=1e-3), \
+        "a slice's own estimate differs: the test can tell them apart"
+    applied = e.consistency_for(expected)
+    assert any(f"P(k-space LR) {expected:.2f}: consistency {applied}" in line for line in lines), lines

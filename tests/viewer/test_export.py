@@ -210,6 +210,32 @@ def test_export_with_real_enhancer(qtbot, trio_files, tiny_weights, tmp_path):
     assert enhancer.enhance(np.ones((8, 8), np.float32)).shape == (16, 16)
 
 
+def test_export_gives_every_file_the_series_lr_kind_estimate(qtbot, hfs_series, tmp_path):
+    """Exported slices are enhanced as the viewer shows them: with the series' estimate, though the writer calls
+    the enhancer file by file (one slice each here)."""
+    import torch
+
+    from srgan.enhance import Enhancer
+    from tests.conftest import make_tiny_weights
+    from viewer.export import export_series_dialog
+    torch.set_num_threads(1)
+    enhancer = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), scale=2, device="cpu")
+    expected = enhancer.kind_of_series(hfs_series)
+    seen, original = [], enhancer.enhance_stack
+
+    def recording(stack, **kw):
+        seen.append(kw.get("kind"))
+        return original(stack, **kw)
+
+    enhancer.enhance_stack = recording
+    session = export_series_dialog(None, hfs_series, enhancer, out_dir=tmp_path / "out", show_messages=False)
+    with qtbot.waitSignal(session.done, timeout=120000) as sig:
+        pass
+    assert session.thread.wait(10000)
+    assert len(sig.args[0].files) == len(hfs_series.files) == len(seen) == 35
+    assert set(seen) == {expected} and expected is not None
+
+
 def test_dialog_refuses_source_folder_without_starting(qtbot, local_copy):
     from viewer.export import export_series_dialog
     src = local_copy[0].parent
