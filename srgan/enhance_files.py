@@ -91,7 +91,16 @@ def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> P
 
     vol = load_nifti(src)
     dst = output if output.name.lower().endswith((".nii", ".nii.gz")) else output / f"{nifti_stem(src)}.nii.gz"
-    out = enhance_volume(vol, enhancer.enhance_stack, enhancer.scale, axis=axis)
+    first: list[float | None] = []
+
+    def enhance_stack(stack: np.ndarray) -> np.ndarray:
+        """A 4D volume is enhanced time point by time point, all with the first one's LR-kind estimate (the
+        rule of ``Enhancer.kind_of_series``)."""
+        if not first:
+            first.append(enhancer.kind_of(stack))
+        return enhancer.enhance_stack(stack, kind=first[0])
+
+    out = enhance_volume(vol, enhance_stack, enhancer.scale, axis=axis)
     dst.parent.mkdir(parents=True, exist_ok=True)
     return save_nifti(out, dst, enhancer.provenance)
 

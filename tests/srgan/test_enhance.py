@@ -145,3 +145,31 @@ def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_au
         "a slice's own estimate differs: the test can tell them apart"
     applied = e.consistency_for(expected)
     assert any(f"P(k-space LR) {expected:.2f}: consistency {applied}" in line for line in lines), lines
+
+
+def test_a_4d_nifti_gets_the_first_volume_estimate_at_every_time_point(tmp_path):
+    import nibabel as nib
+
+    from srgan.enhance_files import enhance_nifti_file
+    from tests.conftest import make_tiny_weights
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:24, :20]
+    smooth = (np.hypot(yy - 12, xx - 10) < 7).astype(np.float32) * 500 + 100
+    data = np.stack([np.repeat(smooth[..., None], 6, axis=2),
+                     rng.random((24, 20, 6)).astype(np.float32) * 600], axis=3)
+    src = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0])), src)
+    e = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), device="cpu", threads=1)
+    seen, original = [], e.enhance_stack
+
+    def recording(stack, **kw):
+        seen.append(kw.get("kind"))
+        return original(stack, **kw)
+
+    e.enhance_stack = recording
+    out = enhance_nifti_file(src, tmp_path / "out", e, axis=None)
+    assert nib.load(out).shape == (48, 40, 6, 2)
+    first = e.kind_of(np.ascontiguousarray(np.transpose(data[..., 0], (2, 0, 1))))
+    assert seen == [pytest.approx(first)] * 2
+    assert e.kind_of(np.ascontiguousarray(np.transpose(data[..., 1], (2, 0, 1)))) != pytest.approx(first, abs=1e-3)
