@@ -162,7 +162,7 @@ class Enhancer:
             return ""
         p, applied = self.last_choice
         kind = "no LR-kind estimate" if p is None else f"P(k-space LR) {p:.2f}"
-        return f" ({kind}: consistency {applied})"
+        return f"{kind}: consistency {applied}"
 
     def consistency_for(self, kind: float | None) -> str:
         """The projection applied to a stack whose LR-kind estimate is ``kind`` (``auto`` resolved)."""

@@ -32,6 +32,12 @@ class EnhanceReport:
         return not self.failed and bool(self.written)
 
 
+def _noted(line: str, enhancer) -> str:
+    """A log line with what ``auto`` consistency chose for the input just enhanced, if it was used."""
+    note = enhancer.choice_note()
+    return f"{line} ({note})" if note else line
+
+
 def _png_text(enhancer) -> dict:
     p = enhancer.provenance
     return {"Software": f"BrainSR {p.software_version}", "Description": p.long(), "BrainSR-Provenance": p.to_json()}
@@ -67,7 +73,7 @@ def enhance_image_folder(folder: Path, output: Path, enhancer, images: list[Path
             dst.parent.mkdir(parents=True, exist_ok=True)
             report.notes += enhance_image_file(src, dst, enhancer)
             report.written.append(dst)
-            log(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}{enhancer.choice_note()}")
+            log(_noted(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}", enhancer))
         except InputError as e:
             report.failed.append((src, e.problem))
             log(f"[{i}/{len(images)}] skipped {src}: {e.problem}")
@@ -154,7 +160,7 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
                 log(f"skipped {label}: {e}")
                 continue
             if enhancer.choice_note():
-                log(f"{label}:{enhancer.choice_note()}")
+                log(f"{label}: {enhancer.choice_note()}")
             report.notes += [f"{label}: {n}" for n in derived.notes]
             for path, reason in derived.skipped:
                 report.failed.append((Path(path), reason))
@@ -183,14 +189,14 @@ def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: 
     if src.is_file():
         if is_nifti(src):
             written = enhance_nifti_file(src, out, enhancer, axis)
-            log(f"{src.name} -> {written}{enhancer.choice_note()}")
+            log(_noted(f"{src.name} -> {written}", enhancer))
             return EnhanceReport(written=[written])
         if src.suffix.lower() in IMAGE_SUFFIXES:
             dst = _image_output_path(src, out)
             if dst.parent != out and not out.suffix:
                 out.mkdir(parents=True, exist_ok=True)
             notes = enhance_image_file(src, dst, enhancer)
-            log(f"{src.name} -> {dst}{enhancer.choice_note()}")
+            log(_noted(f"{src.name} -> {dst}", enhancer))
             return EnhanceReport(written=[dst], notes=notes)
         return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy)
     images = find_images(src)
