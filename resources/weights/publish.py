@@ -35,8 +35,11 @@ DATA_LICENCES = {
 
 
 def relative_source(path: str) -> str:
+    """A source path relative to the shared data folder; already relative (a re-published card) stays as it is."""
     parts = Path(path).parts
-    return "/".join(parts[parts.index("data") + 1:]) if "data" in parts else Path(path).name
+    if "data" in parts:
+        return "/".join(parts[parts.index("data") + 1:])
+    return path if not Path(path).is_absolute() else Path(path).name
 
 
 def main(argv=None) -> int:
