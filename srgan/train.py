@@ -336,8 +336,11 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         """Start G from saved weights; tensors whose shape differs (e.g. a ×2 tail for a ×4 model) are skipped,
-        except convolutions that gained input channels (the LR-kind plane): zero weights there keep the function."""
+        except convolutions that gained input channels (the LR-kind plane): zero weights there keep the function.
+        Residual blocks the weights do not have (a deeper trunk) start as the identity (last convolution zeroed), so
+        a deeper model starts with the shallower one's function."""
         import torch
+        from srgan.models.srresnet_lite import ResidualBlock
         from srgan.weights import load_weights
         model, card = load_weights(path)
         own = self.G.state_dict()
@@ -354,6 +357,11 @@ class Trainer:
         if not src:
             raise InputError(path, f"no tensor fits generator {self.cfg.generator} (weights are {card.get('arch')})")
         self.G.load_state_dict(src, strict=False)
+        with torch.no_grad():
+            for name, module in self.G.named_modules():
+                if isinstance(module, ResidualBlock) and not any(k.startswith(name + ".") for k in src):
+                    module.conv2.weight.zero_()
+                    module.conv2.bias.zero_()
         own_kind = getattr(self.G, "kind", None)
         if own_kind is not None and bool(own_kind.fitted) and "kind_detector" in card:
             self.kind_info = {**card["kind_detector"], "fitted_in": card.get("name", str(path))}

@@ -252,6 +252,24 @@ def test_init_from_x2_weights_starts_a_x4_model(images, tmp_path, capsys):
     assert "no tensor fits" in capsys.readouterr().err
 
 
+def test_a_deeper_trunk_started_from_shallower_weights_computes_what_they_compute(images, tmp_path):
+    """Residual blocks the init weights lack start as the identity (net2deeper), the rest is copied."""
+    shallow = tmp_path / "shallow"
+    assert train.main(tiny_args(images, shallow, "--stage1-steps", "2", "--stage2-steps", "0")) == 0
+    weights = shallow / "brainsr-x2-fidelity.safetensors"
+    deep = tmp_path / "deep"
+    args = tiny_args(images, deep, "--stage1-steps", "1", "--stage2-steps", "0", "--lr", "0", "--init", str(weights))
+    args[args.index("--generator-kwargs") + 1] = json.dumps({**GENERATORS["srresnet_lite"].TINY, "num_blocks": 3})
+    assert train.main(args) == 0
+    src, _ = load_weights(weights)
+    new, _ = load_weights(deep / "brainsr-x2-fidelity.safetensors")
+    assert len(new.blocks) == 3 and len(src.blocks) == 1
+    assert not new.blocks[2].conv2.weight.any() and new.blocks[2].conv1.weight.any()
+    x = torch.rand(1, 1, 20, 18)
+    with torch.no_grad():
+        assert torch.allclose(new.eval()(x), src.eval()(x), atol=1e-6)
+
+
 def test_csv_log_drops_rows_logged_after_the_resumed_checkpoint(tmp_path):
     log = train._CsvLog(tmp_path / "log.csv", 0)
     for step in (10, 20, 30):
