@@ -18,6 +18,7 @@ held-out slices were not used to choose them.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,22 +99,42 @@ def _kspace_matrices(n_hr: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return down, up
 
 
-@lru_cache(maxsize=64)
-def _operators(kind: str, n_hr: int, scale: int, single: bool) -> tuple:
-    """The 1D factors as torch tensors (float64 / complex128, or single precision), contiguous as the products
-    want them. The projection runs in torch, on torch's own threads: numpy's BLAS threads, started right after
-    the generator, fought torch's still-spinning ones and made a 0.4 ms step take 11 ms."""
+class _Bicubic(NamedTuple):
+    down: object     # (n_lr, n_hr) torch tensors
+    down_t: object
+    up: object       # right inverse, (n_hr, n_lr)
+    up_t: object
+
+
+class _Kspace(NamedTuple):
+    down_re: object  # real and imaginary parts of down (n_lr, n_hr): a real image needs two real products
+    down_im: object
+    down_t: object   # complex
+    up: object       # complex, (n_hr, n_lr)
+    up_t_re: object  # only the real part of a lift is kept: two real products
+    up_t_im: object
+
+
+# The projections run in torch, on torch's own threads: numpy's BLAS threads, started right after the generator,
+# fought torch's still-spinning ones and made a 0.4 ms step take 11 ms.
+@lru_cache(maxsize=32)
+def _bicubic_operators(n_hr: int, scale: int, single: bool) -> _Bicubic:
     import torch
 
-    real = torch.float32 if single else torch.float64
-    if kind == "bicubic":
-        d, u = _bicubic_matrices(n_hr, scale)
-        return tuple(torch.tensor(m, dtype=real) for m in (d, u, d.T, u.T))
+    d, u = _bicubic_matrices(n_hr, scale)
+    return _Bicubic(*(torch.tensor(m, dtype=torch.float32 if single else torch.float64) for m in (d, d.T, u, u.T)))
+
+
+@lru_cache(maxsize=32)
+def _kspace_operators(n_hr: int, scale: int, single: bool) -> _Kspace:
+    import torch
+
+    real, cplx = (torch.float32, torch.complex64) if single else (torch.float64, torch.complex128)
     down, up = _kspace_matrices(n_hr, scale)
-    cplx = torch.complex64 if single else torch.complex128
-    return (torch.tensor(down.real, dtype=real), torch.tensor(down.imag, dtype=real),
-            torch.tensor(down.T, dtype=cplx), torch.tensor(up, dtype=cplx),
-            torch.tensor(up.T.real.copy(), dtype=real), torch.tensor(up.T.imag.copy(), dtype=real))
+    return _Kspace(down_re=torch.tensor(down.real, dtype=real), down_im=torch.tensor(down.imag, dtype=real),
+                   down_t=torch.tensor(down.T, dtype=cplx), up=torch.tensor(up, dtype=cplx),
+                   up_t_re=torch.tensor(up.T.real.copy(), dtype=real),
+                   up_t_im=torch.tensor(up.T.imag.copy(), dtype=real))
 
 
 def _kspace_complex(x, scale: int):
@@ -121,9 +142,8 @@ def _kspace_complex(x, scale: int):
     import torch
 
     single = x.dtype == torch.float32
-    dr_re, dr_im, _, _, _, _ = _operators("kspace", x.shape[0], scale, single)
-    _, _, dcT, _, _, _ = _operators("kspace", x.shape[1], scale, single)
-    return torch.complex(dr_re @ x, dr_im @ x) @ dcT   # a real image: two real products, then one complex
+    rows, cols = _kspace_operators(x.shape[0], scale, single), _kspace_operators(x.shape[1], scale, single)
+    return torch.complex(rows.down_re @ x, rows.down_im @ x) @ cols.down_t
 
 
 def _kspace_lift(r, scale: int, hr_shape: tuple[int, int]):
@@ -131,10 +151,9 @@ def _kspace_lift(r, scale: int, hr_shape: tuple[int, int]):
     import torch
 
     single = r.dtype == torch.complex64
-    _, _, _, ur, _, _ = _operators("kspace", hr_shape[0], scale, single)
-    _, _, _, _, ucT_re, ucT_im = _operators("kspace", hr_shape[1], scale, single)
-    left = ur @ r
-    return left.real @ ucT_re - left.imag @ ucT_im
+    rows, cols = _kspace_operators(hr_shape[0], scale, single), _kspace_operators(hr_shape[1], scale, single)
+    left = rows.up @ r
+    return left.real @ cols.up_t_re - left.imag @ cols.up_t_im
 
 
 def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float = 1e-5, max_iter: int = 30,
@@ -160,9 +179,8 @@ def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float
     if (H // scale, W // scale) != tuple(lr.shape) or H % scale or W % scale:
         raise ValueError(f"SR shape {tuple(x.shape)} is not LR shape {tuple(lr.shape)} × {scale}")
     if kind == "bicubic":
-        dr, ur, _, _ = _operators("bicubic", H, scale, single)
-        _, _, dcT, ucT = _operators("bicubic", W, scale, single)
-        x += ur @ (lr - dr @ x @ dcT) @ ucT
+        rows, cols = _bicubic_operators(H, scale, single), _bicubic_operators(W, scale, single)
+        x += rows.up @ (lr - rows.down @ x @ cols.down_t) @ cols.up_t
         return x.numpy().astype(np.float32)
     # The magnitude makes the model non-linear: each step keeps the phase of the current complex LR image and
     # moves only its magnitude onto the measured LR (a Gerchberg–Saxton-style alternating projection).
