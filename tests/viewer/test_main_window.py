@@ -164,8 +164,11 @@ def test_keyboard_shortcuts_step_slices_and_zoom(qtbot, window, hfs_folder):
 
 def test_enhancement_and_toggle(qtbot, window, hfs_folder):
     _open(qtbot, window, hfs_folder)
-    window.set_enhancing(True)
-    assert "AI enhancing…" in window.right.corner_text("top_right")
+    # Hold the worker's queue lock (re-entrant for this thread) so the tiny model cannot finish the slice before
+    # the label is read: it had, once in a fresh clone, and the label already said "AI-enhanced".
+    with window.enhancer._cond:
+        window.set_enhancing(True)
+        assert "AI enhancing…" in window.right.corner_text("top_right")
     qtbot.waitUntil(lambda: window.current_images()["enhanced"] is not None, timeout=60_000)
     qtbot.waitUntil(window.is_settled, timeout=10_000)
     images = window.current_images()
