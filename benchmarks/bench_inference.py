@@ -55,13 +55,14 @@ def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup
             "ms_min": 1000 * min(times), "peak_rss_mib": peak_kib / 1024, "threads": threads}
 
 
-def lr_slice(scale: int):
+def lr_slice(scale: int, kind: str = "kspace"):
     """A real LR slice: the middle slice of the bundled sample series, centred in an HR field of view of
-    ``LR_SIDE · scale`` (cropped or padded with background), k-space truncated to ``LR_SIDE``."""
+    ``LR_SIDE · scale`` (cropped or padded with background), k-space truncated (or bicubic-downsampled) to
+    ``LR_SIDE``."""
     import numpy as np
     import pydicom
 
-    from srgan.degrade import kspace_truncate
+    from srgan.degrade import bicubic_down, kspace_truncate
     from srgan.weights import RESOURCES
 
     files = sorted((RESOURCES / "sample" / "series").glob("*.dcm"))
@@ -71,11 +72,11 @@ def lr_slice(scale: int):
     h, w = min(n, hr.shape[0]), min(n, hr.shape[1])
     sy, sx = (hr.shape[0] - h) // 2, (hr.shape[1] - w) // 2
     field[(n - h) // 2:(n - h) // 2 + h, (n - w) // 2:(n - w) // 2 + w] = hr[sy:sy + h, sx:sx + w]
-    return kspace_truncate(field, scale).astype(np.float32)
+    return (kspace_truncate if kind == "kspace" else bicubic_down)(field, scale).astype(np.float32)
 
 
 def measure_pipeline(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup: int,
-                     weights: str | None = None) -> dict:
+                     weights: str | None = None, lr: str = "kspace") -> dict:
     """Time ``Enhancer.enhance`` on one LR slice (called in a fresh subprocess by ``main``)."""
     import tempfile
 
@@ -92,7 +93,7 @@ def measure_pipeline(arch: str, kwargs: dict, scale: int, threads: int, runs: in
             weights = str(save_weights(f"{d}/random", model, {"arch": arch, "kwargs": {**kwargs, "scale": scale},
                                                             "kind": "fidelity"}))
         en = Enhancer(scale=scale, weights=weights, device="cpu", threads=threads)
-        image = lr_slice(scale)
+        image = lr_slice(scale, lr)
         for _ in range(warmup):
             en.enhance(image)
         times = []
@@ -100,9 +101,10 @@ def measure_pipeline(arch: str, kwargs: dict, scale: int, threads: int, runs: in
             t0 = time.perf_counter()
             en.enhance(image)
             times.append(time.perf_counter() - t0)
-        kind = en.kind_of(image[None])
-    return {"arch": arch, "kwargs": kwargs, "scale": scale, "consistency": en.consistency,
-            "applied": en.consistency_for(kind), "p_kspace": kind, "ms_median": 1000 * statistics.median(times),
+        choice = en.last_choice
+    return {"arch": arch, "kwargs": kwargs, "scale": scale, "consistency": en.consistency, "lr": lr,
+            "applied": choice.applied, "p_kspace": choice.p_kspace, "log_ratio": choice.log_ratio,
+            "ms_median": 1000 * statistics.median(times),
             "ms_min": 1000 * min(times), "threads": threads}
 
 
@@ -162,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             job = dict(arch=arch, kwargs=kw, scale=scale, threads=args.threads, runs=args.runs, warmup=args.warmup)
             results.append({**run_job(job), "label": label})
         from srgan.weights import bundled_weights
-        for arch, kw, label in [("seed", args.seed_kwargs, "seed")] + bundled(scale):
+        # bicubic LR: where ``auto`` runs its residual test (k-space LR is decided by the detector alone)
+        for (arch, kw, label), lr in [(("seed", args.seed_kwargs, "seed"), "kspace")] + [
+                (b, lr) for b in bundled(scale) for lr in ("kspace", "bicubic")]:
             job = dict(arch=arch, kwargs=kw, scale=scale, threads=args.threads, runs=args.runs, warmup=args.warmup,
-                       weights=None if arch == "seed" else str(bundled_weights(scale)))
+                       weights=None if arch == "seed" else str(bundled_weights(scale)), lr=lr)
             pipeline.append({**run_job(job, pipeline=True), "label": label})
     import torch
     print(f"# Generator inference on CPU ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -175,14 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['label']} | {json.dumps(r['kwargs']) if r['kwargs'] else 'default'} | ×{r['scale']} | "
               f"{r['in']} → {r['out']} | {r['params']:,} | {r['ms_median']:.1f} | {r['ms_min']:.1f} | "
               f"{r['peak_rss_mib']:.0f} | {vs} |")
-    print(f"\n# Whole per-slice path of `srgan enhance` (Enhancer.enhance on a real k-space-truncated LR slice, "
+    print(f"\n# Whole per-slice path of `srgan enhance` (Enhancer.enhance on a real LR slice, "
           f"{args.threads} threads, median of {args.runs})\n")
-    print("| model | scale | consistency (card) | P(k-space) | applied | ms/slice (median) | ms/slice (min) | vs seed |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | scale | LR made by | consistency (card) | P(k-space) | residual test | applied | ms/slice (median) "
+          "| ms/slice (min) | vs seed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r, vs in zip(pipeline, vs_seed(pipeline)):
         p = "–" if r["p_kspace"] is None else f"{r['p_kspace']:.2f}"
-        print(f"| {r['label']} | ×{r['scale']} | {r['consistency']} | {p} | {r['applied']} | {r['ms_median']:.1f} | "
-              f"{r['ms_min']:.1f} | {vs} |")
+        test = "–" if r["log_ratio"] is None else f"{r['log_ratio']:+.2f}"
+        print(f"| {r['label']} | ×{r['scale']} | {r['lr']} | {r['consistency']} | {p} | {test} | {r['applied']} | "
+              f"{r['ms_median']:.1f} | {r['ms_min']:.1f} | {vs} |")
     print("\ncommand: " + shlex.join(["python", "benchmarks/bench_inference.py",
                                      *(argv if argv is not None else sys.argv[1:])]))
     return 0

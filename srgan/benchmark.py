@@ -247,13 +247,18 @@ class BenchMethod:
         return self.stack(np.asarray(lr)[None])[0]
 
     def stack(self, lrs: np.ndarray) -> np.ndarray:
-        from srgan.consistency import AUTO_STEPS, project, relative_residual, resolve
+        from dataclasses import replace
+
+        from srgan.consistency import AUTO_STEPS, project, relative_residual
         lrs = np.asarray(lrs, np.float32)
         sr = np.asarray(self.raw(lrs), np.float32)
         projection, steps = self.projection, {}
-        if projection == "auto":  # as ``Enhancer.enhance_stack`` resolves it: the stack's LR-kind estimate decides
+        if projection == "auto":  # as ``Enhancer.enhance_stack`` decides it, once for the stack
             enhancer = getattr(self.raw, "enhancer", None)
-            projection = resolve("auto", enhancer.kind_of(lrs) if enhancer is not None else None)
+            choice = enhancer.assess(lrs, consistency="auto") if enhancer is not None else None
+            projection = choice.applied if choice is not None else "off"
+            if choice is not None and choice.model_p != choice.p_kspace:  # the test overruled the detector
+                sr = enhancer.enhance_stack(lrs, kind=replace(choice, applied="off"))
             steps = {"steps": AUTO_STEPS}
         if projection != "off":
             sr = np.stack([project(o, lr, self.scale, projection, **steps) for o, lr in zip(sr, lrs)])

@@ -13,7 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from srgan.consistency import AUTO_STEPS, CHOICES, describe, project, resolve
+from srgan.consistency import (AUTO_STEPS, CHOICES, TEST_SLICES, Choice, decide, describe, needs_test, project,
+                               residual_log_ratio)
 from srgan.errors import InputError
 from srgan.normalize import Normalizer
 from srgan.provenance import Provenance
@@ -116,8 +117,8 @@ class Enhancer:
                                      weights_sha256=self.card["sha256"], scale=self.scale,
                                      consistency=describe(self.consistency))
         self._lock = threading.Lock()
-        # (LR-kind estimate, projection applied) of the last stack, for logs; None before the first
-        self.last_choice: tuple[float | None, str] | None = None
+        # what the last stack was taken for (``Choice``), for logs; None before the first
+        self.last_choice: Choice | None = None
 
     @property
     def label(self) -> str:
@@ -137,12 +138,23 @@ class Enhancer:
         stack = torch.from_numpy(np.ascontiguousarray(images[kind_sample(len(images))], dtype=np.float32))
         return float(detector.pooled(stack.reshape(-1, 1, *stack.shape[-2:]).to(self.device))[0])
 
-    def kind_of_series(self, series, volume: int = 0) -> float | None:
-        """``kind_of`` a ``srgan.io.dicom_series.Series``: the slices ``kind_sample`` picks from ``volume``, decoded
-        here (nothing decoded for models without the LR-kind input). The viewer, its export and ``srgan enhance``
-        all take a series' estimate from its first volume, so what is shown is what is exported: one acquisition
-        has one k-space sampling, while e.g. high-b diffusion volumes are mostly noise and would read as k-space.
-        None also when no sample slice decodes: each stack then gets its own estimate."""
+    def assess(self, images: np.ndarray, p_kspace: float | None = None, *, consistency: str | None = None) -> Choice:
+        """What a ``(N, H, W)`` stack from one acquisition is taken for and which projection it gets (the
+        ``Choice`` that ``enhance_stack`` applies to every slice). ``p_kspace``: the detector's estimate if already
+        made (default ``kind_of(images)``); ``consistency``: instead of this enhancer's own (the benchmark asks an
+        enhancer without projection what ``auto`` would do). Under ``auto`` this may run the generator on up to
+        ``TEST_SLICES`` slices (``srgan.consistency``)."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            return self._assess(np.asarray(images, dtype=np.float32), p_kspace, consistency=consistency)[0]
+
+    def assess_series(self, series, volume: int = 0) -> Choice | None:
+        """``assess`` for a ``srgan.io.dicom_series.Series``, from the slices ``kind_sample`` picks from ``volume``,
+        decoded here (nothing decoded for models without the LR-kind input). The viewer, its export and
+        ``srgan enhance`` all take a series' choice from its first volume, so what is shown is what is exported:
+        one acquisition has one k-space sampling, while e.g. high-b diffusion volumes are mostly noise and would
+        read as k-space. None also when no sample slice decodes: each stack then gets its own choice."""
         if getattr(self.model, "kind", None) is None:
             return None
         planes = []
@@ -152,21 +164,47 @@ class Enhancer:
             except Exception:  # noqa: BLE001 - a slice that cannot be decoded is reported where it is enhanced
                 continue
         shapes = {p.shape for p in planes}
-        if len(shapes) != 1:  # none decoded, or parts of different sizes: each stack gets its own estimate
+        if len(shapes) != 1:  # none decoded, or parts of different sizes: each stack gets its own choice
             return None
-        return self.kind_of(np.stack(planes))
+        return self.assess(np.stack(planes))
 
     def choice_note(self) -> str:
         """What the last stack was taken for and what ``auto`` made of it, for a log line ('' otherwise)."""
         if self.consistency != "auto" or self.last_choice is None:
             return ""
-        p, applied = self.last_choice
-        kind = "no LR-kind estimate" if p is None else f"P(k-space LR) {p:.2f}"
-        return f"{kind}: consistency {applied}"
+        return self.last_choice.note()
 
-    def consistency_for(self, kind: float | None) -> str:
-        """The projection applied to a stack whose LR-kind estimate is ``kind`` (``auto`` resolved)."""
-        return resolve(self.consistency, kind)
+    def _assess(self, stack: np.ndarray, p_kspace: float | None, norms: list[Normalizer] | None = None, *,
+                consistency: str | None = None) -> tuple[Choice, dict[int, np.ndarray]]:
+        """``assess``, plus the generator's outputs (before projection) it made on the way, by slice index, when
+        they are what ``enhance_stack`` would compute anyway (made with the chosen LR-kind input)."""
+        consistency = consistency or self.consistency
+        if p_kspace is None:
+            p_kspace = self.kind_of(stack)
+        if not needs_test(consistency, p_kspace):
+            return decide(consistency, p_kspace, self.scale), {}
+        sample = kind_sample(len(stack))
+        middle = len(sample) // 2
+        picks = [int(k) for k in sample[max(0, middle - TEST_SLICES // 2):][:TEST_SLICES]]
+        norms = norms or [Normalizer.fit(stack[k]) for k in range(len(stack))]
+        outputs = self._raw(stack, picks, norms, p_kspace)
+        ratio = float(np.median([residual_log_ratio(outputs[k], stack[k], self.scale) for k in picks]))
+        choice = decide(consistency, p_kspace, self.scale, ratio)
+        return choice, (outputs if choice.model_p == p_kspace else {})
+
+    def _raw(self, stack: np.ndarray, picks: list[int], norms: list[Normalizer],
+             kind: float | None) -> dict[int, np.ndarray]:
+        """Generator outputs in modality units (no projection) of the slices ``picks``, by index."""
+        import torch
+
+        out = {}
+        for i in range(0, len(picks), self.batch):
+            chunk = picks[i:i + self.batch]
+            x = np.stack([norms[k].forward(stack[k]) for k in chunk])[:, None]
+            y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), kind).numpy()[:, 0]
+            for j, k in enumerate(chunk):
+                out[k] = norms[k].inverse(y[j])
+        return out
 
     def _run(self, x, kind: float | None = None):
         """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``. ``kind``: the
@@ -194,12 +232,13 @@ class Enhancer:
         return out
 
     def enhance_stack(self, images: np.ndarray, *, progress: Callable[[int, int], None] | None = None,
-                      cancel: Callable[[], bool] | None = None, kind: float | None = None) -> np.ndarray:
+                      cancel: Callable[[], bool] | None = None, kind: Choice | float | None = None) -> np.ndarray:
         """``(N, H, W)`` in any intensity units → ``(N, s·H, s·W)`` float32 in the same units.
 
         Each image gets its own normaliser, so images of one stack may differ in range. The stack is taken as one
-        acquisition: a model with the LR-kind input gets one estimate for all its slices (``kind``, default
-        ``kind_of(images)``), so a series is not sharpened differently from slice to slice.
+        acquisition: a model with the LR-kind input gets one estimate for all its slices and all get the same
+        projection. ``kind``: the acquisition's ``Choice`` (e.g. ``assess_series`` of the series a slice comes
+        from), or the detector's estimate to decide from here, or None to ``assess`` this stack.
         """
         import torch
 
@@ -210,26 +249,28 @@ class Enhancer:
         out = np.empty((n, h * self.scale, w * self.scale), dtype=np.float32)
         norms = [Normalizer.fit(im) for im in stack]
         with self._lock, torch.inference_mode():
-            if kind is None:
-                kind = self.kind_of(stack)
-            applied = self.consistency_for(kind)
-            self.last_choice = (kind, applied)
+            done: dict[int, np.ndarray] = {}
+            if isinstance(kind, Choice):
+                choice = kind
+            else:
+                choice, done = self._assess(stack, kind, norms)
+            self.last_choice = choice
             iterations = {"steps": AUTO_STEPS} if self.consistency == "auto" else {}
             for i in range(0, n, self.batch):
                 if cancel is not None and cancel():
                     raise InterruptedError("enhancement cancelled")
                 j = min(n, i + self.batch)
-                x = np.stack([norms[k].forward(stack[k]) for k in range(i, j)])[:, None]
-                y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), kind).numpy()[:, 0]
+                todo = [k for k in range(i, j) if k not in done]
+                done.update(self._raw(stack, todo, norms, choice.model_p) if todo else {})
                 for k in range(i, j):
-                    out[k] = norms[k].inverse(y[k - i])
-                    if applied != "off":
-                        out[k] = project(out[k], stack[k], self.scale, applied, **iterations)
+                    out[k] = done.pop(k)
+                    if choice.applied != "off":
+                        out[k] = project(out[k], stack[k], self.scale, choice.applied, **iterations)
                 if progress is not None:
                     progress(j, n)
         return out
 
-    def enhance(self, image: np.ndarray, kind: float | None = None) -> np.ndarray:
+    def enhance(self, image: np.ndarray, kind: Choice | float | None = None) -> np.ndarray:
         """One ``(H, W)`` image → ``(s·H, s·W)`` float32 in the same units; ``kind`` as in ``enhance_stack``
         (default: the image's own estimate)."""
         return self.enhance_stack(np.asarray(image)[None], kind=kind)[0]

@@ -97,13 +97,13 @@ def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> P
 
     vol = load_nifti(src)
     dst = output if output.name.lower().endswith((".nii", ".nii.gz")) else output / f"{nifti_stem(src)}.nii.gz"
-    first: list[float | None] = []
+    first: list = []
 
     def enhance_stack(stack: np.ndarray) -> np.ndarray:
-        """A 4D volume is enhanced time point by time point, all with the first one's LR-kind estimate (the
-        rule of ``Enhancer.kind_of_series``)."""
+        """A 4D volume is enhanced time point by time point, all with the first one's choice (the rule of
+        ``Enhancer.assess_series``)."""
         if not first:
-            first.append(enhancer.kind_of(stack))
+            first.append(enhancer.assess(stack))
         return enhancer.enhance_stack(stack, kind=first[0])
 
     out = enhance_volume(vol, enhance_stack, enhancer.scale, axis=axis)
@@ -149,7 +149,7 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
             dest = staging / _series_folder_name(series) if several else staging / "series"
             label = f"series {series.series_number} {series.series_description!r}"
             try:
-                kind = enhancer.kind_of_series(series)  # write_derived_series enhances file by file
+                kind = enhancer.assess_series(series)  # write_derived_series enhances file by file
                 derived = write_derived_series(files, partial(enhancer.enhance_stack, kind=kind), dest,
                                                scale=enhancer.scale,
                                                provenance=enhancer.provenance,

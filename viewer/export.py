@@ -28,6 +28,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from srgan.atomic import atomic_path
+from srgan.consistency import Choice
 from srgan.errors import InputError
 from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
 from srgan.provenance import DISCLAIMER, Provenance
@@ -83,14 +84,14 @@ def series_files_of(series) -> list[Path]:
 
 
 def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
-                   cancel: Callable[[], bool] | None = None, kind: float | None = None) -> StackEnhance:
+                   cancel: Callable[[], bool] | None = None, kind: Choice | None = None) -> StackEnhance:
     """A callable (N, H, W) float32 → (N, sH, sW) float32 for :func:`write_derived_series`.
 
     Accepted: an object with ``enhance_stack(stack)`` (``srgan.enhance.Enhancer``; locks itself), an object
     with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional) is
     held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
-    mosaic or multi-frame file. ``kind``: the series' LR-kind estimate, handed to every ``enhance_stack`` call
-    (it is called file by file; without it each file would get its own estimate).
+    mosaic or multi-frame file. ``kind``: the series' ``Choice`` (``Enhancer.assess_series``), handed to every ``enhance_stack``
+    call (it is called file by file; without it each file would get its own estimate and projection).
     """
     def guarded(fn, *args):
         if lock is None:
@@ -136,7 +137,7 @@ def _scale_of(enhancer_like, scale: int | None, provenance: Provenance | None) -
 def run_export(series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like, scale: int | None = None,
                provenance: Provenance | None = None, progress: Callable[[int, int], None] | None = None,
                cancel: Callable[[], bool] | None = None, lock: threading.Lock | None = None,
-               kind: float | None = None) -> DerivedReport:
+               kind: Choice | None = None) -> DerivedReport:
     """Write the derived ×``scale`` series of ``series_files`` into the new folder ``out_dir``; ``kind`` as in
     :func:`stack_enhancer`.
 
@@ -183,7 +184,7 @@ class ExportWorker(QtCore.QObject):
                  scale: int | None = None, provenance: Provenance | None = None,
                  lock: threading.Lock | None = None, series=None):
         super().__init__()
-        self.series = series  # a ``dicom_series.Series``: its LR-kind estimate is made here, off the GUI thread
+        self.series = series  # a ``dicom_series.Series``: its LR-kind choice is made here, off the GUI thread
         self.series_files = [Path(f) for f in series_files]
         self.out_dir = Path(out_dir)
         self._enhancer = enhancer_like
@@ -201,8 +202,8 @@ class ExportWorker(QtCore.QObject):
     @QtCore.Slot()
     def run(self) -> None:
         try:
-            kind_of = getattr(self._enhancer, "kind_of_series", None)
-            kind = kind_of(self.series) if kind_of is not None and hasattr(self.series, "pixels") else None
+            assess = getattr(self._enhancer, "assess_series", None)
+            kind = assess(self.series) if assess is not None and hasattr(self.series, "pixels") else None
             report = run_export(self.series_files, self.out_dir, self._enhancer, scale=self._scale,
                                 provenance=self._provenance, progress=self.progress.emit,
                                 cancel=self._cancel.is_set, lock=self._lock, kind=kind)

@@ -163,14 +163,17 @@ def enhanced_label(scale: int, model: str | None, version: str | None, state: st
     return lines
 
 
-def lr_kind_line(p_kspace: float | None) -> str | None:
-    """What the model took the displayed series for (``srgan.lr_kind``): "k-space" (truncated k-space, as MR
-    scanners acquire: ringing, flat spectrum to Nyquist) or "smooth" (filtered / interpolated, bicubic-like),
-    with the estimate; None for a model without the LR-kind input."""
+def lr_kind_line(p_kspace: float | None, log_ratio: float | None = None) -> str | None:
+    """What the model's detector took the displayed series for (``srgan.lr_kind``): "k-space" (truncated
+    k-space, as MR scanners acquire: ringing, flat spectrum to Nyquist) or "smooth" (filtered / interpolated,
+    bicubic-like), with the estimate and, where ``auto`` ran it, the residual test (``srgan.consistency``:
+    negative where k-space truncation reproduces the input better); None for a model without the LR-kind
+    input."""
     if p_kspace is None:
         return None
     word = "k-space" if p_kspace >= 0.8 else "smooth" if p_kspace <= 0.2 else "unsure"
-    return f"LR kind: {word} (P k-space {p_kspace:.2f})"
+    test = "" if log_ratio is None else f", residual test {log_ratio:+.2f}"
+    return f"LR kind: {word} (P k-space {p_kspace:.2f}{test})"
 
 
 def slice_position_mm(position: Sequence[float] | None, orientation: Sequence[float] | None) -> float | None:

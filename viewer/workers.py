@@ -27,6 +27,7 @@ from typing import Any, Hashable
 import numpy as np
 from PySide6 import QtCore
 
+from srgan.consistency import decide
 from srgan.errors import InputError
 from viewer.difference import tta_spread
 
@@ -294,7 +295,8 @@ class EnhanceWorker(_QueueThread):
         (the one in force, after the card's default), ``config``;
       ``lr_kind(key, info)`` — the LR-kind estimate of a series (``key`` with volume 0, slice −1), made once per
         series and model before its first slice is enhanced: dict ``p`` (P(k-space), None for models without
-        the LR-kind input) and ``consistency`` (the projection applied, ``auto`` resolved);
+        the LR-kind input), ``consistency`` (the projection applied, ``auto`` resolved) and ``log_ratio`` (the
+        residual test of ``srgan.consistency``, None where it was not run);
       ``failed(message)`` — a model that cannot load (no weights, bad device) or an error while enhancing;
         the queue is dropped and nothing is retried until the next request.
     """
@@ -310,7 +312,7 @@ class EnhanceWorker(_QueueThread):
                  threads: int | None = None, cache_bytes: int = 1536 * 2**20):
         super().__init__(parent)
         self.results = ArrayCache(cache_bytes)
-        self._kinds: dict[tuple, float | None] = {}  # LR-kind estimate per (series, model), worker thread only
+        self._kinds: dict[tuple, object] = {}  # Choice (or None) per (series, model), worker thread only
         self.spreads = ArrayCache(max(cache_bytes // 8, 64 * 2**20))
         self._config = config or EnhanceConfig()
         self._threads = threads
@@ -465,15 +467,17 @@ class EnhanceWorker(_QueueThread):
         if self._current(job):
             self.spread_ready.emit(key, spread)
 
-    def _kind(self, enhancer, job: _Job, config: EnhanceConfig) -> float | None:
-        """One LR-kind estimate per series, from its first volume (``Enhancer.kind_of_series``), as
-        ``srgan enhance`` and the series export make it, so every slice, the TTA spread and the export agree;
-        None for models without the LR-kind input."""
+    def _kind(self, enhancer, job: _Job, config: EnhanceConfig):
+        """One ``Choice`` per series (LR-kind estimate and projection), from its first volume
+        (``Enhancer.assess_series``), as ``srgan enhance`` and the series export make it, so every slice, the TTA
+        spread and the export agree; None for models without the LR-kind input (each slice decides alone)."""
         key = self.key(job.series, 0, -1, config)
         if key not in self._kinds:
-            p = enhancer.kind_of_series(job.series)
-            self._kinds[key] = p
-            self.lr_kind.emit(key, {"p": p, "consistency": enhancer.consistency_for(p)})
+            choice = enhancer.assess_series(job.series)
+            self._kinds[key] = choice
+            applied = choice.applied if choice is not None else decide(enhancer.consistency, None, enhancer.scale).applied
+            self.lr_kind.emit(key, {"p": None if choice is None else choice.p_kspace, "consistency": applied,
+                                    "log_ratio": None if choice is None else choice.log_ratio})
         return self._kinds[key]
 
     def _advance(self, job: _Job) -> None:

@@ -121,7 +121,7 @@ def test_a_stack_gets_one_lr_kind_estimate_for_all_its_slices(tmp_path):
 
 def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_auto_chose(shared_data, tmp_path):
     """``write_derived_series`` enhances file by file (one slice each here): every call must still get the
-    series' estimate, the one the viewer shows (``kind_of_series``), not the file's own."""
+    series' choice, the one the viewer shows (``assess_series``), not the file's own."""
     from srgan.enhance_files import enhance_path
     from srgan.io.dicom_series import scan
     from tests.conftest import make_tiny_weights
@@ -129,7 +129,7 @@ def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_au
     src = shared_data / "dicom" / "siemens_prisma_t1_sag_hfs"
     e = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), device="cpu", threads=1,
                  consistency="auto")
-    expected = e.kind_of_series(scan(src).series[0])
+    expected = e.assess_series(scan(src).series[0])
     seen, original = [], e.enhance_stack
 
     def recording(stack, **kw):
@@ -141,10 +141,10 @@ def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_au
     report = enhance_path(src, tmp_path / "out", e, log=lines.append)
     assert len(report.written) == 35 and {n for n, _ in seen} == {1}
     assert {k for _, k in seen} == {expected}
-    assert e.kind_of(scan(src).series[0].pixels(0, 17)[None]) != pytest.approx(expected, abs=1e-3), \
+    assert e.kind_of(scan(src).series[0].pixels(0, 17)[None]) != pytest.approx(expected.p_kspace, abs=1e-3), \
         "a slice's own estimate differs: the test can tell them apart"
-    applied = e.consistency_for(expected)
-    assert any(f"P(k-space LR) {expected:.2f}: consistency {applied}" in line for line in lines), lines
+    assert expected.note().startswith(f"P(k-space LR) {expected.p_kspace:.2f}")
+    assert any(expected.note() in line for line in lines), lines
 
 
 def test_a_4d_nifti_gets_the_first_volume_estimate_at_every_time_point(tmp_path):
@@ -170,6 +170,6 @@ def test_a_4d_nifti_gets_the_first_volume_estimate_at_every_time_point(tmp_path)
     e.enhance_stack = recording
     out = enhance_nifti_file(src, tmp_path / "out", e, axis=None)
     assert nib.load(out).shape == (48, 40, 6, 2)
-    first = e.kind_of(np.ascontiguousarray(np.transpose(data[..., 0], (2, 0, 1))))
-    assert seen == [pytest.approx(first)] * 2
-    assert e.kind_of(np.ascontiguousarray(np.transpose(data[..., 1], (2, 0, 1)))) != pytest.approx(first, abs=1e-3)
+    first = e.assess(np.ascontiguousarray(np.transpose(data[..., 0], (2, 0, 1))))
+    assert seen == [first] * 2
+    assert e.kind_of(np.ascontiguousarray(np.transpose(data[..., 1], (2, 0, 1)))) != pytest.approx(first.p_kspace, abs=1e-3)

@@ -211,7 +211,7 @@ def test_export_with_real_enhancer(qtbot, trio_files, tiny_weights, tmp_path):
 
 
 def test_export_gives_every_file_the_series_lr_kind_estimate(qtbot, hfs_series, tmp_path):
-    """Exported slices are enhanced as the viewer shows them: with the series' estimate, though the writer calls
+    """Exported slices are enhanced as the viewer shows them: with the series' choice, though the writer calls
     the enhancer file by file (one slice each here)."""
     import torch
 
@@ -220,7 +220,7 @@ def test_export_gives_every_file_the_series_lr_kind_estimate(qtbot, hfs_series, 
     from viewer.export import export_series_dialog
     torch.set_num_threads(1)
     enhancer = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), scale=2, device="cpu")
-    expected = enhancer.kind_of_series(hfs_series)
+    expected = enhancer.assess_series(hfs_series)
     seen, original = [], enhancer.enhance_stack
 
     def recording(stack, **kw):

@@ -178,7 +178,7 @@ def test_disagreement_overlay_follows_the_worker(qtbot, tiny_weights, hfs_folder
 
 def test_auto_consistency_shows_the_lr_kind_estimate_and_what_it_chose(qtbot, hfs_folder, tmp_path):
     """With an LR-kind model the enhanced pane says what the model took the series for and, under "auto",
-    which projection that chose: the same ``Enhancer.consistency_for`` as ``srgan enhance``."""
+    which projection that chose: the same ``Enhancer.assess_series`` as ``srgan enhance`` and the export."""
     from tests.conftest import make_tiny_weights
     weights = make_tiny_weights(tmp_path, 2, kind_input=True)
     w = _window(qtbot, weights, consistency="auto")
@@ -187,9 +187,12 @@ def test_auto_consistency_shows_the_lr_kind_estimate_and_what_it_chose(qtbot, hf
         _open_enhanced(qtbot, w, hfs_folder)
         info = w.lr_kinds[w.enhancer.key(w.series, 0, -1)]
         assert 0.0 <= info["p"] <= 1.0
-        assert info["consistency"] == w.enhancer.enhancer.consistency_for(info["p"])
+        choice = w.enhancer.enhancer.assess_series(w.series)
+        assert (info["p"], info["consistency"], info["log_ratio"]) == (choice.p_kspace, choice.applied, choice.log_ratio)
         label = w.right.corner_text("top_right")
         assert f"P k-space {info['p']:.2f}" in label
+        if choice.log_ratio is not None:
+            assert f"residual test {choice.log_ratio:+.2f}" in label
         names = {"off": "off", "bicubic": "bicubic", "kspace": "k-space"}
         assert f"data consistency: auto → {names[info['consistency']]}" in label
         assert label.splitlines()[-1] == "not for primary diagnosis"
