@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['peak_rss_mib']:.0f} | {vs} |")
     print(f"\n# Whole per-slice path of `srgan enhance` (Enhancer.enhance on a real LR slice, "
           f"{args.threads} threads, median of {args.runs})\n")
-    print("| model | scale | LR made by | consistency (card) | P(k-space) | residual test | applied | ms/slice (median) "
-          "| ms/slice (min) | vs seed |")
+    print("| model | scale | LR made by | consistency (card) | P(k-space) | residual test | applied "
+          "| ms/slice (median) | ms/slice (min) | vs seed |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r, vs in zip(pipeline, vs_seed(pipeline)):
         p = "–" if r["p_kspace"] is None else f"{r['p_kspace']:.2f}"

@@ -90,8 +90,9 @@ def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
     Accepted: an object with ``enhance_stack(stack)`` (``srgan.enhance.Enhancer``; locks itself), an object
     with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional) is
     held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
-    mosaic or multi-frame file. ``kind``: the series' ``Choice`` (``Enhancer.assess_series``), handed to every ``enhance_stack``
-    call (it is called file by file; without it each file would get its own estimate and projection).
+    mosaic or multi-frame file. ``kind``: the series' ``Choice`` (``Enhancer.assess_series``), handed to every
+    ``enhance_stack`` call (it is called file by file; without it each file would get its own estimate and
+    projection).
     """
     def guarded(fn, *args):
         if lock is None:

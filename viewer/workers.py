@@ -475,9 +475,8 @@ class EnhanceWorker(_QueueThread):
         if key not in self._kinds:
             choice = enhancer.assess_series(job.series)
             self._kinds[key] = choice
-            applied = choice.applied if choice is not None else decide(enhancer.consistency, None, enhancer.scale).applied
-            self.lr_kind.emit(key, {"p": None if choice is None else choice.p_kspace, "consistency": applied,
-                                    "log_ratio": None if choice is None else choice.log_ratio})
+            shown = choice or decide(enhancer.consistency, None, enhancer.scale)  # None: no LR-kind estimate
+            self.lr_kind.emit(key, {"p": shown.p_kspace, "consistency": shown.applied, "log_ratio": shown.log_ratio})
         return self._kinds[key]
 
     def _advance(self, job: _Job) -> None:

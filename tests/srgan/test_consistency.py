@@ -106,7 +106,8 @@ def test_residual_test_tells_which_degradation_made_the_lr(hr, scale):
         # rounded LR, as stored: the ratio is finite and agrees with the float64 residuals
         lr8 = np.round(lr * 255) / 255
         blurred = interpolate(lr8.astype(np.float32), scale)
-        expected = np.log(relative_residual(blurred, lr8, scale, "kspace") / relative_residual(blurred, lr8, scale, "bicubic"))
+        expected = np.log(relative_residual(blurred, lr8, scale, "kspace")
+                          / relative_residual(blurred, lr8, scale, "bicubic"))
         assert residual_log_ratio(blurred, lr8, scale) == pytest.approx(expected, abs=1e-3)
     with pytest.raises(ValueError, match="not LR shape"):
         residual_log_ratio(hr, hr[::3, ::3], scale)
