@@ -733,8 +733,8 @@ class MainWindow(QtWidgets.QMainWindow):
             consistency = self.consistency_in_force()
             if consistency == "auto" and kind.get("consistency"):
                 consistency += " → " + CONSISTENCY_NAMES.get(kind["consistency"], kind["consistency"])
-            extra = [overlays.lr_kind_line(kind.get("p"), kind.get("log_ratio")), f"data consistency: {consistency}"]
-            label[len(label) - 1:len(label) - 1] = [line for line in extra if line]
+            extra = overlays.lr_kind_lines(kind.get("p"), kind.get("log_ratio")) + [f"data consistency: {consistency}"]
+            label[len(label) - 1:len(label) - 1] = extra
         self.right.set_corner("top_right", label, color)
         self.right.set_corner("bottom_left", sl)
         self.right.set_corner("bottom_right", overlays.display_lines(

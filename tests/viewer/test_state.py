@@ -155,3 +155,12 @@ def test_overlay_text():
     assert overlays.enhanced_label(2, None, None, "error") == ["Interpolated ×2 (bicubic)", "AI enhancement failed"]
     assert overlays.enhanced_label(2, "m", "v", "interpolated")[0] == "Interpolated ×2 (bicubic)"
     assert overlays.slice_position_mm((10, 20, 30), (0, 1, 0, 0, 0, -1)) == pytest.approx(-10)
+
+
+def test_lr_kind_lines_stay_short_and_say_which_degradation_fits():
+    assert overlays.lr_kind_lines(None) == []
+    assert overlays.lr_kind_lines(0.97) == ["LR kind: k-space (P k-space 0.97)"]
+    lines = overlays.lr_kind_lines(0.0, -0.34)
+    assert lines == ["LR kind: smooth (P k-space 0.00)", "residual test -0.34: k-space fits"]
+    assert overlays.lr_kind_lines(0.55, 1.41)[1] == "residual test +1.41: bicubic fits"
+    assert max(len(line) for line in lines) <= 34  # the corner elides longer lines in a half-width pane
