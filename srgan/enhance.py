@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -174,7 +174,7 @@ class Enhancer:
             return ""
         return self.last_choice.note()
 
-    def _assess(self, stack: np.ndarray, p_kspace: float | None, norms: list[Normalizer] | None = None, *,
+    def _assess(self, stack: np.ndarray, p_kspace: float | None, norms: Sequence[Normalizer] | None = None, *,
                 consistency: str | None = None) -> tuple[Choice, dict[int, np.ndarray]]:
         """``assess``, plus the generator's outputs (before projection) it made on the way, by slice index, when
         they are what ``enhance_stack`` would compute anyway (made with the chosen LR-kind input)."""
@@ -186,15 +186,15 @@ class Enhancer:
         sample = kind_sample(len(stack))
         middle = len(sample) // 2
         picks = [int(k) for k in sample[max(0, middle - TEST_SLICES // 2):][:TEST_SLICES]]
-        norms = norms or [Normalizer.fit(stack[k]) for k in range(len(stack))]
-        outputs = self._raw(stack, picks, norms, p_kspace)
+        outputs = self._raw(stack, picks, norms or {k: Normalizer.fit(stack[k]) for k in picks}, p_kspace)
         ratio = float(np.median([residual_log_ratio(outputs[k], stack[k], self.scale) for k in picks]))
         choice = decide(consistency, p_kspace, self.scale, ratio)
         return choice, (outputs if choice.model_p == p_kspace else {})
 
-    def _raw(self, stack: np.ndarray, picks: list[int], norms: list[Normalizer],
+    def _raw(self, stack: np.ndarray, picks: list[int], norms: Sequence[Normalizer] | dict[int, Normalizer],
              kind: float | None) -> dict[int, np.ndarray]:
-        """Generator outputs in modality units (no projection) of the slices ``picks``, by index."""
+        """Generator outputs in modality units (no projection) of the slices ``picks``, by index (``norms``: the
+        slices' normalisers, indexed the same way)."""
         import torch
 
         out = {}
