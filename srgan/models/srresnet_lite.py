@@ -26,6 +26,8 @@ DDP on CPU diverge from single-process training.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,28 @@ from srgan.lr_kind import KindDetector
 
 BASES = ("bicubic", "zerofill")
 UPSAMPLERS = ("shuffle", "progressive")
+# Up to this LR side the bicubic base is two products with cached (s·n, n) matrices: 0.06 ms instead of 0.23 ms
+# for a 64² slice at ×4 (5 % of the whole model). The matrices are F.interpolate applied to the identity, so both
+# paths are the same linear map (outputs agree to 3e-7); for larger slices the dense products cost more than
+# interpolation's four taps per output.
+MATRIX_BASE_MAX_SIDE = 128
+
+
+@lru_cache(maxsize=16)
+def _bicubic_matrix(n: int, scale: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    eye = torch.eye(n, dtype=dtype, device=device)[None, None]
+    return F.interpolate(eye, size=(n * scale, n), mode="bicubic", align_corners=False)[0, 0]
+
+
+def bicubic_base(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)`` of ``(B, C, h, w)``, faster
+    for small slices (``MATRIX_BASE_MAX_SIDE``)."""
+    h, w = x.shape[-2:]
+    if max(h, w) > MATRIX_BASE_MAX_SIDE or x.dtype not in (torch.float32, torch.float64):
+        return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    rows = _bicubic_matrix(h, scale, x.dtype, str(x.device))
+    cols = _bicubic_matrix(w, scale, x.dtype, str(x.device))
+    return rows @ x @ cols.T
 
 
 class ResidualBlock(nn.Module):
@@ -95,7 +119,7 @@ class SRResNetLite(nn.Module):
         """The interpolation the residual is added to, ``(B, 1, h, w)`` → ``(B, 1, s·h, s·w)``."""
         if self.base == "zerofill":
             return zerofill_base(x, self.scale)
-        return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return bicubic_base(x, self.scale)
 
     def forward(self, x, base=None, kind=None):
         """``base``: ``self.upsample`` of the whole slice, cropped like ``x``; ``kind``: ``(B,)``

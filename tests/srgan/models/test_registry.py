@@ -140,3 +140,17 @@ def test_kind_input_takes_the_detector_estimate_or_a_given_one():
     # the plane changes the output, so the network can act on it
     assert not torch.allclose(g(x, kind=torch.zeros(2)), g(x, kind=torch.ones(2)))
     assert "kind.weight" in g.state_dict()  # the detector is saved (and hash-checked) with the weights
+
+
+@pytest.mark.parametrize("shape, scale", [((2, 1, 64, 48), 4), ((1, 1, 128, 128), 2), ((1, 1, 130, 64), 2),
+                                          ((3, 1, 17, 29), 4)])
+def test_bicubic_base_is_interpolation_on_both_paths(shape, scale):
+    """The cached-matrix path for small slices and F.interpolate for large ones are the same linear map."""
+    import torch.nn.functional as F
+
+    from srgan.models.srresnet_lite import bicubic_base
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    out = bicubic_base(x, scale)
+    assert out.shape == expected.shape
+    assert torch.allclose(out, expected, atol=1e-6)
