@@ -84,11 +84,15 @@ def spectral_features(lr: torch.Tensor) -> torch.Tensor:
     """``(B, 1, h, w)`` whole LR slices, any intensity units → ``(B, N_FEATURES)`` float64 features."""
     x = lr.detach().to(torch.float64)
     x = x - x.mean(dim=(-2, -1), keepdim=True)
-    rows = (torch.fft.rfft(x, dim=-1).abs() ** 2).mean(dim=(1, 2))   # (B, w//2+1)
-    cols = (torch.fft.rfft(x, dim=-2).abs() ** 2).mean(dim=(1, 3))   # (B, h//2+1)
+    h, w = x.shape[-2:]
+    power = torch.fft.fft2(x[:, 0]).abs() ** 2   # (B, h, w)
+    # The mean 1-D power spectrum of the rows (columns) is, by Parseval along the other axis, the 2-D power summed
+    # over the other frequency / that axis' length²: one FFT instead of three (60 µs of 190 for a 64² slice).
+    rows = power[..., : w // 2 + 1].sum(dim=-2) / (h * h)   # (B, w//2+1)
+    cols = power[..., : h // 2 + 1, :].sum(dim=-1) / (w * w)   # (B, h//2+1)
     lb = (_band_log_power(rows) + _band_log_power(cols)) / 2
     lb = lb - lb[:, :1]
-    cells = _cell_log_power((torch.fft.fft2(x[:, 0]).abs() ** 2))
+    cells = _cell_log_power(power)
     return torch.cat([lb[:, 1:], torch.diff(lb, dim=-1)[:, -N_SLOPES:], cells], dim=-1)
 
 

@@ -34,6 +34,20 @@ def test_features_ignore_intensity_scale_and_offset_and_survive_tiny_images():
     assert torch.isfinite(spectral_features(torch.rand(1, 1, 4, 3))).all()
 
 
+def test_band_features_are_the_mean_row_and_column_spectra():
+    """The 1-D band powers come from the 2-D spectrum (Parseval): they equal the definition, the power of every
+    row's and every column's own FFT averaged (odd and even sizes)."""
+    from srgan.lr_kind import N_BANDS, _band_log_power
+    for shape in ((2, 1, 40, 52), (1, 1, 17, 29)):
+        x = torch.rand(*shape, dtype=torch.float64)
+        x = x - x.mean(dim=(-2, -1), keepdim=True)
+        rows = (torch.fft.rfft(x, dim=-1).abs() ** 2).mean(dim=(1, 2))
+        cols = (torch.fft.rfft(x, dim=-2).abs() ** 2).mean(dim=(1, 3))
+        lb = (_band_log_power(rows) + _band_log_power(cols)) / 2
+        lb = lb - lb[:, :1]
+        assert torch.allclose(spectral_features(x)[:, :N_BANDS - 1], lb[:, 1:], atol=1e-12)
+
+
 def test_unfitted_detector_is_undecided():
     d = KindDetector()
     assert torch.equal(d(torch.rand(3, 1, 16, 16)), torch.full((3,), 0.5))
