@@ -29,9 +29,10 @@ def _enhance_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-non-anatomy", action="store_true",
                    help="DICOM: also enhance phase, field-map, ADC/trace, localizer and AI-derived images")
     p.add_argument("--consistency", choices=("off", "bicubic", "kspace", "auto"),
-                   help="project the output so that degrading it reproduces the input; auto: the projection the "
-                        "model's LR-kind estimate of each input is confident about, else none (default: the model "
-                        "card's recommendation, else off); the wrong model lowers quality")
+                   help="project the output so that degrading it reproduces the input; auto: per input, k-space if "
+                        "the model's LR-kind estimate is sure of it, else the degradation that reproduces the input "
+                        "from the output better, none where unclear (default: the model card's recommendation, else "
+                        "off); the wrong model lowers quality")
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary")
     return p

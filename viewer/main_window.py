@@ -34,7 +34,7 @@ _KEEP = object()
 HEADER_PRESET = "Header"  # the series' own window (DICOM WindowCenter/Width), or the robust one if it has none
 DISAGREEMENT_LABEL = "Model disagreement (TTA spread)"
 CONSISTENCY_CHOICES = ((None, "Model &default"), ("off", "&Off"), ("bicubic", "&Bicubic"), ("kspace", "&k-space"),
-                       ("auto", "&Automatic (from the LR-kind estimate)"))
+                       ("auto", "&Automatic (LR-kind estimate and residual test)"))
 CONSISTENCY_NAMES = {"off": "off", "bicubic": "bicubic", "kspace": "k-space", "auto": "auto",
                      None: CONSISTENCY_DEFAULT}
 
