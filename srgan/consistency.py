@@ -20,18 +20,19 @@ How ``auto`` decides, per acquisition (one stack, series or volume):
    bicubic projection; in between, nothing.
 
 Why these thresholds: measured on 60 *training* Kaggle slices per scale made both ways (LR as
-``shared/tools/contract_check.py`` makes it, 8-bit; the held-out slices were not used), with the ×4 fidelity
-candidate and the bundled ×2 fidelity model. ×4: the detector is sure of almost every k-space slice, and the test
-pass runs on slices it took for smooth (P ≈ 0), where r separates the two kinds completely (k-space at most +0.25,
-bicubic at least +1.16); the k-space threshold 0.7 is where Gaussians fitted to the two classes are equally likely
-(missing a k-space LR and wrongly projecting a bicubic one cost about the same, ~0.8 dB), and the bicubic
-projection, which gains only +0.03 dB where right and costs ~2 dB where wrong, waits for r inside the bicubic class
-(1.0). ×2: the detector is less sure (k-space slices at P 0.25–0.8), r of a pass at such a P separates less well
-(k-space up to −0.32, two bicubic slices at −0.37 and −0.02), so the band where neither is applied is set where
-the classes overlap (−0.4 to 0.5); there the bicubic projection is worth more (+0.1 to +1 dB on slices the
-detector was unsure of, once the generator is re-run told "smooth"). On those training slices the rule gains
-+0.01 / +0.06 dB (×4, bicubic / k-space LR) and +0.06 / +0.08 dB (×2) over the detector-only rule before (k-space
-if P >= 0.8, bicubic if P <= 0.02), which took a k-space LR for bicubic whenever the detector did.
+``shared/tools/contract_check.py`` makes it, 8-bit; the held-out slices were not used), with the bundled ×4 and
+×2 fidelity models; ``benchmarks/auto_consistency.py`` reproduces the numbers. ×4: the detector is sure of almost
+every k-space slice, and r of its pass separates the two kinds completely (k-space at most −0.29, bicubic at
+least +1.16; with the generator told "smooth", k-space at most +0.25); the k-space threshold 0.7 is where
+Gaussians fitted to the two classes are equally likely (missing a k-space LR and wrongly projecting a bicubic one
+cost about the same, ~0.8 dB), and the bicubic projection, which gains only +0.03 dB where right and costs ~2 dB
+where wrong, waits for r inside the bicubic class (1.0). ×2: the detector is less sure (k-space slices at P
+0.25–0.8), and r of a pass at such a P separates less well (k-space up to −0.32, two bicubic slices at −0.37 and
+−0.02), so the band where neither is applied is set where the classes overlap (−0.4 to 0.5); there the bicubic
+projection is worth more (+0.1 to +1 dB on slices the detector was unsure of, once the generator is re-run told
+"smooth"). On those training slices the rule gains +0.01 / +0.06 dB (×4, bicubic / k-space LR) and +0.06 / +0.08
+dB (×2) over the detector-only rule before (k-space if P >= 0.8, bicubic if P <= 0.02), which took a k-space LR
+for bicubic whenever the detector did.
 """
 from __future__ import annotations
 

@@ -152,3 +152,27 @@ def test_auto_is_off_for_a_model_without_the_lr_kind_input(tiny_weights):
     lr = (np.random.default_rng(0).random((24, 20)) * 1000 + 200).astype(np.float32)
     assert auto.kind_of(lr[None]) is None and auto.assess(lr[None]).applied == "off"
     np.testing.assert_array_equal(auto.enhance(lr), off.enhance(lr))
+
+
+def test_auto_consistency_benchmark_separates_the_kinds_on_training_slices(shared_data, tmp_path, capsys):
+    """``benchmarks/auto_consistency.py`` (where the thresholds come from) on 3 training slices of the bundled ×4:
+    bicubic LR gives r above the k-space threshold band, k-space LR below, and the rule's gains are reported."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from srgan.consistency import RATIO_BICUBIC, RATIO_KSPACE
+    from srgan.weights import bundled_weights
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "auto_consistency.py"
+    spec = importlib.util.spec_from_file_location("auto_consistency", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "rows.json"
+    assert module.main(["--weights", str(bundled_weights(4)), "--scale", "4", "--n", "3", "--threads", "1",
+                        "--data", str(shared_data / "kaggle-brain-tumor-mri"), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 6
+    assert all(r["detector"]["r"] >= RATIO_BICUBIC[4] for r in rows if r["kind"] == "bicubic")
+    assert all(r["detector"]["r"] <= RATIO_KSPACE[4] for r in rows if r["kind"] == "kspace")
+    text = capsys.readouterr().out
+    assert "| now: detector, then residual test |" in text and "command: python benchmarks/auto_consistency.py" in text
