@@ -15,8 +15,9 @@ linear sub-pixel conv was the bottleneck: same 8×32 trunk, 1000 quick steps on 
 measurable difference (+2.42/+1.88 vs +2.46/+1.91).
 
 ``up_channels`` narrows the 2× grid of the ×4 progressive upsampler: a channel there costs four LR channels.
-The bundled ×4 uses 6 blocks and ``up_channels=16``: 9.8–10.6 ms per 64² → 256² slice on 2 CPU threads against
-14.1 ms for 8 blocks at full width, the margin the 50×-faster-than-seed bar needs (``benchmarks/bench_inference.py``).
+The bundled ×4 used 6 blocks and ``up_channels=16`` (session 4: 9.8–10.6 ms per 64² → 256² slice on 2 CPU threads
+against 14.1 ms for 8 blocks at full width, on that machine); since session 7 it has 7 blocks (about 5 ms on
+today's machine, about 10 % more than 6 blocks: at the 50×-faster-than-seed bar, ``benchmarks/bench_inference.py``).
 
 ``base``: the zero-filled base looked better on crops but lost on whole held-out slices once the upsampler was
 fixed (same quick runs): ×4 progressive +1.41/+1.00 (zerofill) vs +1.75/+1.11 (bicubic); ×2 +2.14/+1.88 vs +2.42/+1.88. The
