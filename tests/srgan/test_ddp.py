@@ -59,14 +59,15 @@ def test_two_gloo_ranks_match_one_process(images, tmp_path):
            "-m", "srgan.train", *args(images, tmp_path / "ddp")]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "(2 processes)" in p.stdout
+    assert "(2 processes)" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
     torch.set_num_threads(1)
     assert train.main(args(images, tmp_path / "single")) == 0
     a = torch.load(tmp_path / "ddp" / train.CKPT, weights_only=True)
     b = torch.load(tmp_path / "single" / train.CKPT, weights_only=True)
     assert a["step"] == b["step"] == 3 + D_STEPS
-    assert max_diff(a["G"], b["G"]) < 1e-5
-    assert max_diff(a["ema"], b["ema"]) < 1e-5
+    # the differences in the messages: one unexplained failure under a loaded `-n 2` run (session 7)
+    assert max_diff(a["G"], b["G"]) < 1e-5, max_diff(a["G"], b["G"])
+    assert max_diff(a["ema"], b["ema"]) < 1e-5, max_diff(a["ema"], b["ema"])
     for i, st in b["opt_d"]["state"].items():
         assert (a["opt_d"]["state"][i]["exp_avg"] - st["exp_avg"]).abs().max() < 1e-7
     assert max_diff(a["D"], b["D"]) <= 2 * LR_D * D_STEPS * 1.01
