@@ -111,7 +111,7 @@ def describe(choice: str) -> str:
 def residual_log_ratio(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
     """log(‖K(SR) − LR‖ / ‖B(SR) − LR‖) of an ``(s·h, s·w)`` SR image and its ``(h, w)`` LR input, same units:
     negative where k-space truncation reproduces the LR better than antialiased bicubic. Single precision torch,
-    with the projections' cached operators (about 1 ms for a 256² SR image)."""
+    with the projections' cached operators (0.3–0.6 ms for a 256² SR image on two threads)."""
     import torch
 
     x = torch.as_tensor(np.asarray(sr, dtype=np.float32))

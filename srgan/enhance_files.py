@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from srgan.consistency import Choice
 from srgan.errors import InputError
 
 Log = Callable[[str], None]
@@ -97,7 +98,7 @@ def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> P
 
     vol = load_nifti(src)
     dst = output if output.name.lower().endswith((".nii", ".nii.gz")) else output / f"{nifti_stem(src)}.nii.gz"
-    first: list = []
+    first: list[Choice] = []
 
     def enhance_stack(stack: np.ndarray) -> np.ndarray:
         """A 4D volume is enhanced time point by time point, all with the first one's choice (the rule of

@@ -27,7 +27,7 @@ from typing import Any, Hashable
 import numpy as np
 from PySide6 import QtCore
 
-from srgan.consistency import decide
+from srgan.consistency import Choice, decide
 from srgan.errors import InputError
 from viewer.difference import tta_spread
 
@@ -312,7 +312,7 @@ class EnhanceWorker(_QueueThread):
                  threads: int | None = None, cache_bytes: int = 1536 * 2**20):
         super().__init__(parent)
         self.results = ArrayCache(cache_bytes)
-        self._kinds: dict[tuple, object] = {}  # Choice (or None) per (series, model), worker thread only
+        self._kinds: dict[tuple, Choice | None] = {}  # per (series, model), worker thread only
         self.spreads = ArrayCache(max(cache_bytes // 8, 64 * 2**20))
         self._config = config or EnhanceConfig()
         self._threads = threads
@@ -467,7 +467,7 @@ class EnhanceWorker(_QueueThread):
         if self._current(job):
             self.spread_ready.emit(key, spread)
 
-    def _kind(self, enhancer, job: _Job, config: EnhanceConfig):
+    def _kind(self, enhancer, job: _Job, config: EnhanceConfig) -> Choice | None:
         """One ``Choice`` per series (LR-kind estimate and projection), from its first volume
         (``Enhancer.assess_series``), as ``srgan enhance`` and the series export make it, so every slice, the TTA
         spread and the export agree; None for models without the LR-kind input (each slice decides alone)."""
