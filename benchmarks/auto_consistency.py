@@ -3,10 +3,10 @@
 For a model and scale, on ``--n`` random Kaggle slices of the model's *training* split (its card's
 ``data.val_groups`` are left out, so thresholds are never chosen on held-out slices), LR made both ways as
 ``shared/tools/contract_check.py`` makes it (antialiased bicubic or central 1/s of k-space, rounded to 8 bit):
-the detector's P(k-space), the residual test r of ``srgan.consistency`` on the generator's output made with that
+the detector's P(k-space), the residual test r of ``srgan.inference.consistency`` on the generator's output made with that
 P, and the gain over bicubic interpolation of every projection with the generator told P, 0 or 1. Prints the
 distribution of r per kind and the rows' mean gains under session 6's detector-only rule, the rule in
-``srgan.consistency`` now, and the right kind always (an oracle).
+``srgan.inference.consistency`` now, and the right kind always (an oracle).
 
     python benchmarks/auto_consistency.py --weights resources/weights/brainsr-x4-fidelity.safetensors --scale 4
 """
@@ -38,9 +38,9 @@ def measure(weights: Path, scale: int, files: list[Path]) -> list[dict]:
     from PIL import Image
     from skimage.metrics import peak_signal_noise_ratio as psnr
 
-    from srgan.consistency import Choice, project, residual_log_ratio
+    from srgan.inference.consistency import Choice, project, residual_log_ratio
     from srgan.degrade import bicubic_down, kspace_truncate
-    from srgan.enhance import Enhancer, interpolate
+    from srgan.inference.engine import Enhancer, interpolate
 
     en = Enhancer(scale=scale, weights=weights, device="cpu", consistency="off")
     rows = []
@@ -67,8 +67,8 @@ def session6(row: dict) -> float:
 
 
 def current(row: dict, scale: int) -> float:
-    """The gain of what ``srgan.consistency.decide`` chooses for this slice."""
-    from srgan.consistency import decide, needs_test
+    """The gain of what ``srgan.inference.consistency.decide`` chooses for this slice."""
+    from srgan.inference.consistency import decide, needs_test
 
     p = row["p_kspace"]
     c = decide("auto", p, scale, row["detector"]["r"] if needs_test("auto", p) else None)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from srgan.weights import read_card
+    from srgan.models.weights import read_card
     torch.set_num_threads(args.threads)
     rows = measure(args.weights, args.scale, training_slices(args.data, read_card(args.weights), args.n, args.seed))
     if args.json:

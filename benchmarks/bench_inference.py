@@ -32,7 +32,7 @@ def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup
     """Time one model in this process (called in a fresh subprocess by ``main``)."""
     import torch
 
-    from srgan.enhance import for_inference, model_input
+    from srgan.inference.engine import for_inference, model_input
     from srgan.models import build_generator, count_parameters
 
     torch.set_num_threads(threads)
@@ -63,7 +63,7 @@ def lr_slice(scale: int, kind: str = "kspace"):
     import pydicom
 
     from srgan.degrade import bicubic_down, kspace_truncate
-    from srgan.weights import RESOURCES
+    from srgan.models.weights import RESOURCES
 
     files = sorted((RESOURCES / "sample" / "series").glob("*.dcm"))
     hr = pydicom.dcmread(files[len(files) // 2]).pixel_array.astype(np.float64)
@@ -82,9 +82,9 @@ def measure_pipeline(arch: str, kwargs: dict, scale: int, threads: int, runs: in
 
     import torch
 
-    from srgan.enhance import Enhancer
+    from srgan.inference.engine import Enhancer
     from srgan.models import build_generator
-    from srgan.weights import save_weights
+    from srgan.models.weights import save_weights
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as d:
@@ -112,7 +112,7 @@ def bundled(scale: int) -> list[tuple[str, dict, str]]:
     """(arch, kwargs without scale, label) of the model ``srgan enhance --scale`` uses by default, read from its
     card; [] if none is bundled (the card is plain JSON, so this needs no torch)."""
     from srgan.errors import InputError
-    from srgan.weights import bundled_weights, read_card
+    from srgan.models.weights import bundled_weights, read_card
 
     try:
         c = read_card(bundled_weights(scale))
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         for arch, kw, label in configs + bundled(scale):
             job = dict(arch=arch, kwargs=kw, scale=scale, threads=args.threads, runs=args.runs, warmup=args.warmup)
             results.append({**run_job(job), "label": label})
-        from srgan.weights import bundled_weights
+        from srgan.models.weights import bundled_weights
         # bicubic LR: where ``auto`` runs its residual test (k-space LR is decided by the detector alone)
         for (arch, kw, label), lr in [(("seed", args.seed_kwargs, "seed"), "kspace")] + [
                 (b, lr) for b in bundled(scale) for lr in ("kspace", "bicubic")]:

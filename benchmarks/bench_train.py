@@ -39,7 +39,7 @@ def one(a) -> dict:
     import torch
 
     from srgan.models import count_parameters
-    from srgan.train import Trainer, TrainConfig
+    from srgan.training.train import Trainer, TrainConfig
     torch.set_num_threads(a.threads)
     warm = 2
     with tempfile.TemporaryDirectory() as d:

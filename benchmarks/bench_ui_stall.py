@@ -78,7 +78,7 @@ def tiny_weights(folder: Path) -> Path:
     import torch
 
     from srgan.models import GENERATORS, build_generator
-    from srgan.weights import save_weights
+    from srgan.models.weights import save_weights
 
     torch.manual_seed(0)
     kwargs = {**GENERATORS["srresnet_lite"].TINY, "scale": 2}
@@ -132,7 +132,7 @@ def run(args) -> list[dict]:
         model = "bundled default"
         if weights is None:
             try:
-                from srgan.weights import bundled_weights
+                from srgan.models.weights import bundled_weights
 
                 weights = str(bundled_weights(2))
             except Exception:

@@ -47,8 +47,8 @@ def enhance_main(argv: list[str]) -> int:
             print(msg, file=sys.stderr)
 
     try:
-        from srgan.enhance import Enhancer
-        from srgan.enhance_files import enhance_path
+        from srgan.inference.engine import Enhancer
+        from srgan.inference.files import enhance_path
 
         enhancer = Enhancer(scale=args.scale, model=args.model, weights=args.weights, device=args.device,
                             threads=args.threads, consistency=args.consistency)
@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "enhance":
         return enhance_main(rest)
     if cmd == "train":
-        from srgan.train import main as run
+        from srgan.training.train import main as run
     elif cmd == "evaluate":
-        from srgan.evaluate import main as run
+        from srgan.evaluation.evaluate import main as run
     elif cmd == "benchmark":
-        from srgan.benchmark import main as run
+        from srgan.evaluation.benchmark import main as run
     else:
         print(f"srgan: unknown command {cmd!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

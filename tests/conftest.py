@@ -34,7 +34,7 @@ def make_tiny_weights(directory: Path, scale: int = 2, arch: str = "srresnet_lit
     import torch
 
     from srgan.models import GENERATORS, build_generator
-    from srgan.weights import save_weights
+    from srgan.models.weights import save_weights
 
     torch.manual_seed(seed)
     kwargs = {**GENERATORS[arch].TINY, "scale": scale, **extra}

@@ -143,7 +143,7 @@ def _screenshot(app, window, folder: str | None, out: Path, size: tuple[int, int
         QtCore.QThread.msleep(10)
     image = window.grab().toImage()
     out.parent.mkdir(parents=True, exist_ok=True)
-    from srgan.atomic import atomic_path
+    from srgan.io.atomic import atomic_path
 
     with atomic_path(out) as tmp:
         saved = image.save(str(tmp), "PNG")

@@ -6,7 +6,7 @@ or absent, also on cancel). The destination is checked before any work starts: n
 folder inside it (inputs are never touched and a rescan must not mix the two series), and a new or empty folder.
 
 Threading and the model: export runs on its own ``QThread`` (:class:`ExportWorker`) while the viewer keeps
-enhancing slices on its worker. Both may share the viewer's enhancer. ``srgan.enhance.Enhancer`` holds a lock
+enhancing slices on its worker. Both may share the viewer's enhancer. ``srgan.inference.engine.Enhancer`` holds a lock
 in ``enhance_stack``/``enhance``, so the two threads take turns per call (a torch module in eval mode under
 inference mode is safe to call from one thread at a time). For any other enhancer-like object
 (``.enhance(image (H, W)) -> (sH, sW)`` without its own lock), pass the lock the viewer's worker uses as
@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from srgan.atomic import atomic_path
-from srgan.consistency import Choice
+from srgan.io.atomic import atomic_path
+from srgan.inference.consistency import Choice
 from srgan.errors import InputError
 from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
 from srgan.provenance import DISCLAIMER, Provenance
@@ -87,7 +87,7 @@ def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
                    cancel: Callable[[], bool] | None = None, kind: Choice | None = None) -> StackEnhance:
     """A callable (N, H, W) float32 → (N, sH, sW) float32 for :func:`write_derived_series`.
 
-    Accepted: an object with ``enhance_stack(stack)`` (``srgan.enhance.Enhancer``; locks itself), an object
+    Accepted: an object with ``enhance_stack(stack)`` (``srgan.inference.engine.Enhancer``; locks itself), an object
     with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional) is
     held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
     mosaic or multi-frame file. ``kind``: the series' ``Choice`` (``Enhancer.assess_series``), handed to every

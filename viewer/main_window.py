@@ -935,7 +935,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for act in self.model_group.actions():
             self.model_group.removeAction(act)
         try:
-            from srgan.weights import list_bundled
+            from srgan.models.weights import list_bundled
 
             cards = [c for c in list_bundled() if _scale_of_card(c) == cfg.scale]
         except Exception:
@@ -1034,7 +1034,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if enhancer is None:  # not built yet: build it now (the worker will reuse its own)
                 QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
                 try:
-                    from srgan.enhance import Enhancer, default_threads
+                    from srgan.inference.engine import Enhancer, default_threads
 
                     cfg = self.enhancer.config
                     enhancer = Enhancer(scale=cfg.scale, model=cfg.model, weights=cfg.weights,

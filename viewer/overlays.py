@@ -164,9 +164,9 @@ def enhanced_label(scale: int, model: str | None, version: str | None, state: st
 
 
 def lr_kind_lines(p_kspace: float | None, log_ratio: float | None = None) -> list[str]:
-    """What the model's detector took the displayed series for (``srgan.lr_kind``): "k-space" (truncated
+    """What the model's detector took the displayed series for (``srgan.models.kind_detector``): "k-space" (truncated
     k-space, as MR scanners acquire: ringing, flat spectrum to Nyquist) or "smooth" (filtered / interpolated,
-    bicubic-like), with the estimate; and, where ``auto`` ran it, the residual test (``srgan.consistency``:
+    bicubic-like), with the estimate; and, where ``auto`` ran it, the residual test (``srgan.inference.consistency``:
     which degradation reproduces the input from the output better). Short lines: the corner elides. Nothing
     for a model without the LR-kind input."""
     if p_kspace is None:

@@ -12,7 +12,7 @@ Qt signals (queued across threads, so slots always run on the GUI thread and onl
   On demand it also measures the model's disagreement with itself on the current slice (8 flips/rotations,
   ``viewer.difference.tta_spread``), cached under the same key.
 
-``torch`` and ``srgan.enhance`` are imported inside the threads, so starting the viewer (or ``--help``)
+``torch`` and ``srgan.inference.engine`` are imported inside the threads, so starting the viewer (or ``--help``)
 does not pay for them.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Hashable
 import numpy as np
 from PySide6 import QtCore
 
-from srgan.consistency import Choice, decide
+from srgan.inference.consistency import Choice, decide
 from srgan.errors import InputError
 from viewer.difference import tta_spread
 
@@ -248,7 +248,7 @@ class SliceLoader(_QueueThread):
             if scale > 1:
                 interpolated = self.interpolations.get((*key, scale))
                 if interpolated is None:
-                    from srgan.enhance import interpolate
+                    from srgan.inference.engine import interpolate
 
                     interpolated = interpolate(original, scale, self._method)
                     self.interpolations.put((*key, scale), interpolated)
@@ -265,7 +265,7 @@ CONSISTENCY_DEFAULT = "model default"
 @dataclass(frozen=True)
 class EnhanceConfig:
     """Which model the worker runs: bundled ``model`` name (None = default fidelity) or a ``weights`` file, and
-    its data-consistency projection (``srgan.consistency.KINDS``; None = what the model card recommends)."""
+    its data-consistency projection (``srgan.inference.consistency.KINDS``; None = what the model card recommends)."""
     scale: int = 2
     model: str | None = None
     weights: str | None = None
@@ -296,7 +296,7 @@ class EnhanceWorker(_QueueThread):
       ``lr_kind(key, info)`` — the LR-kind estimate of a series (``key`` with volume 0, slice −1), made once per
         series and model before its first slice is enhanced: dict ``p`` (P(k-space), None for models without
         the LR-kind input), ``consistency`` (the projection applied, ``auto`` resolved) and ``log_ratio`` (the
-        residual test of ``srgan.consistency``, None where it was not run);
+        residual test of ``srgan.inference.consistency``, None where it was not run);
       ``failed(message)`` — a model that cannot load (no weights, bad device) or an error while enhancing;
         the queue is dropped and nothing is retried until the next request.
     """
@@ -393,7 +393,7 @@ class EnhanceWorker(_QueueThread):
         if self._enhancer is not None and self._enhancer_config == config:
             return self._enhancer
         self._enhancer = None
-        from srgan.enhance import Enhancer, default_threads
+        from srgan.inference.engine import Enhancer, default_threads
 
         threads = self._threads or default_threads()
         enhancer = Enhancer(scale=config.scale, model=config.model, weights=config.weights,

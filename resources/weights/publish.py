@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from srgan import atomic  # noqa: E402
-from srgan.consistency import CHOICES  # noqa: E402
-from srgan.weights import load_weights, read_card, sha256_file  # noqa: E402
+from srgan.inference.consistency import CHOICES  # noqa: E402
+from srgan.models.weights import load_weights, read_card, sha256_file  # noqa: E402
 
 DATA_LICENCES = {
     "kaggle-brain-tumor-mri": "Kaggle 'Brain Tumor MRI Dataset' (Nickparvar): CC0 compilation; figshare part CC BY 4.0 "

@@ -18,7 +18,7 @@ from typing import Callable
 import nibabel as nib
 import numpy as np
 
-from srgan import atomic
+from srgan.io import atomic
 from srgan.errors import InputError
 from srgan.io.geometry import refine_affine
 from srgan.provenance import Provenance

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srgan.degrade import zerofill_base
-from srgan.lr_kind import KindDetector
+from srgan.models.kind_detector import KindDetector
 
 BASES = ("bicubic", "zerofill")
 UPSAMPLERS = ("shuffle", "progressive")

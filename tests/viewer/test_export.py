@@ -193,7 +193,7 @@ def test_export_with_real_enhancer(qtbot, trio_files, tiny_weights, tmp_path):
     """The viewer's Enhancer is shared with the export thread (it locks per call)."""
     import torch
 
-    from srgan.enhance import Enhancer
+    from srgan.inference.engine import Enhancer
     from viewer.export import export_series_dialog
     torch.set_num_threads(1)
     enhancer = Enhancer(weights=tiny_weights, scale=2, device="cpu")
@@ -215,7 +215,7 @@ def test_export_gives_every_file_the_series_lr_kind_estimate(qtbot, hfs_series, 
     the enhancer file by file (one slice each here)."""
     import torch
 
-    from srgan.enhance import Enhancer
+    from srgan.inference.engine import Enhancer
     from tests.conftest import make_tiny_weights
     from viewer.export import export_series_dialog
     torch.set_num_threads(1)

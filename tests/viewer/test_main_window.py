@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from srgan.enhance import interpolate
+from srgan.inference.engine import interpolate
 from viewer import app as viewer_app
 from viewer.main_window import MainWindow, settings
 from viewer.style import apply_dark_theme
@@ -249,7 +249,7 @@ def test_screenshot_cli_fails_clearly_on_a_bad_folder(qtbot, tmp_path, capsys):
 def test_help_does_not_import_qt_or_torch():
     code = ("import sys, viewer.app\n"
             "try:\n    viewer.app.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'PySide6', 'pyqtgraph', 'srgan.enhance') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'PySide6', 'pyqtgraph', 'srgan.inference.engine') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "usage: brainsr" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -5,8 +5,8 @@ import pydicom
 import pytest
 from PySide6 import QtWidgets
 
-from srgan.consistency import relative_residual
-from srgan.enhance import interpolate
+from srgan.inference.consistency import relative_residual
+from srgan.inference.engine import interpolate
 from viewer import app as viewer_app
 from viewer.difference import dihedral, tta_spread
 from viewer.main_window import DISAGREEMENT_LABEL, MainWindow

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from srgan.enhance import Enhancer, interpolate
+from srgan.inference.engine import Enhancer, interpolate
 from viewer.workers import (ArrayCache, EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, nearest_first,
                             series_key)
 
@@ -159,7 +159,7 @@ def test_many_signal_emissions_do_not_abort():
 def test_worker_gives_every_slice_the_series_lr_kind_estimate(qtbot, hfs_series, tmp_path):
     """With an LR-kind model the viewer enhances each slice with one estimate for the volume, the one
     ``srgan enhance`` and the series export make (``Enhancer.kind_of`` on the slices ``kind_sample`` picks)."""
-    from srgan.enhance import kind_sample
+    from srgan.inference.engine import kind_sample
     from tests.conftest import make_tiny_weights
     weights = make_tiny_weights(tmp_path, 2, kind_input=True)
     w = EnhanceWorker(EnhanceConfig(weights=str(weights)), threads=1)

@@ -7,13 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan import data as sdata
+from srgan.training import data as sdata
 from srgan import degrade
-from srgan.data import DataConfig, PatchSampler
+from srgan.training.data import DataConfig, PatchSampler
 from srgan.degrade import DegradationConfig
 from srgan.errors import InputError
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 KAGGLE = SHARED / "kaggle-brain-tumor-mri"
 BRAINLES = SHARED / "brainles-examples"
 DICOM_T1 = SHARED / "dicom" / "siemens_prisma_t1_sag_hfs"
@@ -191,7 +191,7 @@ def test_zerofill_base_is_cut_from_the_whole_plane(image_folder):
 def test_kind_estimate_comes_from_the_whole_finished_plane(image_folder):
     """With a detector, each sample carries P(k-space) of its whole LR plane with the patch's noise and rounding,
     the estimate inference makes on the whole slice, not one made on the patch."""
-    from srgan.lr_kind import KindDetector
+    from srgan.models.kind_detector import KindDetector
     cfg = DataConfig(sources=[str(image_folder)], min_foreground=0.5)
     items = sdata.load_source(image_folder, cfg, scale=2, min_side=32)
     det = KindDetector()

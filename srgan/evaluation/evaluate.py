@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from srgan import metrics as M
-from srgan import atomic
+from srgan.evaluation import metrics as M
+from srgan.io import atomic
 from srgan.errors import InputError
 
 METRICS = ("psnr", "ssim", "nrmse", "hfen", "sharpness")
@@ -39,11 +39,11 @@ REFERENCE = "bicubic"
 Method = Callable[[np.ndarray], np.ndarray]
 
 
-# --- baselines: ``srgan.enhance.interpolate``, which keeps the pixel-centre convention
+# --- baselines: ``srgan.inference.engine.interpolate``, which keeps the pixel-centre convention
 #     (LR pixel i centred on HR i·s + (s−1)/2): nearest-exact, bicubic (a = −0.75), Pillow Lanczos-3 ---
 
 def baseline_methods(scale: int) -> dict[str, Method]:
-    from srgan.enhance import interpolate
+    from srgan.inference.engine import interpolate
     return {name: (lambda lr, name=name: interpolate(lr, scale, name)) for name in BASELINES}
 
 
@@ -297,7 +297,7 @@ def volume_case(name: str, path: Path, label_path: Path | None = None, max_slice
 
 
 def _model_methods(weights: Sequence[str], models: Sequence[str], scale: int, device: str) -> tuple[dict, dict]:
-    from srgan.enhance import Enhancer
+    from srgan.inference.engine import Enhancer
     methods: dict[str, Method] = {}
     info: dict[str, dict] = {}
     specs = [(None, dict(weights=w)) for w in weights] + [(m, dict(model=m)) for m in models]

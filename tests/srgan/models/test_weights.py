@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from srgan.errors import InputError
-from srgan.weights import bundled_weights, list_bundled, load_weights, read_card
+from srgan.models.weights import bundled_weights, list_bundled, load_weights, read_card
 
 
 def test_round_trip_rebuilds_same_model(tiny_weights):

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from srgan.consistency import Choice
+from srgan.inference.consistency import Choice
 from srgan.errors import InputError
 
 Log = Callable[[str], None]

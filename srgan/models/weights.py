@@ -12,10 +12,10 @@ import os
 import platform
 from pathlib import Path
 
-from srgan import atomic
+from srgan.io import atomic
 from srgan.errors import InputError
 
-RESOURCES = Path(os.environ.get("BRAINSR_RESOURCES", Path(__file__).resolve().parent.parent / "resources"))
+RESOURCES = Path(os.environ.get("BRAINSR_RESOURCES", Path(__file__).resolve().parents[2] / "resources"))
 BUNDLED_DIR = RESOURCES / "weights"
 
 

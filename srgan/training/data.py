@@ -61,7 +61,7 @@ class Item:
     """One HR image ``(H, W)`` or volume ``(X, Y, Z)`` in source units (float32), with where it came from.
 
     Each plane has its own ``Normalizer`` fitted on its bicubic LR, because that is what inference does
-    (``srgan.enhance`` fits one per image/slice); ``norms[j]`` belongs to ``slices[j]`` (one entry for 2D).
+    (``srgan.inference.engine`` fits one per image/slice); ``norms[j]`` belongs to ``slices[j]`` (one entry for 2D).
     """
     array: np.ndarray
     path: str
@@ -268,7 +268,7 @@ class PatchSampler:
     The degradation's spatial part runs on the whole plane and the LR patch is cut from it (see
     ``degrade.resample``); noise and 8-bit rounding then act on the patch.
 
-    ``kind_detector`` (a generator's ``srgan.lr_kind.KindDetector``) adds to every sample its estimate of
+    ``kind_detector`` (a generator's ``srgan.models.kind_detector.KindDetector``) adds to every sample its estimate of
     P(k-space LR), made as at inference: on the whole LR plane with its noise and rounding.
     """
 
@@ -466,7 +466,7 @@ def kind_examples(sources: list[list[Item]], *, degradation: DegradationConfig, 
     Whole training planes, drawn by ``source_weights`` like the patches, each degraded both ways with the run's
     Hamming, blur, noise and 8-bit rounding drawn as for a patch: the detector is fitted on the LR it will judge.
     """
-    from srgan.lr_kind import spectral_features
+    from srgan.models.kind_detector import spectral_features
 
     w = source_probabilities(sources, cfg)
     sources = [s for s in sources if s]

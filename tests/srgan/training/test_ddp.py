@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan import train
+from srgan.training import train
 from srgan.models import DISCRIMINATORS, GENERATORS
 
 LR_D = 1e-4
@@ -54,7 +54,7 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def test_two_gloo_ranks_match_one_process(images, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "srgan.train", *args(images, tmp_path / "ddp")]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

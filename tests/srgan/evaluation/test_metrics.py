@@ -8,10 +8,10 @@ import pytest
 from scipy import ndimage
 from skimage import metrics as skm
 
-from srgan import metrics as M
+from srgan.evaluation import metrics as M
 from srgan.io.images import load_image
 
-KAGGLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
+KAGGLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
 SLICE = KAGGLE / "glioma" / "Tr-glTr_0000.jpg"
 
 

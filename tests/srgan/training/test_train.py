@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan import train
+from srgan.training import train
 from srgan.models import GENERATORS, DISCRIMINATORS
-from srgan.weights import load_weights
+from srgan.models.weights import load_weights
 
-KAGGLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
+KAGGLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_sigterm_stops_at_a_step_boundary_with_checkpoint_and_weights(images, tm
     import time
     out = tmp_path / "sig"
     args = tiny_args(images, out, "--stage1-steps", "100000", "--stage2-steps", "0", "--log-every", "1")
-    p = subprocess.Popen([sys.executable, "-m", "srgan.train", *args], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "srgan.training.train", *args], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
     while not (out / "log.csv").exists() and time.time() < deadline and p.poll() is None:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from srgan.enhance import Enhancer, interpolate
+from srgan.inference.engine import Enhancer, interpolate
 from srgan.errors import InputError
 
 
@@ -79,7 +79,7 @@ def test_cancel_and_progress(tiny_weights):
 
 
 def test_device_auto_is_cpu_here():
-    from srgan.enhance import resolve_device
+    from srgan.inference.engine import resolve_device
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     assert resolve_device("auto").type in ("cpu", "mps")
@@ -98,7 +98,7 @@ def test_tiling_has_no_seams_with_the_lr_kind_input(tmp_path):
 def test_a_stack_gets_one_lr_kind_estimate_for_all_its_slices(tmp_path):
     """Slices of one acquisition are enhanced with one pooled estimate, not each with its own: neighbouring
     slices are not sharpened differently, and a slice alone given that estimate comes out the same."""
-    from srgan.enhance import KIND_SLICES, kind_sample
+    from srgan.inference.engine import KIND_SLICES, kind_sample
     from tests.conftest import make_tiny_weights
     e = Enhancer(weights=make_tiny_weights(tmp_path, 4, upsampler="progressive", kind_input=True), scale=4,
                  device="cpu")
@@ -122,7 +122,7 @@ def test_a_stack_gets_one_lr_kind_estimate_for_all_its_slices(tmp_path):
 def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_auto_chose(shared_data, tmp_path):
     """``write_derived_series`` enhances file by file (one slice each here): every call must still get the
     series' choice, the one the viewer shows (``assess_series``), not the file's own."""
-    from srgan.enhance_files import enhance_path
+    from srgan.inference.files import enhance_path
     from srgan.io.dicom_series import scan
     from tests.conftest import make_tiny_weights
 
@@ -150,7 +150,7 @@ def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_au
 def test_a_4d_nifti_gets_the_first_volume_estimate_at_every_time_point(tmp_path):
     import nibabel as nib
 
-    from srgan.enhance_files import enhance_nifti_file
+    from srgan.inference.files import enhance_nifti_file
     from tests.conftest import make_tiny_weights
 
     rng = np.random.default_rng(0)

@@ -13,12 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from srgan.consistency import (AUTO_STEPS, CHOICES, TEST_SLICES, Choice, decide, describe, needs_test, project,
+from srgan.inference.consistency import (AUTO_STEPS, CHOICES, TEST_SLICES, Choice, decide, describe, needs_test, project,
                                residual_log_ratio)
 from srgan.errors import InputError
 from srgan.normalize import Normalizer
 from srgan.provenance import Provenance
-from srgan.weights import bundled_weights, load_weights
+from srgan.models.weights import bundled_weights, load_weights
 
 
 def resolve_device(device: str = "auto"):
@@ -143,7 +143,7 @@ class Enhancer:
         ``Choice`` that ``enhance_stack`` applies to every slice). ``p_kspace``: the detector's estimate if already
         made (default ``kind_of(images)``); ``consistency``: instead of this enhancer's own (the benchmark asks an
         enhancer without projection what ``auto`` would do). Under ``auto`` this may run the generator on up to
-        ``TEST_SLICES`` slices (``srgan.consistency``)."""
+        ``TEST_SLICES`` slices (``srgan.inference.consistency``)."""
         import torch
 
         with self._lock, torch.inference_mode():

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from srgan import evaluate as E
-from srgan.metrics import psnr
+from srgan.evaluation import evaluate as E
+from srgan.evaluation.metrics import psnr
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_cli_on_three_kaggle_slices(kaggle_three, tmp_path, capsys):
 def test_recomputed_psnr_matches_contract_definition(kaggle_three):
     # the numbers must equal a from-scratch computation: 8-bit LR file, bicubic up, clip, PSNR with data_range 1
     from srgan.degrade import bicubic_down
-    from srgan.enhance import interpolate
+    from srgan.inference.engine import interpolate
     from srgan.io.images import load_image
     case = E.image_case("x", kaggle_three[0])
     row = E.evaluate_pairs([case], E.baseline_methods(2), 2, E.degrader("bicubic"))[2]

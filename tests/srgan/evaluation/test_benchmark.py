@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 
-from srgan import benchmark as B
-from srgan.evaluate import Case, baseline_methods, degrader, evaluate_pairs
+from srgan.evaluation import benchmark as B
+from srgan.evaluation.evaluate import Case, baseline_methods, degrader, evaluate_pairs
 
 SMALL = ["notumor/Tr-no_0425.jpg", "notumor/Tr-no_0403.jpg", "notumor/Tr-no_0547.jpg"]   # 150–225 px: fast
 
@@ -22,7 +22,7 @@ def _link_tree(src_root, dest, names):
 
 
 def test_heldout_split_is_the_training_validation_split(shared_data, tmp_path):
-    from srgan import data as sdata
+    from srgan.training import data as sdata
     kaggle = shared_data / "kaggle-brain-tumor-mri"
     names = sorted(p.relative_to(kaggle).as_posix() for p in kaggle.rglob("*.jpg"))[::24]   # 10 files, 4 classes
     root = _link_tree(kaggle, tmp_path / "src", names)
@@ -56,7 +56,7 @@ def test_volumes_held_out_only_if_never_trained_on(shared_data):
     root = shared_data / "brainles-examples"
     assert B.volume_held_out(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz", root, split)
     assert B.volume_held_out(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz", None, split)
-    # the only other patient: a one-patient source stays in training (srgan.data.split)
+    # the only other patient: a one-patient source stays in training (srgan.training.data.split)
     assert not B.volume_held_out(root / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t1c.nii.gz", root, split)
     # a folder of volumes may hold the label map: it is not an image to super-resolve
     assert B._looks_like_label_map(root / "TCGA-DU-7294" / "mav.nii.gz")
@@ -155,7 +155,7 @@ def test_images_a_model_card_says_it_trained_on_are_noted(shared_data, tmp_path)
     import torch
 
     from srgan.models import GENERATORS, build_generator
-    from srgan.weights import save_weights
+    from srgan.models.weights import save_weights
     root = _link_tree(shared_data / "kaggle-brain-tumor-mri", tmp_path / "kaggle", SMALL[:2])
     torch.manual_seed(0)
     kwargs = {**GENERATORS["srresnet_lite"].TINY, "scale": 2}
@@ -176,9 +176,9 @@ def test_images_a_model_card_says_it_trained_on_are_noted(shared_data, tmp_path)
 
 def test_auto_consistency_rows_are_what_srgan_enhance_outputs(tmp_path):
     """A card recommending ``auto``: the benchmark's main row resolves it per stack, as ``Enhancer`` does."""
-    from srgan.benchmark import BenchMethod, _Book, _CachedModel
+    from srgan.evaluation.benchmark import BenchMethod, _Book, _CachedModel
     from srgan.degrade import kspace_truncate
-    from srgan.enhance import Enhancer
+    from srgan.inference.engine import Enhancer
     from tests.conftest import make_tiny_weights
     w = make_tiny_weights(tmp_path, 2, kind_input=True)
     yy, xx = np.mgrid[:64, :64]

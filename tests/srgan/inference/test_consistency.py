@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio as psnr
 
-from srgan.consistency import degrade, project, relative_residual
-from srgan.enhance import Enhancer, interpolate
+from srgan.inference.consistency import degrade, project, relative_residual
+from srgan.inference.engine import Enhancer, interpolate
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_enhancer_applies_projection_in_modality_units(tiny_weights):
 def test_kspace_operator_matches_the_degradation_and_its_lift_is_a_right_inverse(shape, scale):
     import torch
 
-    from srgan.consistency import _kspace_complex, _kspace_matrices
+    from srgan.inference.consistency import _kspace_complex, _kspace_matrices
     from srgan.degrade import kspace_truncate
     rng = np.random.default_rng(1)
     x = rng.random(shape)
@@ -80,14 +80,14 @@ def test_single_precision_steps_are_the_first_updates_of_the_iteration(hr, scale
     ("kspace", 0.0, None, "kspace", 0.0), ("off", 1.0, None, "off", 1.0), ("bicubic", None, None, "bicubic", None),
 ])
 def test_decide_auto_from_the_detector_then_the_residual_test(choice, p, ratio, applied, model_p):
-    from srgan.consistency import decide, needs_test
+    from srgan.inference.consistency import decide, needs_test
     assert needs_test(choice, p) == (ratio is not None)
     c = decide(choice, p, 4, ratio)
     assert (c.applied, c.model_p, c.log_ratio) == (applied, model_p, ratio)
 
 
 def test_unknown_choice_is_rejected_and_auto_asks_for_its_test():
-    from srgan.consistency import decide
+    from srgan.inference.consistency import decide
     with pytest.raises(ValueError, match="magic"):
         decide("magic", 0.5, 4)
     with pytest.raises(ValueError, match="residual test"):
@@ -98,7 +98,7 @@ def test_unknown_choice_is_rejected_and_auto_asks_for_its_test():
 def test_residual_test_tells_which_degradation_made_the_lr(hr, scale):
     """On the true image the k-space residual vanishes for k-space LR and the bicubic one for bicubic LR; the
     torch single-precision ratio agrees with the float64 residuals."""
-    from srgan.consistency import residual_log_ratio
+    from srgan.inference.consistency import residual_log_ratio
     for kind, sign in (("kspace", -1), ("bicubic", 1)):
         lr = degrade(hr, scale, kind)
         r = residual_log_ratio(hr, lr, scale)
@@ -117,7 +117,7 @@ def test_auto_overrules_a_detector_that_takes_kspace_lr_for_smooth(hr):
     """The bundled ×4 model told "smooth" (P = 0) about a k-space LR slice: its output is still reproduced
     better by k-space truncation, so auto re-runs it told "k-space" and projects in k-space; the stack's slices
     get exactly what that choice gives (the test's own outputs reused)."""
-    from srgan.consistency import Choice, project as proj
+    from srgan.inference.consistency import Choice, project as proj
     auto = Enhancer(scale=4, device="cpu", consistency="auto")
     off = Enhancer(scale=4, device="cpu", consistency="off")
     lr = (degrade(hr, 4, "kspace") * 1000 + 200).astype(np.float32)
@@ -161,9 +161,9 @@ def test_auto_consistency_benchmark_separates_the_kinds_on_training_slices(share
     import json
     from pathlib import Path
 
-    from srgan.consistency import RATIO_BICUBIC, RATIO_KSPACE
-    from srgan.weights import bundled_weights
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "auto_consistency.py"
+    from srgan.inference.consistency import RATIO_BICUBIC, RATIO_KSPACE
+    from srgan.models.weights import bundled_weights
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "auto_consistency.py"
     spec = importlib.util.spec_from_file_location("auto_consistency", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

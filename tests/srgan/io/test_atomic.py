@@ -1,6 +1,6 @@
 import pytest
 
-from srgan import atomic
+from srgan.io import atomic
 
 
 def test_failure_leaves_old_file_and_no_temporary(tmp_path):

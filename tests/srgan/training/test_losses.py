@@ -4,7 +4,7 @@ import torch
 
 from srgan import degrade
 from srgan.errors import InputError
-from srgan.losses import AdversarialLoss, ContentLoss, VGG19Features, fft_loss, gradient_loss, pixel_loss
+from srgan.training.losses import AdversarialLoss, ContentLoss, VGG19Features, fft_loss, gradient_loss, pixel_loss
 
 
 @pytest.fixture()

@@ -2,12 +2,12 @@
 
 For each scale (×2, ×4) and LR kind (antialiased bicubic, k-space truncation) it runs the interpolation baselines
 (nearest, bicubic, Lanczos), the bundled fidelity and GAN models and any ``--weights`` (e.g. a trained ``seed``)
-through ``srgan.evaluate.evaluate_pairs`` on held-out HR images and volumes, and reports:
+through ``srgan.evaluation.evaluate.evaluate_pairs`` on held-out HR images and volumes, and reports:
 
 - PSNR, SSIM (95 % bootstrap intervals over images), HFEN, sharpness, the paired PSNR gain over bicubic, the
   parameter count and the CPU time per slice (×4: 64×64 → 256×256, ×2: 128×128 → 256×256; model load and
   warm-up excluded, median of ``--timing-runs``, ``torch.set_num_threads(--threads)``);
-- consistency: each model's PSNR with its output projected (``srgan.consistency.project``) onto the LR input
+- consistency: each model's PSNR with its output projected (``srgan.inference.consistency.project``) onto the LR input
   under no / bicubic / k-space degradation, and the relative residual left after projection (target ≤ 1e-3);
 - tumour regions: with ``--label``, PSNR/SSIM inside tumour core (labels 1|4) and oedema (2) per volume and model,
   flagging every case where a model does worse than bicubic inside the tumour;
@@ -15,7 +15,7 @@ through ``srgan.evaluate.evaluate_pairs`` on held-out HR images and volumes, and
   example crops, |SR − HR| maps on one colour scale, tumour zooms, a disagreement panel (|GAN − fidelity| and the
   spread over the 8 flips/rotations) and plots (matplotlib, when installed).
 
-Held-out split: ``--images`` roots are split exactly as ``srgan.data`` splits a training source (by image file,
+Held-out split: ``--images`` roots are split exactly as ``srgan.training.data`` splits a training source (by image file,
 ``val_fraction`` and ``seed`` from ``--train-config`` or the training defaults), and only the validation share is
 benchmarked; volumes are kept only when their patient was never trained on (``TCGA-DU-7294`` and ``data.exclude``)
 or falls in the validation share. ``--split all`` benchmarks everything.
@@ -60,7 +60,7 @@ MAIN_REGION = {"images": "whole", "volumes": "foreground"}
 
 @dataclass
 class SplitConfig:
-    """What ``srgan.data`` needs to reproduce a training run's train/validation split of one source."""
+    """What ``srgan.training.data`` needs to reproduce a training run's train/validation split of one source."""
     val_fraction: float = 0.1
     seed: int = 0
     exclude: list[str] = field(default_factory=list)
@@ -72,10 +72,10 @@ class SplitConfig:
 
 def split_config(train_config: str | Path | None = None) -> SplitConfig:
     """The split of a run (its ``config.json``), or of ``srgan train`` with default settings."""
-    from srgan.train import TrainConfig
+    from srgan.training.train import TrainConfig
     if train_config is None:
         cfg = TrainConfig()
-        origin = "training defaults (srgan.train.TrainConfig)"
+        origin = "training defaults (srgan.training.train.TrainConfig)"
     else:
         try:
             cfg = TrainConfig.from_dict(json.loads(Path(train_config).read_text()))
@@ -89,25 +89,25 @@ def split_config(train_config: str | Path | None = None) -> SplitConfig:
 
 
 def _data_cfg(split: SplitConfig):
-    from srgan.data import DataConfig
+    from srgan.training.data import DataConfig
     return DataConfig(val_fraction=split.val_fraction, exclude=list(split.exclude),
                       max_items_per_source=split.max_items_per_source)
 
 
 def _stub_item(path: Path, group: str):
-    from srgan.data import Item
+    from srgan.training.data import Item
     return Item(array=np.empty(0, np.float32), path=str(path), group=group, eight_bit=False, norms=[])
 
 
 def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
     """(held-out, trained-on) images of one source root, as ``(group name, path)``.
 
-    The same files, groups, exclusions and size filter as ``srgan.data.load_source``, and its ``split``, but reading
+    The same files, groups, exclusions and size filter as ``srgan.training.data.load_source``, and its ``split``, but reading
     image headers only. Excluded files and files too small for the patch (never trained on) count as held out.
     """
     from PIL import Image
 
-    from srgan import data as sdata
+    from srgan.training import data as sdata
     root = Path(root)
     if not root.exists():
         raise InputError(root, "image folder not found")
@@ -140,11 +140,11 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
 def volume_held_out(path: str | Path, root: str | Path | None, split: SplitConfig) -> bool:
     """Whether a NIfTI volume's patient was never trained on: excluded, or in the validation share of its source.
 
-    The source's groups are its NIfTI files' first folders (``srgan.data``'s patients); unlike training, files are
+    The source's groups are its NIfTI files' first folders (``srgan.training.data``'s patients); unlike training, files are
     not opened, so a folder holding only label maps would count as a patient (it cannot make a one-group source
     split differently: such a source keeps everything in training).
     """
-    from srgan import data as sdata
+    from srgan.training import data as sdata
     path = Path(path)
     root = Path(root) if root is not None else path.parent.parent
     cfg = _data_cfg(split)
@@ -181,9 +181,9 @@ def _role(card: dict) -> str:
 
 def model_specs(scale: int, weights: Sequence[str | Path] = (), *, bundled: bool = True,
                 bundled_dir: str | Path | None = None) -> list[ModelSpec]:
-    """Models for ``scale``, seed first, then fidelity, then GAN: bundled (``srgan.weights.list_bundled``) and
+    """Models for ``scale``, seed first, then fidelity, then GAN: bundled (``srgan.models.weights.list_bundled``) and
     ``weights`` (whose cards give their scale)."""
-    from srgan.weights import list_bundled, read_card
+    from srgan.models.weights import list_bundled, read_card
     specs, names = [], set(BASELINES)
     cards = [(c, Path(c["path"]), True) for c in (list_bundled(bundled_dir) if bundled else [])]
     for w in weights:
@@ -249,7 +249,7 @@ class BenchMethod:
     def stack(self, lrs: np.ndarray) -> np.ndarray:
         from dataclasses import replace
 
-        from srgan.consistency import AUTO_STEPS, project, relative_residual
+        from srgan.inference.consistency import AUTO_STEPS, project, relative_residual
         lrs = np.asarray(lrs, np.float32)
         sr = np.asarray(self.raw(lrs), np.float32)
         projection, steps = self.projection, {}
@@ -271,7 +271,7 @@ class BenchMethod:
 
 
 def _baseline_raw(name: str, scale: int) -> Callable[[np.ndarray], np.ndarray]:
-    from srgan.enhance import interpolate
+    from srgan.inference.engine import interpolate
     return lambda lrs: np.stack([interpolate(lr, scale, name) for lr in lrs])
 
 
@@ -469,7 +469,7 @@ def best_crop(hr: np.ndarray, side: int) -> tuple[slice, slice]:
     """The ``side``×``side`` window of the most fine detail (Laplacian energy) inside the head: where methods differ."""
     from scipy import ndimage
 
-    from srgan.metrics import foreground_mask
+    from srgan.evaluation.metrics import foreground_mask
     H, W = hr.shape
     side = min(side, H, W)
     energy = ndimage.laplace(np.asarray(hr, np.float64)) ** 2 * foreground_mask(hr)
@@ -649,7 +649,7 @@ def _atomic_dir(out: Path, build: Callable[[Path], None]) -> None:
 
 
 def _image_cases(args, split: SplitConfig, say) -> tuple[list, dict]:
-    from srgan.evaluate import image_case
+    from srgan.evaluation.evaluate import image_case
     cases, info = [], {"roots": {}}
     for root in args.images:
         root = Path(root)
@@ -668,7 +668,7 @@ def _image_cases(args, split: SplitConfig, say) -> tuple[list, dict]:
 
 
 def _volume_cases(args, split: SplitConfig, say) -> tuple[list, dict]:
-    from srgan.evaluate import _collect, volume_case
+    from srgan.evaluation.evaluate import _collect, volume_case
     from srgan.io.nifti import is_nifti
     if args.label is not None and not args.label.is_file():
         raise InputError(args.label, "label map not found")
@@ -695,10 +695,10 @@ def _volume_cases(args, split: SplitConfig, say) -> tuple[list, dict]:
 
 
 def _looks_like_label_map(path: Path) -> bool:
-    """A segmentation, not an image: integer voxels with few distinct values (``srgan.data``'s test)."""
+    """A segmentation, not an image: integer voxels with few distinct values (``srgan.training.data``'s test)."""
     import nibabel as nib
 
-    from srgan import data as sdata
+    from srgan.training import data as sdata
     try:
         img = nib.load(str(path))
         if not np.issubdtype(img.get_data_dtype(), np.integer):
@@ -720,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--weights runs/seed/brainsr-x4-fidelity.safetensors --out benchmark-report")
     p.add_argument("--images", nargs="+", default=[], metavar="DIR", help="folder(s) of HR 2D images (a training source root)")
     p.add_argument("--split", choices=("heldout", "all"), default="heldout",
-                   help="heldout: only images/volumes no model was trained on, split as srgan.data does (default)")
+                   help="heldout: only images/volumes no model was trained on, split as srgan.training.data does (default)")
     p.add_argument("--train-config", type=Path, metavar="JSON",
                    help="a run's config.json for the split (val_fraction, seed, exclude; default: training defaults)")
     p.add_argument("--volumes", nargs="+", default=[], metavar="PATH", help="NIfTI files or folders of them")
@@ -745,8 +745,8 @@ def run(args: argparse.Namespace) -> dict:
     """Benchmark as ``args`` say; writes the report folder and returns the summary."""
     import torch
 
-    from srgan.enhance import Enhancer, interpolate
-    from srgan.evaluate import _json_safe, degrader, evaluate_pairs, summarise
+    from srgan.inference.engine import Enhancer, interpolate
+    from srgan.evaluation.evaluate import _json_safe, degrader, evaluate_pairs, summarise
     from srgan.models import count_parameters
 
     say = (lambda msg: print(msg, file=sys.stderr))
@@ -896,7 +896,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _rows_csv(rows: list[dict]) -> str:
-    from srgan.evaluate import METRICS
+    from srgan.evaluation.evaluate import METRICS
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["dataset", "scale", "lr", "image", "method", "region", "n_pixels", "hr_shape",
                                         *METRICS], lineterminator="\n")

@@ -4,12 +4,12 @@ A generator may add detail the LR image cannot contain, but it should never cont
 degradation model D (antialiased bicubic or k-space truncation, ``srgan.degrade``), the projection moves SR onto
 {x : D(x) = LR} along the smallest correction. Projecting with the wrong model hurts: an SR image made consistent
 with a bicubic LR it never came from is pulled towards the wrong low frequencies. So it is off unless chosen, or
-``auto``: chosen per acquisition from a model's LR-kind estimate P(k-space) (``srgan.lr_kind``), only where that
+``auto``: chosen per acquisition from a model's LR-kind estimate P(k-space) (``srgan.models.kind_detector``), only where that
 estimate is confident enough for the expected gain to outweigh the expected loss.
 
 How ``auto`` decides, per acquisition (one stack, series or volume):
 
-1. The spectral detector (``srgan.lr_kind``) is trusted alone when it says k-space with P(k-space) >= 0.8: the k-space
+1. The spectral detector (``srgan.models.kind_detector``) is trusted alone when it says k-space with P(k-space) >= 0.8: the k-space
    projection then gains about +0.1 dB and the detector was never that sure of a bicubic LR in training.
 2. Otherwise the generator's output is asked which degradation explains its input better (analysis by synthesis):
    r = log(‖K(SR) − LR‖ / ‖B(SR) − LR‖) with K the k-space truncation and B antialiased bicubic, the median over

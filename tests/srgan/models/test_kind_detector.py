@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from srgan import degrade
-from srgan.lr_kind import N_FEATURES, KindDetector, spectral_features
+from srgan.models.kind_detector import N_FEATURES, KindDetector, spectral_features
 
 
 def _slices(shared_data, n):
@@ -37,7 +37,7 @@ def test_features_ignore_intensity_scale_and_offset_and_survive_tiny_images():
 def test_band_features_are_the_mean_row_and_column_spectra():
     """The 1-D band powers come from the 2-D spectrum (Parseval): they equal the definition, the power of every
     row's and every column's own FFT averaged (odd and even sizes)."""
-    from srgan.lr_kind import N_BANDS, _band_log_power
+    from srgan.models.kind_detector import N_BANDS, _band_log_power
     for shape in ((2, 1, 40, 52), (1, 1, 17, 29)):
         x = torch.rand(*shape, dtype=torch.float64)
         x = x - x.mean(dim=(-2, -1), keepdim=True)
