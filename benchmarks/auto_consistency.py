@@ -38,7 +38,8 @@ def measure(weights: Path, scale: int, files: list[Path]) -> list[dict]:
     from PIL import Image
     from skimage.metrics import peak_signal_noise_ratio as psnr
 
-    from srgan.inference.consistency import Choice, project, residual_log_ratio
+    from srgan.inference.consistency import project, residual_log_ratio
+    from srgan.inference.plan import Plan
     from srgan.degrade import bicubic_down, kspace_truncate
     from srgan.inference.engine import Enhancer, interpolate
 
@@ -50,10 +51,10 @@ def measure(weights: Path, scale: int, files: list[Path]) -> list[dict]:
             hr = hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
             lr = (np.round(np.clip(degrade(hr, scale), 0, 1) * 255) / 255).astype(np.float32)
             base = psnr(hr, np.clip(interpolate(lr, scale), 0, 1).astype(np.float64), data_range=1)
-            p = en.kind_of(lr[None])
+            p = en.p_kspace(lr[None])
             row = {"kind": kind, "file": f.name, "p_kspace": p}
             for name, given in (("detector", p), ("told 0", 0.0), ("told 1", 1.0)):
-                sr = en.enhance(lr, kind=Choice(p, "off", None, given))
+                sr = en.enhance(lr, Plan(scale, "off", p, given))
                 gains = {proj: psnr(hr, np.clip(sr if proj == "off" else project(sr, lr, scale, proj, steps=1), 0, 1)
                                     .astype(np.float64), data_range=1) - base for proj in PROJECTIONS}
                 row[name] = {"r": residual_log_ratio(sr, lr, scale), **gains}
@@ -67,12 +68,12 @@ def session6(row: dict) -> float:
 
 
 def current(row: dict, scale: int) -> float:
-    """The gain of what ``srgan.inference.consistency.decide`` chooses for this slice."""
-    from srgan.inference.consistency import decide, needs_test
+    """The gain of what ``srgan.inference.plan.decide`` chooses for this slice."""
+    from srgan.inference.plan import decide, needs_test
 
     p = row["p_kspace"]
     c = decide("auto", p, scale, row["detector"]["r"] if needs_test("auto", p) else None)
-    return row["detector" if c.model_p == p else f"told {c.model_p:g}"][c.applied]
+    return row["detector" if c.model_p == p else f"told {c.model_p:g}"][c.projection]
 
 
 def oracle(row: dict) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from srgan.io.atomic import atomic_path
-from srgan.inference.consistency import Choice
+from srgan.inference.plan import Plan
 from srgan.errors import InputError
 from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
 from srgan.provenance import DISCLAIMER, Provenance
@@ -84,15 +84,14 @@ def series_files_of(series) -> list[Path]:
 
 
 def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
-                   cancel: Callable[[], bool] | None = None, kind: Choice | None = None) -> StackEnhance:
+                   cancel: Callable[[], bool] | None = None, plan: Plan | None = None) -> StackEnhance:
     """A callable (N, H, W) float32 → (N, sH, sW) float32 for :func:`write_derived_series`.
 
     Accepted: an object with ``enhance_stack(stack)`` (``srgan.inference.engine.Enhancer``; locks itself), an object
     with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional) is
     held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
-    mosaic or multi-frame file. ``kind``: the series' ``Choice`` (``Enhancer.assess_series``), handed to every
-    ``enhance_stack`` call (it is called file by file; without it each file would get its own estimate and
-    projection).
+    mosaic or multi-frame file. ``plan``: the series' plan (``Enhancer.plan_series``), handed to every
+    ``enhance_stack`` call (it is called file by file; without it each file would be planned alone).
     """
     def guarded(fn, *args):
         if lock is None:
@@ -103,8 +102,7 @@ def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
     if hasattr(enhancer_like, "enhance_stack"):
         def run(stack: np.ndarray) -> np.ndarray:
             try:
-                extra = {} if kind is None else {"kind": kind}
-                out = guarded(lambda x: enhancer_like.enhance_stack(x, cancel=cancel, **extra),
+                out = guarded(lambda x: enhancer_like.enhance_stack(x, plan, cancel=cancel),
                               np.asarray(stack, np.float32))
             except InterruptedError as err:
                 raise WriteCancelled("cancelled") from err
@@ -138,8 +136,8 @@ def _scale_of(enhancer_like, scale: int | None, provenance: Provenance | None) -
 def run_export(series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like, scale: int | None = None,
                provenance: Provenance | None = None, progress: Callable[[int, int], None] | None = None,
                cancel: Callable[[], bool] | None = None, lock: threading.Lock | None = None,
-               kind: Choice | None = None) -> DerivedReport:
-    """Write the derived ×``scale`` series of ``series_files`` into the new folder ``out_dir``; ``kind`` as in
+               plan: Plan | None = None) -> DerivedReport:
+    """Write the derived ×``scale`` series of ``series_files`` into the new folder ``out_dir``; ``plan`` as in
     :func:`stack_enhancer`.
 
     ``provenance`` defaults to ``enhancer_like.provenance`` and ``scale`` to the provenance's. ``progress(done,
@@ -157,7 +155,7 @@ def run_export(series_files: Sequence[str | Path], out_dir: str | Path, enhancer
     s = _scale_of(enhancer_like, scale, provenance)
     if provenance.scale != s:
         raise ValueError(f"provenance is for x{provenance.scale} but export asks for x{s}")
-    enhance = stack_enhancer(enhancer_like, lock=lock, cancel=cancel, kind=kind)
+    enhance = stack_enhancer(enhancer_like, lock=lock, cancel=cancel, plan=plan)
     try:
         return write_derived_series(files, enhance, out, scale=s, provenance=provenance,
                                     progress=progress, cancel=cancel)
@@ -203,11 +201,11 @@ class ExportWorker(QtCore.QObject):
     @QtCore.Slot()
     def run(self) -> None:
         try:
-            assess = getattr(self._enhancer, "assess_series", None)
-            kind = assess(self.series) if assess is not None and hasattr(self.series, "pixels") else None
+            planner = getattr(self._enhancer, "plan_series", None)
+            plan = planner(self.series) if planner is not None and hasattr(self.series, "pixels") else None
             report = run_export(self.series_files, self.out_dir, self._enhancer, scale=self._scale,
                                 provenance=self._provenance, progress=self.progress.emit,
-                                cancel=self._cancel.is_set, lock=self._lock, kind=kind)
+                                cancel=self._cancel.is_set, lock=self._lock, plan=plan)
         except ExportCancelled:
             self.cancelled.emit()
         except InputError as err:

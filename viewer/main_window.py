@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from srgan.inference.plan import Plan
 from viewer import SAMPLE_SERIES, overlays
 from viewer import window_level as wl
 from viewer.series_browser import SeriesBrowser
@@ -73,7 +74,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.folder: str | None = None
         self.last_error: str | None = None
         self.model_info: dict | None = None
-        self.lr_kinds: dict[tuple, dict] = {}  # the worker's LR-kind estimate per (series, model…) key
+        self.plans: dict[tuple, Plan] = {}  # the worker's plan per (series, model…) key
         self._enhance_error: str | None = None
         self._stats: wl.ImageStats | None = None
         self._header_window: wl.WindowLevel | None = None
@@ -122,7 +123,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.enhancer.progress.connect(self._on_enhance_progress)
         self.enhancer.failed.connect(self._on_enhance_failed)
         self.enhancer.model_ready.connect(self._on_model_ready)
-        self.enhancer.lr_kind.connect(self._on_lr_kind)
+        self.enhancer.planned.connect(self._on_planned)
         self.left.resized.connect(self._on_viewport_resized)
         self.left.vb.hovered.connect(lambda x, y: self._on_hover(x, y, False))
         self.right.vb.hovered.connect(lambda x, y: self._on_hover(x, y, True))
@@ -729,11 +730,8 @@ class MainWindow(QtWidgets.QMainWindow):
         color = {"ready": AI_COLOR, "enhancing": AI_COLOR, "error": ERROR_COLOR}.get(state, TEXT_COLOR)
         label = overlays.enhanced_label(k, model, version, state)
         if state == "ready":  # before the disclaimer, which stays last
-            kind = self.lr_kinds.get(self.enhancer.key(series, 0, -1), {})
-            consistency = self.consistency_in_force()
-            if consistency == "auto" and kind.get("consistency"):
-                consistency += " → " + CONSISTENCY_NAMES.get(kind["consistency"], kind["consistency"])
-            extra = overlays.lr_kind_lines(kind.get("p"), kind.get("log_ratio")) + [f"data consistency: {consistency}"]
+            plan = self.plans.get(self.enhancer.key(series, 0, -1))
+            extra = plan.lines() if plan is not None else [f"data consistency: {self.consistency_in_force()}"]
             label[len(label) - 1:len(label) - 1] = extra
         self.right.set_corner("top_right", label, color)
         self.right.set_corner("bottom_left", sl)
@@ -801,8 +799,8 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.roi_tool is not None and self.roi_tool.rect() is not None:
                 self._update_region_stats(self.roi_tool.rect())
 
-    def _on_lr_kind(self, key: tuple, info: dict) -> None:
-        self.lr_kinds[key] = info
+    def _on_planned(self, key: tuple, plan: Plan) -> None:
+        self.plans[key] = plan
         if self.series is not None and key == self.enhancer.key(self.series, 0, -1):
             self._update_overlays()
 

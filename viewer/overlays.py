@@ -163,21 +163,6 @@ def enhanced_label(scale: int, model: str | None, version: str | None, state: st
     return lines
 
 
-def lr_kind_lines(p_kspace: float | None, log_ratio: float | None = None) -> list[str]:
-    """What the model's detector took the displayed series for (``srgan.models.kind_detector``): "k-space" (truncated
-    k-space, as MR scanners acquire: ringing, flat spectrum to Nyquist) or "smooth" (filtered / interpolated,
-    bicubic-like), with the estimate; and, where ``auto`` ran it, the residual test (``srgan.inference.consistency``:
-    which degradation reproduces the input from the output better). Short lines: the corner elides. Nothing
-    for a model without the LR-kind input."""
-    if p_kspace is None:
-        return []
-    word = "k-space" if p_kspace >= 0.8 else "smooth" if p_kspace <= 0.2 else "unsure"
-    lines = [f"LR kind: {word} (P k-space {p_kspace:.2f})"]
-    if log_ratio is not None:
-        lines.append(f"residual test {log_ratio:+.2f}: {'k-space' if log_ratio < 0 else 'bicubic'} fits")
-    return lines
-
-
 def slice_position_mm(position: Sequence[float] | None, orientation: Sequence[float] | None) -> float | None:
     """Signed slice location: ImagePositionPatient projected on the slice normal (mm)."""
     if position is None or orientation is None:

@@ -27,7 +27,7 @@ from typing import Any, Hashable
 import numpy as np
 from PySide6 import QtCore
 
-from srgan.inference.consistency import Choice, decide
+from srgan.inference.plan import Plan
 from srgan.errors import InputError
 from viewer.difference import tta_spread
 
@@ -265,7 +265,7 @@ CONSISTENCY_DEFAULT = "model default"
 @dataclass(frozen=True)
 class EnhanceConfig:
     """Which model the worker runs: bundled ``model`` name (None = default fidelity) or a ``weights`` file, and
-    its data-consistency projection (``srgan.inference.consistency.KINDS``; None = what the model card recommends)."""
+    its data-consistency projection (``srgan.options.CONSISTENCY_MODES``; None = what the model card recommends)."""
     scale: int = 2
     model: str | None = None
     weights: str | None = None
@@ -293,10 +293,8 @@ class EnhanceWorker(_QueueThread):
         (0, 0) after a cancel);
       ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``provenance`` (one line), ``consistency``
         (the one in force, after the card's default), ``config``;
-      ``lr_kind(key, info)`` — the LR-kind estimate of a series (``key`` with volume 0, slice −1), made once per
-        series and model before its first slice is enhanced: dict ``p`` (P(k-space), None for models without
-        the LR-kind input), ``consistency`` (the projection applied, ``auto`` resolved) and ``log_ratio`` (the
-        residual test of ``srgan.inference.consistency``, None where it was not run);
+      ``planned(key, plan)`` — the ``srgan.inference.plan.Plan`` of a series (``key`` with volume 0, slice −1),
+        made once per series and model before its first slice is enhanced (without its outputs);
       ``failed(message)`` — a model that cannot load (no weights, bad device) or an error while enhancing;
         the queue is dropped and nothing is retried until the next request.
     """
@@ -305,14 +303,14 @@ class EnhanceWorker(_QueueThread):
     spread_ready = QtCore.Signal(object, object)
     progress = QtCore.Signal(int, int)
     model_ready = QtCore.Signal(object)
-    lr_kind = QtCore.Signal(object, object)
+    planned = QtCore.Signal(object, object)
     failed = QtCore.Signal(str)
 
     def __init__(self, config: EnhanceConfig | None = None, parent: QtCore.QObject | None = None,
                  threads: int | None = None, cache_bytes: int = 1536 * 2**20):
         super().__init__(parent)
         self.results = ArrayCache(cache_bytes)
-        self._kinds: dict[tuple, Choice | None] = {}  # per (series, model), worker thread only
+        self._plans: dict[tuple, Plan] = {}  # per (series, model), worker thread only
         self.spreads = ArrayCache(max(cache_bytes // 8, 64 * 2**20))
         self._config = config or EnhanceConfig()
         self._threads = threads
@@ -419,7 +417,7 @@ class EnhanceWorker(_QueueThread):
             if not self._current(job):
                 return
             image = job.series.pixels(job.volume, job.slice)
-            result = enhancer.enhance(image, kind=self._kind(enhancer, job, config))
+            result = enhancer.enhance(image, self._plan(enhancer, job, config), key=(job.volume, job.slice))
         except Exception as err:  # InputError, RuntimeError (incl. out of memory), decode errors
             if not isinstance(err, (InputError, MemoryError)):
                 traceback.print_exc()
@@ -447,10 +445,10 @@ class EnhanceWorker(_QueueThread):
                 return
             image = job.series.pixels(job.volume, job.slice)
 
-            kind = self._kind(enhancer, job, config)
+            plan = self._plan(enhancer, job, config)
 
             def enhance_one(view: np.ndarray) -> np.ndarray:
-                return enhancer.enhance_stack(view[None], cancel=lambda: not self._current(job), kind=kind)[0]
+                return enhancer.enhance_stack(view[None], plan, cancel=lambda: not self._current(job))[0]
 
             spread = tta_spread(enhance_one, image)
         except InterruptedError:  # another slice or model asked for meanwhile
@@ -467,17 +465,15 @@ class EnhanceWorker(_QueueThread):
         if self._current(job):
             self.spread_ready.emit(key, spread)
 
-    def _kind(self, enhancer, job: _Job, config: EnhanceConfig) -> Choice | None:
-        """One ``Choice`` per series (LR-kind estimate and projection), from its first volume
-        (``Enhancer.assess_series``), as ``srgan enhance`` and the series export make it, so every slice, the TTA
-        spread and the export agree; None for models without the LR-kind input (each slice decides alone)."""
+    def _plan(self, enhancer, job: _Job, config: EnhanceConfig) -> Plan:
+        """One plan per series, from its first volume (``Enhancer.plan_series``), as ``srgan enhance`` and the
+        series export make it, so every slice, the TTA spread and the export agree."""
         key = self.key(job.series, 0, -1, config)
-        if key not in self._kinds:
-            choice = enhancer.assess_series(job.series)
-            self._kinds[key] = choice
-            shown = choice or decide(enhancer.consistency, None, enhancer.scale)  # None: no LR-kind estimate
-            self.lr_kind.emit(key, {"p": shown.p_kspace, "consistency": shown.applied, "log_ratio": shown.log_ratio})
-        return self._kinds[key]
+        if key not in self._plans:
+            plan = enhancer.plan_series(job.series)
+            self._plans[key] = plan
+            self.planned.emit(key, plan.without_outputs())
+        return self._plans[key]
 
     def _advance(self, job: _Job) -> None:
         with self._cond:

@@ -20,8 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from srgan import atomic  # noqa: E402
-from srgan.inference.consistency import CHOICES  # noqa: E402
+from srgan.io import atomic  # noqa: E402
+from srgan.options import CONSISTENCY_MODES  # noqa: E402
 from srgan.models.weights import load_weights, read_card, sha256_file  # noqa: E402
 
 DATA_LICENCES = {
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--wall-min", type=float, required=True, help="training wall time in minutes on this machine")
     ap.add_argument("--heldout", type=Path, help="JSON of held-out metrics measured after training")
     ap.add_argument("--note", default="", help="anything a user should know (e.g. trained for a short time)")
-    ap.add_argument("--consistency", choices=CHOICES,
+    ap.add_argument("--consistency", choices=CONSISTENCY_MODES,
                     help="the data-consistency projection srgan enhance and the viewer apply by default (the card's "
                          "'consistency'; absent: off)")
     ap.add_argument("--dest", type=Path, default=HERE,

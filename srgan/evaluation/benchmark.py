@@ -249,17 +249,18 @@ class BenchMethod:
     def stack(self, lrs: np.ndarray) -> np.ndarray:
         from dataclasses import replace
 
-        from srgan.inference.consistency import AUTO_STEPS, project, relative_residual
+        from srgan.inference.consistency import project, relative_residual
+        from srgan.inference.plan import KSPACE_STEPS
         lrs = np.asarray(lrs, np.float32)
         sr = np.asarray(self.raw(lrs), np.float32)
-        projection, steps = self.projection, {}
-        if projection == "auto":  # as ``Enhancer.enhance_stack`` decides it, once for the stack
+        projection = self.projection
+        if projection == "auto":  # the plan ``Enhancer.enhance_stack`` would make, once for the stack
             enhancer = getattr(self.raw, "enhancer", None)
-            choice = enhancer.assess(lrs, consistency="auto") if enhancer is not None else None
-            projection = choice.applied if choice is not None else "off"
-            if choice is not None and choice.model_p != choice.p_kspace:  # the test overruled the detector
-                sr = enhancer.enhance_stack(lrs, kind=replace(choice, applied="off"))
-            steps = {"steps": AUTO_STEPS}
+            plan = enhancer.plan(lrs, consistency="auto") if enhancer is not None else None
+            projection = plan.projection if plan is not None else "off"
+            if plan is not None and plan.model_p != plan.p_kspace:  # the test overruled the detector
+                sr = enhancer.enhance_stack(lrs, replace(plan, projection="off"))
+        steps = {"steps": KSPACE_STEPS} if projection == "kspace" else {}
         if projection != "off":
             sr = np.stack([project(o, lr, self.scale, projection, **steps) for o, lr in zip(sr, lrs)])
             self.book.residuals.setdefault(self.name, []).extend(

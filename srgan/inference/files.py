@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from srgan.inference.consistency import Choice
+from srgan.inference.plan import Plan
 from srgan.errors import InputError
 
 Log = Callable[[str], None]
@@ -33,10 +33,9 @@ class EnhanceReport:
         return not self.failed and bool(self.written)
 
 
-def _noted(line: str, enhancer) -> str:
+def _noted(line: str, enhancer, plan: Plan) -> str:
     """A log line with what ``auto`` consistency chose for the input just enhanced, if it was used."""
-    note = enhancer.choice_note()
-    return f"{line} ({note})" if note else line
+    return f"{line} ({plan.note()})" if enhancer.consistency == "auto" else line
 
 
 def _png_text(enhancer) -> dict:
@@ -44,19 +43,21 @@ def _png_text(enhancer) -> dict:
     return {"Software": f"BrainSR {p.software_version}", "Description": p.long(), "BrainSR-Provenance": p.to_json()}
 
 
-def enhance_image_file(src: Path, dst: Path, enhancer) -> list[str]:
-    """One 2D image → ``dst`` at s× width and height; 16-bit output where the input was 16-bit. Returns notes."""
+def enhance_image_file(src: Path, dst: Path, enhancer) -> tuple[list[str], Plan]:
+    """One 2D image → ``dst`` at s× width and height; 16-bit output where the input was 16-bit. Each image is its
+    own acquisition (a folder of 2D images may mix sources). Returns notes and the image's plan."""
     from srgan.io.images import load_image, save_image
 
     img = load_image(src)
-    sr = enhancer.enhance(img.data)
+    plan = enhancer.plan(img.data[None])
+    sr = enhancer.enhance(img.data, plan, key=0)
     bit_depth = img.bit_depth if img.bit_depth in (8, 16) else 16
     if dst.suffix.lower() in (".tif", ".tiff") and img.bit_depth == 32:
         bit_depth = 32
     else:
         sr = np.clip(sr, 0.0, 1.0)
     save_image(dst, sr, bit_depth=bit_depth, text=_png_text(enhancer))
-    return [f"{src.name}: {n}" for n in img.notes]
+    return [f"{src.name}: {n}" for n in img.notes], plan
 
 
 def _image_output_path(src: Path, output: Path) -> Path:
@@ -72,9 +73,10 @@ def enhance_image_folder(folder: Path, output: Path, enhancer, images: list[Path
         dst = output / src.relative_to(folder).with_suffix(".png")
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            report.notes += enhance_image_file(src, dst, enhancer)
+            notes, plan = enhance_image_file(src, dst, enhancer)
+            report.notes += notes
             report.written.append(dst)
-            log(_noted(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}", enhancer))
+            log(_noted(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}", enhancer, plan))
         except InputError as e:
             report.failed.append((src, e.problem))
             log(f"[{i}/{len(images)}] skipped {src}: {e.problem}")
@@ -92,24 +94,25 @@ def _remove_empty_dirs(root: Path) -> None:
         root.rmdir()
 
 
-def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> Path:
-    """A NIfTI volume → NIfTI refined in-plane (through-plane axis = largest spacing, or ``axis``)."""
+def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan]:
+    """A NIfTI volume → NIfTI refined in-plane (through-plane axis = largest spacing, or ``axis``). A 4D volume is
+    enhanced time point by time point, all with the first one's plan (the rule of ``Enhancer.plan_series``).
+    Returns the written path and the plan."""
     from srgan.io.nifti import enhance_volume, load_nifti, nifti_stem, save_nifti
 
     vol = load_nifti(src)
     dst = output if output.name.lower().endswith((".nii", ".nii.gz")) else output / f"{nifti_stem(src)}.nii.gz"
-    first: list[Choice] = []
+    plans: list[Plan] = []
 
     def enhance_stack(stack: np.ndarray) -> np.ndarray:
-        """A 4D volume is enhanced time point by time point, all with the first one's choice (the rule of
-        ``Enhancer.assess_series``)."""
-        if not first:
-            first.append(enhancer.assess(stack))
-        return enhancer.enhance_stack(stack, kind=first[0])
+        if plans:
+            return enhancer.enhance_stack(stack, plans[0])
+        plans.append(enhancer.plan(stack))
+        return enhancer.enhance_stack(stack, plans[0], keys=range(len(stack)))
 
     out = enhance_volume(vol, enhance_stack, enhancer.scale, axis=axis)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return save_nifti(out, dst, enhancer.provenance)
+    return save_nifti(out, dst, enhancer.provenance), plans[0]
 
 
 def _series_folder_name(series) -> str:
@@ -150,8 +153,8 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
             dest = staging / _series_folder_name(series) if several else staging / "series"
             label = f"series {series.series_number} {series.series_description!r}"
             try:
-                kind = enhancer.assess_series(series)  # write_derived_series enhances file by file
-                derived = write_derived_series(files, partial(enhancer.enhance_stack, kind=kind), dest,
+                plan = enhancer.plan_series(series)  # write_derived_series enhances file by file
+                derived = write_derived_series(files, partial(enhancer.enhance_stack, plan=plan), dest,
                                                scale=enhancer.scale,
                                                provenance=enhancer.provenance,
                                                include_non_anatomy=include_non_anatomy,
@@ -160,8 +163,8 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
                 report.failed.append((e.path or folder, e.problem))
                 log(f"skipped {label}: {e}")
                 continue
-            if enhancer.choice_note():
-                log(f"{label}: {enhancer.choice_note()}")
+            if enhancer.consistency == "auto":
+                log(f"{label}: {plan.note()}")
             report.notes += [f"{label}: {n}" for n in derived.notes]
             for path, reason in derived.skipped:
                 report.failed.append((Path(path), reason))
@@ -189,15 +192,15 @@ def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: 
         raise InputError(src, "does not exist")
     if src.is_file():
         if is_nifti(src):
-            written = enhance_nifti_file(src, out, enhancer, axis)
-            log(_noted(f"{src.name} -> {written}", enhancer))
+            written, plan = enhance_nifti_file(src, out, enhancer, axis)
+            log(_noted(f"{src.name} -> {written}", enhancer, plan))
             return EnhanceReport(written=[written])
         if src.suffix.lower() in IMAGE_SUFFIXES:
             dst = _image_output_path(src, out)
             if dst.parent != out and not out.suffix:
                 out.mkdir(parents=True, exist_ok=True)
-            notes = enhance_image_file(src, dst, enhancer)
-            log(_noted(f"{src.name} -> {dst}", enhancer))
+            notes, plan = enhance_image_file(src, dst, enhancer)
+            log(_noted(f"{src.name} -> {dst}", enhancer, plan))
             return EnhanceReport(written=[dst], notes=notes)
         return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy)
     images = find_images(src)

@@ -125,7 +125,7 @@ def test_stack_enhancer_forms():
     assert not lock.locked()
 
     class Stacky:
-        def enhance_stack(self, s, cancel=None):
+        def enhance_stack(self, s, plan=None, cancel=None):
             return np.repeat(np.repeat(s, 2, 1), 2, 2)
     np.testing.assert_array_equal(stack_enhancer(Stacky())(stack), want)
     np.testing.assert_array_equal(stack_enhancer(lambda s: np.repeat(np.repeat(s, 2, 1), 2, 2))(stack), want)
@@ -220,12 +220,12 @@ def test_export_gives_every_file_the_series_lr_kind_estimate(qtbot, hfs_series, 
     from viewer.export import export_series_dialog
     torch.set_num_threads(1)
     enhancer = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), scale=2, device="cpu")
-    expected = enhancer.assess_series(hfs_series)
+    expected = enhancer.plan_series(hfs_series)
     seen, original = [], enhancer.enhance_stack
 
-    def recording(stack, **kw):
-        seen.append(kw.get("kind"))
-        return original(stack, **kw)
+    def recording(stack, plan=None, **kw):
+        seen.append(plan)
+        return original(stack, plan, **kw)
 
     enhancer.enhance_stack = recording
     session = export_series_dialog(None, hfs_series, enhancer, out_dir=tmp_path / "out", show_messages=False)

@@ -157,10 +157,21 @@ def test_overlay_text():
     assert overlays.slice_position_mm((10, 20, 30), (0, 1, 0, 0, 0, -1)) == pytest.approx(-10)
 
 
-def test_lr_kind_lines_stay_short_and_say_which_degradation_fits():
-    assert overlays.lr_kind_lines(None) == []
-    assert overlays.lr_kind_lines(0.97) == ["LR kind: k-space (P k-space 0.97)"]
-    lines = overlays.lr_kind_lines(0.0, -0.34)
-    assert lines == ["LR kind: smooth (P k-space 0.00)", "residual test -0.34: k-space fits"]
-    assert overlays.lr_kind_lines(0.55, 1.41)[1] == "residual test +1.41: bicubic fits"
+def test_plan_lines_stay_short_and_name_the_fit_that_is_applied():
+    """The enhanced pane's text comes from the plan alone, so it never names a fit that is not applied: inside the
+    x2 do-nothing band (-0.4..0.5) and at x4 for 0 <= r <= 0.7 (k-space applied), the old overlay rule
+    ('k-space' if r < 0 else 'bicubic') said otherwise."""
+    from srgan.inference.plan import decide
+    assert decide("off", None, 2).lines() == ["data consistency: off"]
+    assert decide("auto", 0.97, 4).lines() == ["LR kind: k-space (P k-space 0.97)", "data consistency: auto → k-space"]
+    lines = decide("auto", 0.0, 4, -0.34).lines()
+    assert lines == ["LR kind: smooth (P k-space 0.00)", "residual test -0.34: k-space fits",
+                     "data consistency: auto → k-space"]
+    assert decide("auto", 0.55, 4, 1.41).lines()[1] == "residual test +1.41: bicubic fits"
+    assert decide("auto", 0.0, 4, 0.3).lines()[1:] == ["residual test +0.30: k-space fits",
+                                                     "data consistency: auto → k-space"]
+    assert decide("auto", 0.3, 2, -0.2).lines()[1:] == ["residual test -0.20: neither clearly fits",
+                                                      "data consistency: auto → off"]
+    assert decide("auto", 0.3, 2, 0.3).lines()[1] == "residual test +0.30: neither clearly fits"
+    assert decide("kspace", 0.3, 2).lines()[-1] == "data consistency: k-space"
     assert max(len(line) for line in lines) <= 34  # the corner elides longer lines in a half-width pane

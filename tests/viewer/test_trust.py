@@ -178,24 +178,24 @@ def test_disagreement_overlay_follows_the_worker(qtbot, tiny_weights, hfs_folder
 
 def test_auto_consistency_shows_the_lr_kind_estimate_and_what_it_chose(qtbot, hfs_folder, tmp_path):
     """With an LR-kind model the enhanced pane says what the model took the series for and, under "auto",
-    which projection that chose: the same ``Enhancer.assess_series`` as ``srgan enhance`` and the export."""
+    which projection that chose: the same ``Enhancer.plan_series`` as ``srgan enhance`` and the export."""
     from tests.conftest import make_tiny_weights
     weights = make_tiny_weights(tmp_path, 2, kind_input=True)
     w = _window(qtbot, weights, consistency="auto")
     try:
         assert [a.data() for a in w.consistency_group.actions() if a.isChecked()] == ["auto"]
         _open_enhanced(qtbot, w, hfs_folder)
-        info = w.lr_kinds[w.enhancer.key(w.series, 0, -1)]
-        assert 0.0 <= info["p"] <= 1.0
-        choice = w.enhancer.enhancer.assess_series(w.series)
-        assert (info["p"], info["consistency"]) == (choice.p_kspace, choice.applied)
-        assert info["log_ratio"] == choice.log_ratio
+        shown = w.plans[w.enhancer.key(w.series, 0, -1)]
+        assert 0.0 <= shown.p_kspace <= 1.0
+        plan = w.enhancer.enhancer.plan_series(w.series)
+        assert shown == plan
         label = w.right.corner_text("top_right")
-        assert f"P k-space {info['p']:.2f}" in label
-        if choice.log_ratio is not None:
-            assert f"residual test {choice.log_ratio:+.2f}" in label
+        assert f"P k-space {plan.p_kspace:.2f}" in label
+        if plan.log_ratio is not None:
+            assert f"residual test {plan.log_ratio:+.2f}" in label
         names = {"off": "off", "bicubic": "bicubic", "kspace": "k-space"}
-        assert f"data consistency: auto → {names[info['consistency']]}" in label
+        assert f"data consistency: auto → {names[plan.projection]}" in label
+        assert all(line in label.splitlines() for line in plan.lines())
         assert label.splitlines()[-1] == "not for primary diagnosis"
     finally:
         w.shutdown()

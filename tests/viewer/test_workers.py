@@ -158,8 +158,8 @@ def test_many_signal_emissions_do_not_abort():
 
 def test_worker_gives_every_slice_the_series_lr_kind_estimate(qtbot, hfs_series, tmp_path):
     """With an LR-kind model the viewer enhances each slice with one estimate for the volume, the one
-    ``srgan enhance`` and the series export make (``Enhancer.kind_of`` on the slices ``kind_sample`` picks)."""
-    from srgan.inference.engine import kind_sample
+    ``srgan enhance`` and the series export make (``Enhancer.p_kspace`` on the slices ``kind_sample`` picks)."""
+    from srgan.inference.plan import kind_sample
     from tests.conftest import make_tiny_weights
     weights = make_tiny_weights(tmp_path, 2, kind_input=True)
     w = EnhanceWorker(EnhanceConfig(weights=str(weights)), threads=1)
@@ -169,9 +169,10 @@ def test_worker_gives_every_slice_the_series_lr_kind_estimate(qtbot, hfs_series,
             w.request(hfs_series, 0, 17, whole_volume=False)
         ref = Enhancer(weights=weights, device="cpu", threads=1)
         n = hfs_series.shape[1]
-        kind = ref.kind_of(np.stack([hfs_series.pixels(0, int(k)) for k in kind_sample(n)]))
-        own = ref.kind_of(hfs_series.pixels(0, 17)[None])
+        sample = np.stack([hfs_series.pixels(0, int(k)) for k in kind_sample(n)])
+        kind = ref.p_kspace(sample)
+        own = ref.p_kspace(hfs_series.pixels(0, 17)[None])
         assert kind is not None and abs(kind - own) > 1e-3  # the test can tell the two apart
-        np.testing.assert_allclose(blocker.args[1], ref.enhance(hfs_series.pixels(0, 17), kind=kind), atol=1e-4)
+        np.testing.assert_allclose(blocker.args[1], ref.enhance(hfs_series.pixels(0, 17), ref.plan(sample)), atol=1e-4)
     finally:
         w.stop()

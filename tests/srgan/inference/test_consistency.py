@@ -80,14 +80,15 @@ def test_single_precision_steps_are_the_first_updates_of_the_iteration(hr, scale
     ("kspace", 0.0, None, "kspace", 0.0), ("off", 1.0, None, "off", 1.0), ("bicubic", None, None, "bicubic", None),
 ])
 def test_decide_auto_from_the_detector_then_the_residual_test(choice, p, ratio, applied, model_p):
-    from srgan.inference.consistency import decide, needs_test
+    from srgan.inference.plan import decide, needs_test
     assert needs_test(choice, p) == (ratio is not None)
     c = decide(choice, p, 4, ratio)
-    assert (c.applied, c.model_p, c.log_ratio) == (applied, model_p, ratio)
+    assert (c.projection, c.model_p, c.log_ratio, c.requested) == (applied, model_p, ratio, choice)
+    assert c.steps == (1 if applied == "kspace" else None)  # one rule, however the projection was asked for
 
 
 def test_unknown_choice_is_rejected_and_auto_asks_for_its_test():
-    from srgan.inference.consistency import decide
+    from srgan.inference.plan import decide
     with pytest.raises(ValueError, match="magic"):
         decide("magic", 0.5, 4)
     with pytest.raises(ValueError, match="residual test"):
@@ -117,19 +118,22 @@ def test_auto_overrules_a_detector_that_takes_kspace_lr_for_smooth(hr):
     """The bundled ×4 model told "smooth" (P = 0) about a k-space LR slice: its output is still reproduced
     better by k-space truncation, so auto re-runs it told "k-space" and projects in k-space; the stack's slices
     get exactly what that choice gives (the test's own outputs reused)."""
-    from srgan.inference.consistency import Choice, project as proj
+    from srgan.inference.consistency import project as proj
+    from srgan.inference.plan import Plan
     auto = Enhancer(scale=4, device="cpu", consistency="auto")
     off = Enhancer(scale=4, device="cpu", consistency="off")
     lr = (degrade(hr, 4, "kspace") * 1000 + 200).astype(np.float32)
-    choice = auto.assess(lr[None], 0.0)
-    assert choice.applied == "kspace" and choice.model_p == 1.0 and choice.log_ratio < 0.7
-    expected = proj(off.enhance(lr, kind=Choice(0.0, "off", None, 1.0)), lr, 4, "kspace", steps=1)
-    np.testing.assert_allclose(auto.enhance(lr, kind=0.0), expected, rtol=0, atol=1e-3)
-    assert auto.last_choice == choice and "residual test" in auto.choice_note()
+    plan = auto.plan(lr[None], p_kspace=0.0)
+    assert plan.projection == "kspace" and plan.model_p == 1.0 and plan.log_ratio < 0.7
+    assert plan.outputs == {}  # made told "smooth": not what the slice is enhanced with
+    expected = proj(off.enhance(lr, Plan(4, "off", 0.0, 1.0)), lr, 4, "kspace", steps=1)
+    np.testing.assert_allclose(auto.enhance(lr, plan), expected, rtol=0, atol=1e-3)
+    assert "residual test" in plan.note() and "residual test" in " ".join(plan.lines())
     # and a bicubic LR slice of the same image, told "smooth", is left as the detector said
     lr = (degrade(hr, 4, "bicubic") * 1000 + 200).astype(np.float32)
-    c = auto.assess(lr[None], 0.0)
-    assert c.applied == "bicubic" and c.model_p == 0.0
+    c = auto.plan(lr[None], p_kspace=0.0)
+    assert c.projection == "bicubic" and c.model_p == 0.0 and set(c.outputs) == {0}
+    np.testing.assert_allclose(auto.enhance(lr, c, key=0), auto.enhance(lr, c), rtol=0, atol=1e-5)
 
 
 def test_enhancer_auto_projects_as_the_estimate_says(tmp_path, hr):
@@ -139,18 +143,18 @@ def test_enhancer_auto_projects_as_the_estimate_says(tmp_path, hr):
     off = Enhancer(weights=w, scale=2, device="cpu", consistency="off")
     assert auto.provenance.consistency.startswith("auto (k-space if")
     lr = (degrade(hr, 2, "kspace") * 1000 + 200).astype(np.float32)
-    before = relative_residual(off.enhance(lr, kind=0.95), lr, 2, "kspace")
-    # auto makes one k-space update (``AUTO_STEPS``): most of the way on a real slice
-    assert relative_residual(auto.enhance(lr, kind=0.95), lr, 2, "kspace") <= before / 5
-    choice = auto.assess(lr[None])
-    assert choice.applied in ("off", "bicubic", "kspace") and choice.p_kspace == auto.kind_of(lr[None])
+    before = relative_residual(off.enhance(lr, off.plan(lr[None], p_kspace=0.95)), lr, 2, "kspace")
+    # a k-space plan makes one update (``KSPACE_STEPS``): most of the way on a real slice
+    assert relative_residual(auto.enhance(lr, auto.plan(lr[None], p_kspace=0.95)), lr, 2, "kspace") <= before / 5
+    plan = auto.plan(lr[None])
+    assert plan.projection in ("off", "bicubic", "kspace") and plan.p_kspace == auto.p_kspace(lr[None])
 
 
 def test_auto_is_off_for_a_model_without_the_lr_kind_input(tiny_weights):
     auto = Enhancer(weights=tiny_weights, scale=2, device="cpu", consistency="auto")
     off = Enhancer(weights=tiny_weights, scale=2, device="cpu", consistency="off")
     lr = (np.random.default_rng(0).random((24, 20)) * 1000 + 200).astype(np.float32)
-    assert auto.kind_of(lr[None]) is None and auto.assess(lr[None]).applied == "off"
+    assert auto.p_kspace(lr[None]) is None and auto.plan(lr[None]).projection == "off"
     np.testing.assert_array_equal(auto.enhance(lr), off.enhance(lr))
 
 
@@ -161,7 +165,7 @@ def test_auto_consistency_benchmark_separates_the_kinds_on_training_slices(share
     import json
     from pathlib import Path
 
-    from srgan.inference.consistency import RATIO_BICUBIC, RATIO_KSPACE
+    from srgan.inference.plan import RATIO_BICUBIC, RATIO_KSPACE
     from srgan.models.weights import bundled_weights
     path = Path(__file__).resolve().parents[3] / "benchmarks" / "auto_consistency.py"
     spec = importlib.util.spec_from_file_location("auto_consistency", path)

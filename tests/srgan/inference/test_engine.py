@@ -98,30 +98,30 @@ def test_tiling_has_no_seams_with_the_lr_kind_input(tmp_path):
 def test_a_stack_gets_one_lr_kind_estimate_for_all_its_slices(tmp_path):
     """Slices of one acquisition are enhanced with one pooled estimate, not each with its own: neighbouring
     slices are not sharpened differently, and a slice alone given that estimate comes out the same."""
-    from srgan.inference.engine import KIND_SLICES, kind_sample
+    from srgan.inference.plan import KIND_SLICES, kind_sample
     from tests.conftest import make_tiny_weights
     e = Enhancer(weights=make_tiny_weights(tmp_path, 4, upsampler="progressive", kind_input=True), scale=4,
                  device="cpu")
     rng = np.random.default_rng(4)
     stack = np.stack([rng.random((20, 18)) * (1 + 3 * k) for k in range(4)]).astype(np.float32)
     stack[2] = np.kron(rng.random((10, 9)), np.ones((2, 2)))  # a slice whose own spectrum says something else
-    pooled = e.kind_of(stack)
+    pooled = e.p_kspace(stack)
     out = e.enhance_stack(stack)
     for k in range(4):
-        np.testing.assert_allclose(out[k], e.enhance(stack[k], kind=pooled), atol=1e-5)
-    alone = [e.kind_of(stack[k:k + 1]) for k in range(4)]
+        np.testing.assert_allclose(out[k], e.enhance(stack[k], e.plan(stack[k][None], p_kspace=pooled)), atol=1e-5)
+    alone = [e.p_kspace(stack[k:k + 1]) for k in range(4)]
     odd = int(np.argmax([abs(a - pooled) for a in alone]))
     assert abs(alone[odd] - pooled) > 0.2
     assert not np.allclose(out[odd], e.enhance(stack[odd]), atol=1e-4)
     assert list(kind_sample(3)) == [0, 1, 2] and len(kind_sample(500)) == KIND_SLICES
     assert kind_sample(500)[0] == 0 and kind_sample(500)[-1] == 499
     plain = Enhancer(weights=make_tiny_weights(tmp_path / "plain", 4), scale=4, device="cpu")
-    assert plain.kind_of(stack) is None
+    assert plain.p_kspace(stack) is None
 
 
 def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_auto_chose(shared_data, tmp_path):
     """``write_derived_series`` enhances file by file (one slice each here): every call must still get the
-    series' choice, the one the viewer shows (``assess_series``), not the file's own."""
+    series' plan, the one the viewer shows (``plan_series``), not the file's own."""
     from srgan.inference.files import enhance_path
     from srgan.io.dicom_series import scan
     from tests.conftest import make_tiny_weights
@@ -129,19 +129,19 @@ def test_a_dicom_series_gets_its_estimate_in_every_file_and_the_log_says_what_au
     src = shared_data / "dicom" / "siemens_prisma_t1_sag_hfs"
     e = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), device="cpu", threads=1,
                  consistency="auto")
-    expected = e.assess_series(scan(src).series[0])
+    expected = e.plan_series(scan(src).series[0])
     seen, original = [], e.enhance_stack
 
-    def recording(stack, **kw):
-        seen.append((len(stack), kw.get("kind")))
-        return original(stack, **kw)
+    def recording(stack, plan=None, **kw):
+        seen.append((len(stack), plan))
+        return original(stack, plan, **kw)
 
     e.enhance_stack = recording
     lines = []
     report = enhance_path(src, tmp_path / "out", e, log=lines.append)
     assert len(report.written) == 35 and {n for n, _ in seen} == {1}
     assert {k for _, k in seen} == {expected}
-    assert e.kind_of(scan(src).series[0].pixels(0, 17)[None]) != pytest.approx(expected.p_kspace, abs=1e-3), \
+    assert e.p_kspace(scan(src).series[0].pixels(0, 17)[None]) != pytest.approx(expected.p_kspace, abs=1e-3), \
         "a slice's own estimate differs: the test can tell them apart"
     assert expected.note().startswith(f"P(k-space LR) {expected.p_kspace:.2f}")
     assert any(expected.note() in line for line in lines), lines
@@ -163,14 +163,15 @@ def test_a_4d_nifti_gets_the_first_volume_estimate_at_every_time_point(tmp_path)
     e = Enhancer(weights=make_tiny_weights(tmp_path, 2, kind_input=True), device="cpu", threads=1)
     seen, original = [], e.enhance_stack
 
-    def recording(stack, **kw):
-        seen.append(kw.get("kind"))
-        return original(stack, **kw)
+    def recording(stack, plan=None, **kw):
+        seen.append(plan)
+        return original(stack, plan, **kw)
 
     e.enhance_stack = recording
-    out = enhance_nifti_file(src, tmp_path / "out", e, axis=None)
+    out, plan = enhance_nifti_file(src, tmp_path / "out", e, axis=None)
     assert nib.load(out).shape == (48, 40, 6, 2)
-    first = e.assess(np.ascontiguousarray(np.transpose(data[..., 0], (2, 0, 1))))
+    first = e.plan(np.ascontiguousarray(np.transpose(data[..., 0], (2, 0, 1))))
     assert seen == [first] * 2
-    second = e.kind_of(np.ascontiguousarray(np.transpose(data[..., 1], (2, 0, 1))))
+    assert plan == first
+    second = e.p_kspace(np.ascontiguousarray(np.transpose(data[..., 1], (2, 0, 1))))
     assert second != pytest.approx(first.p_kspace, abs=1e-3)
