@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from srgan.options import CONSISTENCY_MODES, DEVICES, SCALES
+
 COMMANDS = {
     "enhance": "super-resolve a 2D image, a folder of images, a NIfTI volume or a DICOM folder",
     "train": "train a generator (stage 1: L1 pre-training, stage 2: adversarial); runs under torchrun for DDP",
@@ -20,15 +22,15 @@ def _enhance_parser() -> argparse.ArgumentParser:
                                 epilog="Outputs say they are AI-enhanced and not for primary diagnosis.")
     p.add_argument("input", help="image file, folder of images, .nii/.nii.gz, or DICOM folder")
     p.add_argument("-o", "--output", required=True, help="output file or folder (must not lie in a DICOM source folder)")
-    p.add_argument("--scale", type=int, choices=(2, 4), required=True)
+    p.add_argument("--scale", type=int, choices=SCALES, required=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--weights", help="a .safetensors file with its JSON model card beside it")
     g.add_argument("--model", help="name of bundled weights (default: the fidelity model for --scale)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="NIfTI through-plane voxel axis (default: largest spacing)")
     p.add_argument("--include-non-anatomy", action="store_true",
                    help="DICOM: also enhance phase, field-map, ADC/trace, localizer and AI-derived images")
-    p.add_argument("--consistency", choices=("off", "bicubic", "kspace", "auto"),
+    p.add_argument("--consistency", choices=CONSISTENCY_MODES,
                    help="project the output so that degrading it reproduces the input; auto: per input, k-space if "
                         "the model's LR-kind estimate is sure of it, else the degradation that reproduces the input "
                         "from the output better, none where unclear (default: the model card's recommendation, else "
