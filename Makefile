@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch that lies on this project's machines; override for a CUDA build, e.g. TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: install run test bench sample clean
+.PHONY: install run test lint bench sample clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ run: install
 
 test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
+
+# ruff (lint and format) and mypy (default strictness) on the Qt-free package
+lint: install
+	$(VENV)/bin/ruff check srgan
+	$(VENV)/bin/ruff format --check srgan
+	$(VENV)/bin/mypy srgan
 
 bench: install
 	$(PY) benchmarks/bench_scan.py

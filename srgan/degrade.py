@@ -205,8 +205,8 @@ class DegradationConfig:
     since 8-bit LR is what such users (and the contract tests) feed in.
 
     The defaults cover scanners that filter k-space (Hamming) or blur; the bundled models set ``p_hamming=0``
-    and ``p_blur=0``: 10 % Hamming-windowed k-space patches cost 0.5 dB at ×4 on unfiltered test LR
-    (docs/benchmarks.md, session 4), since the network learns to sharpen every input more.
+    and ``p_blur=0``: filtered patches cost quality on unfiltered test LR (docs/benchmarks.md, "Training: what
+    changed in session 4"), since the network learns to sharpen every input more.
     """
     scale: int = 2
     p_kspace: float = 0.5
