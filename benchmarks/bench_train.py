@@ -15,7 +15,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,33 +34,40 @@ def synthetic_folder(root: Path) -> Path:
 
 
 def one(a) -> dict:
-    """Run in a child process: time one generator/discriminator pair, report JSON on stdout."""
+    """Run in a child process: time one generator/discriminator pair, report JSON on stdout.
+
+    A short ``srgan.training.train`` run logging every step: the timed steps are those after the warm-up ones of
+    each stage, timed by ``log.csv``'s ``elapsed_s`` (validation, export and checkpoint at the stage end fall in the
+    next stage's warm-up)."""
+    import csv
+
     import torch
 
-    from srgan.models import count_parameters
-    from srgan.training.train import Trainer, TrainConfig
+    from srgan.models import build_discriminator, build_generator, count_parameters
+    from srgan.training.distributed import pick_device
+    from srgan.training.train import TrainConfig, train
     torch.set_num_threads(a.threads)
     warm = 2
+    n = warm + a.steps
     with tempfile.TemporaryDirectory() as d:
         cfg = TrainConfig.from_dict({
             "generator": a.one[0], "discriminator": a.one[1], "scale": a.scale, "patch_size": a.patch_size,
-            "batch_size": a.batch_size, "stage1_steps": warm + a.steps, "stage2_steps": warm + a.steps,
+            "batch_size": a.batch_size, "stage1_steps": n, "stage2_steps": n,
+            "log_every": 1, "val_every": 10**9, "ckpt_every": 10**9,
             "out": d, "device": a.device, "num_threads": a.threads,
             "data": {"sources": a.data, "max_items_per_source": 24, "val_fraction": 0.0}})
-        tr = Trainer(cfg)
-        times = {}
-        for stage, start in (("stage1", 0), ("stage2", cfg.stage1_steps)):
-            tr.step = start
-            for i in range(warm + a.steps):
-                if i == warm:
-                    t0 = time.perf_counter()
-                tr.train_step()
-                tr.step += 1
-            times[stage] = a.steps * a.batch_size / (time.perf_counter() - t0)
-        rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        return {"generator": a.one[0], "discriminator": a.one[1], "g_params": count_parameters(tr.G),
-                "d_params": count_parameters(tr.D), **times, "peak_rss_mib": rss_kib / 1024,
-                "device": str(tr.device)}
+        if train(cfg):
+            raise SystemExit(1)
+        with open(Path(d) / "log.csv", newline="") as f:
+            elapsed = {int(r["step"]): float(r["elapsed_s"]) for r in csv.DictReader(f)}
+    times = {stage: a.steps * a.batch_size / (elapsed[start + n] - elapsed[start + warm])
+             for stage, start in (("stage1", 0), ("stage2", n))}
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    dk = {"patch_size": a.patch_size} if a.one[1] == "seed" else {}
+    return {"generator": a.one[0], "discriminator": a.one[1],
+            "g_params": count_parameters(build_generator(a.one[0], scale=a.scale)),
+            "d_params": count_parameters(build_discriminator(a.one[1], **dk)), **times,
+            "peak_rss_mib": rss_kib / 1024, "device": str(pick_device(a.device))}
 
 
 def main(argv=None) -> int:
@@ -97,7 +103,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['generator']} | {r['g_params']:,} | {r['discriminator']} | {r['d_params']:,} | "
               f"{r['stage1']:.1f} | {r['stage2']:.1f} | {r['peak_rss_mib']:.0f} |")
-    print("\ncommand: python " + " ".join([str(Path(__file__).relative_to(ROOT)), *(argv if argv is not None else sys.argv[1:])]))
+    given = argv if argv is not None else sys.argv[1:]
+    print("\ncommand: python " + " ".join([str(Path(__file__).relative_to(ROOT)), *given]))
     return 0
 
 

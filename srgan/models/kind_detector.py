@@ -2,18 +2,16 @@
 
 Why: one network trained on both kinds of LR compromises between them. Antialiased bicubic attenuates the top of
 the LR band, so its inverse must sharpen more; k-space truncation keeps the band flat up to Nyquist and rings.
-Told the kind, the bundled ×4 gained +0.06 / +0.13 dB on held-out slices (bicubic / k-space LR) and ×2 +0.14 / +0.29 dB
-(docs/benchmarks.md, session 5). 8-bit rounding and the variety of source images make a single slice ambiguous,
-so the generator is given a probability, not a label, and is trained on the same estimate it will see at
-inference.
+Told the kind, the bundled models gain on held-out slices of both kinds (docs/benchmarks.md). 8-bit rounding and
+the variety of source images make a single slice ambiguous, so the generator is given a probability, not a label,
+and is trained on the same estimate it will see at inference.
 
 The estimate is a logistic regression on the log power of the slice's 1-D spectra (rows and columns averaged) in
 ``N_BANDS`` bands between 0.25 and 1.0 of Nyquist, relative to the lowest band, plus the slopes of the top bands,
 and on the 2-D spectrum in a grid of (one axis, other axis) frequency cells: k-space truncation keeps a square
 band whole, while separable bicubic attenuates its corners twice. All features are log power ratios, invariant to
-the intensity scale and offset the normaliser applies. On whole held-out Kaggle slices made both ways the detector
-is right 96 % of the time at ×4 and 92 % at ×2 (1-D features alone: 92 % / 83 %). It must see a whole slice: a
-crop's spectrum leaks at its cut edges.
+the intensity scale and offset the normaliser applies (its accuracy on held-out slices: docs/benchmarks.md). It
+must see a whole slice: a crop's spectrum leaks at its cut edges.
 """
 from __future__ import annotations
 
@@ -32,8 +30,8 @@ N_FEATURES = N_BANDS - 1 + N_SLOPES + N_CELLS - 1
 LOW, HIGH = 0.25, 1.0  # band edges as fractions of Nyquist
 
 
-# Band and cell means are one matrix product with averaging weights cached per spectrum size: masking band by
-# band cost 2.8 ms per 64² slice, half the ×4 generator's own time.
+# Band and cell means are one matrix product with averaging weights cached per spectrum size, much cheaper than
+# masking band by band.
 @lru_cache(maxsize=64)
 def _band_weights(n: int) -> torch.Tensor:
     """``(n, N_BANDS)`` weights that average a one-sided spectrum of ``n`` bins (DC .. Nyquist) per band; a band
@@ -87,7 +85,7 @@ def spectral_features(lr: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     power = torch.fft.fft2(x[:, 0]).abs() ** 2   # (B, h, w)
     # The mean 1-D power spectrum of the rows (columns) is, by Parseval along the other axis, the 2-D power summed
-    # over the other frequency / that axis' length²: one FFT instead of three (60 µs of 190 for a 64² slice).
+    # over the other frequency / that axis' length²: one FFT instead of three.
     rows = power[..., : w // 2 + 1].sum(dim=-2) / (h * h)   # (B, w//2+1)
     cols = power[..., : h // 2 + 1, :].sum(dim=-1) / (w * w)   # (B, h//2+1)
     lb = (_band_log_power(rows) + _band_log_power(cols)) / 2
@@ -102,6 +100,11 @@ class KindDetector(nn.Module):
     Its state is buffers (feature mean/std, logistic weights), saved and hash-checked with the generator that
     owns it. Unfitted (``fitted == 0``) it answers 0.5 for every slice.
     """
+    mean: torch.Tensor
+    std: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    fitted: torch.Tensor
 
     def __init__(self):
         super().__init__()

@@ -10,20 +10,17 @@ the whole slice (``forward(x, base)``).
 ``upsampler``: ``"shuffle"`` predicts all s² HR phases with one linear convolution on the LR grid (cheapest);
 ``"progressive"`` puts a nonlinear layer before that sub-pixel conv, and at ×4 first doubles the resolution
 with a nonlinear ×2 stage (conv c→4c, pixel shuffle, ReLU), like SRResNet's upsampling blocks. At ×4 the single
-linear sub-pixel conv was the bottleneck: same 8×32 trunk, 1000 quick steps on the Kaggle slices, held-out gains over bicubic
-(bicubic / k-space LR) +1.31/+0.97 dB with ``shuffle``, +1.77/+1.12 with ``progressive``. At ×2 it made no
-measurable difference (+2.42/+1.88 vs +2.46/+1.91).
+linear sub-pixel conv is the bottleneck, which ``progressive`` removes; at ×2 the choice makes no measurable
+difference (docs/benchmarks.md).
 
 ``up_channels`` narrows the 2× grid of the ×4 progressive upsampler: a channel there costs four LR channels.
-The bundled ×4 used 6 blocks and ``up_channels=16`` (session 4: 9.8–10.6 ms per 64² → 256² slice on 2 CPU threads
-against 14.1 ms for 8 blocks at full width, on that machine); since session 7 it has 7 blocks (about 5 ms on
-today's machine, about 10 % more than 6 blocks: at the 50×-faster-than-seed bar, ``benchmarks/bench_inference.py``).
+The bundled ×4 uses it (its model card records its kwargs; timings in docs/benchmarks.md, measured with
+``benchmarks/bench_inference.py``).
 
 ``base``: the zero-filled base looked better on crops but lost on whole held-out slices once the upsampler was
-fixed (same quick runs): ×4 progressive +1.41/+1.00 (zerofill) vs +1.75/+1.11 (bicubic); ×2 +2.14/+1.88 vs +2.42/+1.88. The
-network learns more easily from a smooth base than from one that carries Gibbs ringing; ``bicubic`` is the
-default and what the bundled models use. No BatchNorm: statistics of small MRI patches are unstable and BN makes
-DDP on CPU diverge from single-process training.
+fixed (docs/benchmarks.md). The network learns more easily from a smooth base than from one that carries Gibbs
+ringing; ``bicubic`` is the default and what the bundled models use. No BatchNorm: statistics of small MRI patches
+are unstable and BN makes DDP on CPU diverge from single-process training.
 """
 from __future__ import annotations
 
@@ -38,8 +35,8 @@ from srgan.models.kind_detector import KindDetector
 
 BASES = ("bicubic", "zerofill")
 UPSAMPLERS = ("shuffle", "progressive")
-# Up to this LR side the bicubic base is two products with cached (s·n, n) matrices: 0.06 ms instead of 0.23 ms
-# for a 64² slice at ×4 (5 % of the whole model). The matrices are F.interpolate applied to the identity, so both
+# Up to this LR side the bicubic base is two products with cached (s·n, n) matrices, faster than interpolation for
+# small slices. The matrices are F.interpolate applied to the identity, so both
 # paths are the same linear map (outputs agree to 3e-7); for larger slices the dense products cost more than
 # interpolation's four taps per output.
 MATRIX_BASE_MAX_SIDE = 128
@@ -114,7 +111,7 @@ class SRResNetLite(nn.Module):
         self.shuffle = nn.PixelShuffle(last)
         # Start as exact bicubic: the residual branch outputs zero until trained.
         nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
 
     def upsample(self, x):
         """The interpolation the residual is added to, ``(B, 1, h, w)`` → ``(B, 1, s·h, s·w)``."""

@@ -12,8 +12,8 @@ import os
 import platform
 from pathlib import Path
 
-from srgan.io import atomic
 from srgan.errors import InputError
+from srgan.io import atomic
 
 RESOURCES = Path(os.environ.get("BRAINSR_RESOURCES", Path(__file__).resolve().parents[2] / "resources"))
 BUNDLED_DIR = RESOURCES / "weights"
@@ -103,7 +103,8 @@ def load_weights(path: str | Path, *, device="cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise InputError(st_path, f"weights do not fit architecture {card['arch']} ({str(e).splitlines()[0]})") from None
+        first = str(e).splitlines()[0]
+        raise InputError(st_path, f"weights do not fit architecture {card['arch']} ({first})") from None
     return model.eval().to(device), card
 
 

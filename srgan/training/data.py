@@ -7,6 +7,10 @@ state, and lets DDP ranks each build only their own share of the same global bat
 Sources: a folder of 2D images (PNG/JPEG/TIFF, any depth), NIfTI files or folders of them, DICOM folders.
 Splits are by group — the patient (a NIfTI's first folder under the source root, a DICOM PatientID) or, with no
 patient id (Kaggle images), the image file — never by slice, so no validation slice has a neighbour in training.
+
+The generator's LR-kind detector is fitted here (``fit_kind_detector``), not in ``srgan.models.kind_detector``: it
+is fitted on whole training planes drawn and degraded exactly as the patches are (``kind_examples``), which only
+this module knows how to do, while the detector itself stays a model that knows nothing of training data.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -170,7 +174,7 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
             if _excluded(p, group, cfg):
                 continue
             try:
-                img = nib.load(str(p))
+                img: Any = nib.load(str(p))  # a NIfTI image (nibabel types it as any image file)
                 data = np.asanyarray(img.dataobj)
             except Exception as e:  # nibabel raises many types for broken files
                 raise InputError(p, f"not a readable NIfTI file ({e})") from None
@@ -309,6 +313,7 @@ class PatchSampler:
                 best, best_fg = (j, y, x, crop), fg
             if fg >= self.cfg.min_foreground:
                 break
+        assert best is not None  # max_tries >= 1
         return best
 
     def _lr_plane(self, key: tuple, item: Item, j: int, params: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -373,7 +378,7 @@ class PatchSampler:
         return (orient(lr[0, 0].numpy()), orient(crop), params,
                 None if base is None else orient(base[0, 0].numpy()), kind)
 
-    def batch(self, step: int, indices) -> "Batch":
+    def batch(self, step: int, indices) -> Batch:
         """lr (n, 1, p/s, p/s), hr (n, 1, p, p), params, base (n, 1, p, p) or None, kind (n,) or None, for the
         given sample indices of global batch ``step``."""
         out = [self.sample(step, int(i)) for i in indices]
@@ -485,3 +490,12 @@ def kind_examples(sources: list[list[Item]], *, degradation: DegradationConfig, 
             feats.append(spectral_features(lr))
             labels.append(float(kind == "kspace"))
     return torch.cat(feats), torch.tensor(labels, dtype=torch.float64)
+
+
+def fit_kind_detector(detector, sources: list[list[Item]], *, degradation: DegradationConfig, cfg: DataConfig,
+                      seed: int) -> dict:
+    """Fit ``detector`` (a generator's ``KindDetector``) in place on ``kind_examples`` of the training ``sources``
+    (the same on every DDP rank: same seed); returns what the weights card says of it."""
+    feats, labels = kind_examples(sources, degradation=degradation, cfg=cfg, seed=seed)
+    acc = detector.fit(feats, labels)
+    return {"fitted_on_planes": len(labels) // 2, "train_accuracy": round(acc, 4)}

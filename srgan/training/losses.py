@@ -1,4 +1,5 @@
-"""Training losses: pixel, adversarial and content terms, none needing a download.
+"""Training losses: adversarial and content terms, none needing a download (the pixel loss is torch's L1 or MSE,
+as ``TrainConfig.pixel_loss`` says).
 
 All take batches ``(B, 1, H, W)`` in normalised units and return a scalar tensor (mean over the batch, so
 averaging over DDP ranks of equal share equals the single-process loss of the global batch).
@@ -17,11 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from srgan.errors import InputError
-
-
-def pixel_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error: sharper and more robust to outliers than MSE."""
-    return F.l1_loss(sr, hr)
 
 
 class AdversarialLoss:
@@ -76,12 +72,15 @@ class VGG19Features(nn.Module):
     Gray input in [0, 1] is repeated to RGB and ImageNet-normalised. Parameter names match torchvision's
     ``features.N.weight`` so its state dict loads directly.
     """
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, last: int = 34):
         super().__init__()
-        layers, c = [], 3
+        layers: list[nn.Module] = []
+        c = 3
         for v in _VGG19:
-            if v == "M":
+            if isinstance(v, str):  # "M"
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=False)]
@@ -93,7 +92,7 @@ class VGG19Features(nn.Module):
         self.eval()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, last: int = 34) -> "VGG19Features":
+    def from_checkpoint(cls, path: str | Path, last: int = 34) -> VGG19Features:
         """Load a torchvision-layout VGG19 state dict (``features.*`` keys; classifier keys ignored)."""
         path = Path(path)
         try:
@@ -111,7 +110,8 @@ class VGG19Features(nn.Module):
         picked = {k: v for k, v in state.items() if k in wanted}
         missing = sorted(set(wanted) - set(picked))
         if missing:
-            raise InputError(path, f"not a torchvision VGG19 state dict: missing {missing[0]} and {len(missing) - 1} more")
+            raise InputError(path, f"not a torchvision VGG19 state dict: missing {missing[0]} "
+                                   f"and {len(missing) - 1} more")
         model.load_state_dict(picked)
         return model.requires_grad_(False).eval()
 
@@ -130,7 +130,7 @@ class ContentLoss(nn.Module):
         for t in self.terms:
             if t not in self.TERMS:
                 raise ValueError(f"unknown content loss {t!r}; known: {', '.join(self.TERMS)}, none")
-        self.vgg = None
+        self.vgg: VGG19Features | None = None
         if "vgg" in self.terms:
             if not vgg_path:
                 raise InputError(None, "content loss 'vgg' needs --vgg PATH (a torchvision VGG19 state dict)")
@@ -144,5 +144,6 @@ class ContentLoss(nn.Module):
             elif t == "fft":
                 total = total + fft_loss(sr, hr)
             else:
+                assert self.vgg is not None  # built in __init__ when "vgg" is a term
                 total = total + F.l1_loss(self.vgg(sr), self.vgg(hr).detach())
         return total

@@ -1,8 +1,15 @@
 import pytest
 import torch
 
-from srgan.models import (DEFAULT_DISCRIMINATOR, DEFAULT_GENERATOR, DISCRIMINATORS, GENERATORS, build_discriminator,
-                          build_generator, count_parameters)
+from srgan.models import (
+    DEFAULT_DISCRIMINATOR,
+    DEFAULT_GENERATOR,
+    DISCRIMINATORS,
+    GENERATORS,
+    build_discriminator,
+    build_generator,
+    count_parameters,
+)
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))

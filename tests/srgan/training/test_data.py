@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan.training import data as sdata
 from srgan import degrade
-from srgan.training.data import DataConfig, PatchSampler
 from srgan.degrade import DegradationConfig
 from srgan.errors import InputError
+from srgan.training import data as sdata
+from srgan.training.data import DataConfig, PatchSampler
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 KAGGLE = SHARED / "kaggle-brain-tumor-mri"

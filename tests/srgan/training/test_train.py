@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan.training import train
-from srgan.models import GENERATORS, DISCRIMINATORS
+from srgan.models import DISCRIMINATORS, GENERATORS
 from srgan.models.weights import load_weights
+from srgan.training import train
 
 KAGGLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
 
@@ -102,19 +102,6 @@ def test_resume_is_exact_across_the_stage_boundary(images, tmp_path):
     ga, _ = load_weights(full / "brainsr-x2-gan.safetensors")
     gb, _ = load_weights(parts / "brainsr-x2-gan.safetensors")
     assert all(torch.equal(x, y) for x, y in zip(ga.state_dict().values(), gb.state_dict().values()))
-
-
-def test_config_file_flags_and_set_precedence(images, tmp_path):
-    base = train.TrainConfig(stage1_steps=7, lr=1e-3).as_dict()
-    (tmp_path / "c.json").write_text(json.dumps(base))
-    args = train.build_parser().parse_args(["--config", str(tmp_path / "c.json"), "--lr", "5e-4", "--data", "x",
-                                            "--set", "degradation.p_kspace=1.0", "--set", "data.slice_axes=[2]"])
-    cfg = train.config_from_args(args)
-    assert cfg.stage1_steps == 7 and cfg.lr == 5e-4
-    assert cfg.degradation.p_kspace == 1.0 and cfg.data.slice_axes == [2] and cfg.data.sources == ["x"]
-    assert train.TrainConfig.from_dict(cfg.as_dict()) == cfg
-    with pytest.raises(ValueError, match="pixel_loss"):
-        train.TrainConfig(pixel_loss="l3")
 
 
 def test_mse_pixel_loss_is_what_the_card_and_log_say(images, tmp_path):
@@ -268,18 +255,6 @@ def test_a_deeper_trunk_started_from_shallower_weights_computes_what_they_comput
     x = torch.rand(1, 1, 20, 18)
     with torch.no_grad():
         assert torch.allclose(new.eval()(x), src.eval()(x), atol=1e-6)
-
-
-def test_csv_log_drops_rows_logged_after_the_resumed_checkpoint(tmp_path):
-    log = train._CsvLog(tmp_path / "log.csv", 0)
-    for step in (10, 20, 30):
-        log.write({"step": step, "loss": 0.5})
-    log.write({"step": 40, "loss": 0.4, "loss_adv": 0.7})  # a new column rewrites the header
-    again = train._CsvLog(tmp_path / "log.csv", 20)  # crashed after the step-20 checkpoint
-    again.write({"step": 30, "loss": 0.3})
-    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
-    assert [r["step"] for r in rows] == ["10", "20", "30"] and rows[-1]["loss"] == "0.3"
-    assert list(rows[0]) == ["step", "loss", "loss_adv"]
 
 
 def test_kind_input_fits_its_detector_and_starts_from_weights_without_one(images, tmp_path, capsys):
