@@ -44,7 +44,7 @@ def one(a) -> dict:
     import torch
 
     from srgan.models import build_discriminator, build_generator, count_parameters
-    from srgan.training.distributed import pick_device
+    from srgan.options import resolve_device
     from srgan.training.train import TrainConfig, train
     torch.set_num_threads(a.threads)
     warm = 2
@@ -67,7 +67,7 @@ def one(a) -> dict:
     return {"generator": a.one[0], "discriminator": a.one[1],
             "g_params": count_parameters(build_generator(a.one[0], scale=a.scale)),
             "d_params": count_parameters(build_discriminator(a.one[1], **dk)), **times,
-            "peak_rss_mib": rss_kib / 1024, "device": str(pick_device(a.device))}
+            "peak_rss_mib": rss_kib / 1024, "device": str(resolve_device(a.device))}
 
 
 def main(argv=None) -> int:

@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from srgan.errors import InputError
-
 
 @dataclass
 class Dist:
@@ -50,27 +48,14 @@ def close_distributed() -> None:
         dist.destroy_process_group()
 
 
-def pick_device(name: str) -> Any:
-    import torch
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda asked for, but torch sees no CUDA GPU")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError(None, "--device mps asked for, but this torch build has no MPS support")
-    return torch.device(name)
-
-
 def rank_device(d: Dist, name: str) -> Any:
-    """The device of rank ``d``: its local GPU under DDP on CUDA, else ``pick_device(name)``."""
+    """The device of rank ``d``: its local GPU under DDP on CUDA, else ``srgan.options.resolve_device(name)``."""
     import torch
+
+    from srgan.options import resolve_device
     if d.enabled and name in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", d.local_rank)
-    return pick_device(name)
+    return resolve_device(name)
 
 
 def global_logits(d: Dist, logits: Any) -> Any:
