@@ -36,12 +36,12 @@ def training_slices(data: Path, card: dict, n: int, seed: int) -> list[Path]:
 def measure(weights: Path, scale: int, files: list[Path]) -> list[dict]:
     """One row per (kind, slice): P, r and the gain (dB over bicubic) of each projection for each generator input."""
     from PIL import Image
-    from skimage.metrics import peak_signal_noise_ratio as psnr
 
-    from srgan.inference.consistency import project, residual_log_ratio
-    from srgan.inference.plan import Plan
     from srgan.degrade import bicubic_down, kspace_truncate
+    from srgan.evaluation.metrics import psnr
+    from srgan.inference.consistency import project, residual_log_ratio
     from srgan.inference.engine import Enhancer, interpolate
+    from srgan.inference.plan import Plan
 
     en = Enhancer(scale=scale, weights=weights, device="cpu", consistency="off")
     rows = []

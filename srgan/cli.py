@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     elif cmd == "evaluate":
         from srgan.evaluation.evaluate import main as run
     elif cmd == "benchmark":
-        from srgan.evaluation.benchmark import main as run
+        from srgan.evaluation.comparison import main as run
     else:
         print(f"srgan: unknown command {cmd!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

@@ -5,22 +5,23 @@ model brightened, blue where it darkened, transparent where it left the image al
 matters: the overlay should point at the few places the model invented or removed structure, not tint the
 whole slice with noise.
 
-The same colouring (``cmap="sequential"``) shows the model's disagreement with itself: :func:`tta_spread` runs
-it on the eight flips/rotations of a slice and takes the per-pixel standard deviation of the de-augmented outputs.
-A network that had really learned the anatomy would answer the same whichever way the slice is turned; where its
-answers spread, its detail is least trustworthy.
+The same colouring (``cmap="sequential"``) shows the model's disagreement with itself: the spread of its outputs
+over the eight flips/rotations of a slice, ``srgan.inference.tta.tta_spread`` (re-exported here with ``dihedral``
+for the viewer's worker).
 
-Qt-free: :func:`difference_map`, :func:`disagreement_map`, :func:`robust_scale`, :func:`difference_rgba`,
-:func:`dihedral`, :func:`tta_spread`.
+Qt-free: :func:`difference_map`, :func:`disagreement_map`, :func:`robust_scale`, :func:`difference_rgba`.
 Qt: :class:`DifferenceOverlay` (a ``pg.ImageItem``), :class:`OpacityControl` (slider widget).
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
+
+from srgan.inference.tta import TTA_VIEWS, dihedral, tta_spread
+
+__all__ = ["DEAD_ZONE", "TTA_VIEWS", "DifferenceOverlay", "OpacityControl", "difference_map", "difference_rgba",
+           "dihedral", "disagreement_map", "robust_scale", "tta_spread"]
 
 NEGATIVE_RGB = np.array([40, 110, 255], dtype=np.float32)   # model darkened: blue
 POSITIVE_RGB = np.array([255, 50, 30], dtype=np.float32)    # model brightened: red
@@ -44,45 +45,6 @@ def difference_map(enhanced: np.ndarray, interpolated: np.ndarray) -> np.ndarray
 def disagreement_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Unsigned disagreement ``|a − b|`` (sH, sW) float32, e.g. between two models; show with cmap="sequential"."""
     return np.abs(difference_map(a, b))
-
-
-TTA_VIEWS = 8  # the dihedral group of the square: 4 rotations × optional flip
-
-
-def dihedral(image: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
-    """View ``k`` (0..7) of an (H, W) image: a left-right flip when k ≥ 4, then ``k % 4`` quarter turns.
-
-    ``inverse=True`` undoes view ``k`` (so ``dihedral(dihedral(a, k), k, inverse=True) == a``); on an SR output
-    of the view it maps the (s·W, s·H) or (s·H, s·W) result back onto the (s·H, s·W) grid of the original.
-    """
-    if not 0 <= k < TTA_VIEWS:
-        raise ValueError(f"view must be 0..{TTA_VIEWS - 1}, got {k}")
-    flip, turns = k >= 4, k % 4
-    if inverse:
-        out = np.rot90(image, -turns)
-        return out[:, ::-1] if flip else out
-    out = image[:, ::-1] if flip else image
-    return np.rot90(out, turns)
-
-
-def tta_spread(enhance_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> np.ndarray:
-    """Per-pixel standard deviation (s·H, s·W) float32 of ``enhance_fn`` over the 8 flips/rotations of ``image``.
-
-    ``enhance_fn`` maps one (h, w) image to (s·h, s·w) in the same units (e.g. ``Enhancer.enhance``); each output
-    is turned back before the spread is taken, so a function that commutes with flips and quarter turns (plain
-    interpolation) gives zero everywhere. Costs 8 calls of ``enhance_fn``; exceptions from it propagate.
-    """
-    a = np.ascontiguousarray(image, dtype=np.float32)
-    if a.ndim != 2:
-        raise ValueError(f"expected one (H, W) image, got shape {a.shape}")
-    outputs: list[np.ndarray] = []
-    for k in range(TTA_VIEWS):
-        view = np.ascontiguousarray(dihedral(a, k))
-        out = np.asarray(dihedral(np.asarray(enhance_fn(view), dtype=np.float32), k, inverse=True))
-        if outputs and out.shape != outputs[0].shape:
-            raise ValueError(f"view {k} came back as {out.shape}, expected {outputs[0].shape}")
-        outputs.append(out)
-    return np.std(np.stack(outputs), axis=0, dtype=np.float64).astype(np.float32)
 
 
 def robust_scale(diff: np.ndarray, window_width: float | None = None, percentile: float = 99.0) -> float:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
+
+from srgan.evaluation.metrics import psnr as psnr_db
 
 Point = tuple[float, float]
 
@@ -37,7 +39,7 @@ class RectMM:
     height: float
 
     @classmethod
-    def of(cls, rect) -> "RectMM":
+    def of(cls, rect) -> RectMM:
         """Accept a RectMM, a 4-sequence ``(x, y, w, h)`` or a ``QRectF``; negative sizes are flipped."""
         if isinstance(rect, QtCore.QRectF):
             rect = (rect.x(), rect.y(), rect.width(), rect.height())
@@ -51,7 +53,7 @@ class RectMM:
         return cls(x, y, w, h)
 
     @classmethod
-    def from_corners(cls, p0: Point, p1: Point) -> "RectMM":
+    def from_corners(cls, p0: Point, p1: Point) -> RectMM:
         """The rectangle spanned by two opposite corners (mm), in any order."""
         return cls.of((p0[0], p0[1], p1[0] - p0[0], p1[1] - p0[1]))
 
@@ -158,8 +160,7 @@ def compare_region(original: np.ndarray, enhanced: np.ndarray, interpolated: np.
         dr = float(data_range) if data_range else float(i.max() - i.min())
         if dr <= 0:
             dr = float(np.abs(i).max()) or 1.0
-        with np.errstate(divide="ignore"):
-            psnr = float(peak_signal_noise_ratio(i, e, data_range=dr))
+        psnr = psnr_db(i, e, dr)
         win = ssim_window(*e.shape)
         if win is not None:
             ssim = float(structural_similarity(i, e, data_range=dr, win_size=win))
@@ -422,7 +423,7 @@ class RoiStatsPanel(QtWidgets.QWidget):
 class _CompareTask(QtCore.QRunnable):
     """Holds the relay itself (not the runner), so a runner deleted meanwhile only drops the result."""
 
-    def __init__(self, relay: "_Relay", generation: int, args: tuple, kwargs: dict):
+    def __init__(self, relay: _Relay, generation: int, args: tuple, kwargs: dict):
         super().__init__()
         self._relay, self._gen, self._args, self._kwargs = relay, generation, args, kwargs
 

@@ -21,20 +21,22 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from srgan.errors import InputError
 from srgan.evaluation import metrics as M
 from srgan.io import atomic
-from srgan.errors import InputError
+from srgan.options import BASELINES, LR_DEGRADATIONS
 
 METRICS = ("psnr", "ssim", "nrmse", "hfen", "sharpness")
-BASELINES = ("nearest", "bicubic", "lanczos")
-LR_KINDS = ("bicubic", "kspace")
-REFERENCE = "bicubic"
+REFERENCE = "bicubic"  # the baseline every gain is measured against
+TUMOUR_REGIONS = ("tumour_core", "oedema")  # regions a BraTS label map adds (labels 1|4 and 2)
 
 Method = Callable[[np.ndarray], np.ndarray]
 
@@ -44,7 +46,7 @@ Method = Callable[[np.ndarray], np.ndarray]
 
 def baseline_methods(scale: int) -> dict[str, Method]:
     from srgan.inference.engine import interpolate
-    return {name: (lambda lr, name=name: interpolate(lr, scale, name)) for name in BASELINES}
+    return {name: partial(interpolate, scale=scale, method=name) for name in BASELINES}
 
 
 class StackMethod:
@@ -62,13 +64,13 @@ class StackMethod:
 
 
 def degrader(kind: str) -> Callable[[np.ndarray, int], np.ndarray]:
-    """HR (H, W) → LR (H/s, W/s) for ``kind`` in ``LR_KINDS``, from ``srgan.degrade``."""
+    """HR (H, W) → LR (H/s, W/s) for ``kind`` in ``srgan.options.LR_DEGRADATIONS``, from ``srgan.degrade``."""
     from srgan import degrade
     if kind == "bicubic":
         return degrade.bicubic_down
     if kind == "kspace":
         return degrade.kspace_truncate
-    raise ValueError(f"unknown LR kind {kind!r}; choose one of {LR_KINDS}")
+    raise ValueError(f"unknown LR kind {kind!r}; choose one of {LR_DEGRADATIONS}")
 
 
 # --- cases ---
@@ -94,12 +96,13 @@ def _as_case(x, i: int) -> Case:
 def _regions(case: Case, hr: np.ndarray, label: np.ndarray | None) -> dict[str, np.ndarray]:
     regions = {"whole": np.ones(hr.shape, bool), "foreground": M.foreground_mask(hr)}
     if label is not None:
-        regions["tumour_core"] = np.isin(label, (1, 4))
-        regions["oedema"] = label == 2
+        core, oedema = TUMOUR_REGIONS
+        regions[core] = np.isin(label, (1, 4))
+        regions[oedema] = label == 2
     return {k: v for k, v in regions.items() if v.any()}
 
 
-def evaluate_pairs(hr_list: Sequence, methods: dict[str, Method], scale: int,
+def evaluate_pairs(hr_list: Sequence, methods: Mapping[str, Method], scale: int,
                    degrade: Callable[[np.ndarray, int], np.ndarray],
                    progress: Callable[[str], None] | None = None) -> list[dict]:
     """Rows of metrics: one per (image, method, region).
@@ -126,7 +129,7 @@ def evaluate_pairs(hr_list: Sequence, methods: dict[str, Method], scale: int,
         for sl in stack:
             lr = np.asarray(degrade(sl, s), np.float32)
             if case.lr_levels:
-                lr = np.rint(np.clip(lr, 0.0, 1.0) * case.lr_levels) / case.lr_levels
+                lr = (np.rint(np.clip(lr, 0.0, 1.0) * case.lr_levels) / case.lr_levels).astype(np.float32)
             lrs.append(lr.astype(np.float32))
         out_hr = stack[0] if hr.ndim == 2 else stack
         out_label = None if label is None else (label[0] if hr.ndim == 2 else label)
@@ -169,7 +172,7 @@ def summarise(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
             sel = [r for r in rows if r["method"] == m and r["region"] == reg]
             if not sel:
                 continue
-            entry = {}
+            entry: dict[str, dict[str, Any]] = {}
             for metric in METRICS:
                 vals = [r[metric] for r in sel]
                 mean, lo, hi = M.bootstrap_ci(vals, n=n_boot, seed=seed)
@@ -215,7 +218,7 @@ def markdown_table(summary: dict) -> str:
 
 # --- inputs ---
 
-def _collect(inputs: Sequence[str | Path], exclude: Path | None) -> list[tuple[str, Path]]:
+def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None) -> list[tuple[str, Path]]:
     """(display name, path) of every image or NIfTI file given or found under a given folder."""
     from srgan.io.images import IMAGE_SUFFIXES, find_images
     from srgan.io.nifti import is_nifti
@@ -300,7 +303,8 @@ def _model_methods(weights: Sequence[str], models: Sequence[str], scale: int, de
     from srgan.inference.engine import Enhancer
     methods: dict[str, Method] = {}
     info: dict[str, dict] = {}
-    specs = [(None, dict(weights=w)) for w in weights] + [(m, dict(model=m)) for m in models]
+    specs: list[tuple[str | None, dict[str, Any]]] = [(None, {"weights": w}) for w in weights]
+    specs += [(m, {"model": m}) for m in models]
     for name, kw in specs:
         enh = Enhancer(scale=scale, device=device, **kw)
         if name is None:
@@ -315,12 +319,12 @@ def _model_methods(weights: Sequence[str], models: Sequence[str], scale: int, de
     return methods, info
 
 
-def _json_safe(x):
+def json_safe(x):
     """nan/inf → None so the summary is strict JSON."""
     if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, float) and not np.isfinite(x):
         return None
     return x
@@ -344,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with 95% bootstrap intervals.")
     p.add_argument("inputs", nargs="+", help="HR image/NIfTI files or folders of them (searched recursively)")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4), help="upscaling factor (default 2)")
-    p.add_argument("--lr", default="bicubic", choices=LR_KINDS,
+    p.add_argument("--lr", default="bicubic", choices=LR_DEGRADATIONS,
                    help="how LR is made from HR: antialiased bicubic or k-space truncation (default bicubic)")
     p.add_argument("--weights", nargs="+", default=[], metavar="PATH", help="model weights (.safetensors) to evaluate")
     p.add_argument("--model", nargs="+", default=[], metavar="NAME", help="bundled model(s) to evaluate")
@@ -364,7 +368,7 @@ def run(args: argparse.Namespace) -> dict:
     from srgan.io.nifti import is_nifti
     if args.label is not None and not args.label.is_file():
         raise InputError(args.label, "label map not found")
-    files = _collect(args.inputs, args.label)
+    files = collect_inputs(args.inputs, args.label)
     if not files:
         raise InputError(Path(args.inputs[0]), "no images (.png .jpg .tif) or NIfTI volumes found")
     say = (lambda msg: print(msg, file=sys.stderr))
@@ -394,7 +398,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         atomic.write_text(args.out / "per_image.csv", rows_csv(rows))
-        atomic.write_text(args.out / "summary.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
+        atomic.write_text(args.out / "summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
         say(f"wrote {args.out / 'per_image.csv'} and {args.out / 'summary.json'}")
     return summary
 

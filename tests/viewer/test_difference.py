@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.difference import (DEAD_ZONE, difference_map, difference_rgba, disagreement_map, robust_scale)
+from viewer.difference import DEAD_ZONE, difference_map, difference_rgba, disagreement_map, robust_scale
 
 
 def test_difference_map_sign_and_type():
@@ -103,3 +103,10 @@ def test_overlay_follows_the_enhanced_image_item(qtbot):
     assert overlay.mapRectToView(overlay.boundingRect()) == enhanced_item.mapRectToView(enhanced_item.boundingRect())
     overlay.clear_data()
     assert overlay.difference() is None
+
+
+def test_the_viewer_spread_is_the_one_in_srgan():
+    """One flip/rotation spread: the viewer's worker and the benchmark report use the same function."""
+    import srgan.inference.tta as tta
+    import viewer.difference as difference
+    assert difference.tta_spread is tta.tta_spread and difference.dihedral is tta.dihedral

@@ -1,5 +1,5 @@
-"""`srgan benchmark`: the held-out split is training's validation split; the report on real Kaggle images and a
-labelled BraTS volume with tiny weights; tumour flags on a synthetic case; consistency residuals; error exits."""
+"""`srgan benchmark` (srgan.evaluation.comparison): the report on real Kaggle images and a labelled BraTS volume with
+tiny weights; tumour flags on a synthetic case; consistency residuals; error exits; the same tables as before."""
 from __future__ import annotations
 
 import csv
@@ -8,8 +8,10 @@ import re
 
 import numpy as np
 
-from srgan.evaluation import benchmark as B
+from srgan.evaluation import comparison as C
+from srgan.evaluation import report as R
 from srgan.evaluation.evaluate import Case, baseline_methods, degrader, evaluate_pairs
+from srgan.evaluation.methods import RESIDUAL_TARGET
 
 SMALL = ["notumor/Tr-no_0425.jpg", "notumor/Tr-no_0403.jpg", "notumor/Tr-no_0547.jpg"]   # 150–225 px: fast
 
@@ -19,48 +21,6 @@ def _link_tree(src_root, dest, names):
         (dest / n).parent.mkdir(parents=True, exist_ok=True)
         (dest / n).symlink_to(src_root / n)
     return dest
-
-
-def test_heldout_split_is_the_training_validation_split(shared_data, tmp_path):
-    from srgan.training import data as sdata
-    kaggle = shared_data / "kaggle-brain-tumor-mri"
-    names = sorted(p.relative_to(kaggle).as_posix() for p in kaggle.rglob("*.jpg"))[::24]   # 10 files, 4 classes
-    root = _link_tree(kaggle, tmp_path / "src", names)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"seed": 3, "data": {"val_fraction": 0.3}}))
-    for split in (B.split_config(), B.split_config(config)):
-        cfg = sdata.DataConfig(val_fraction=split.val_fraction)
-        groups = []
-        items = sdata.load_source(root, cfg, scale=2, min_side=split.min_side, groups_out=groups)
-        train_items, val_items = sdata.split(items, split.val_fraction, split.seed, all_groups=groups)
-        held, trained = B.heldout_images(root, split)
-        assert sorted(g for g, _ in held) == sorted(it.group for it in val_items)
-        assert sorted(g for g, _ in trained) == sorted(it.group for it in train_items)
-        assert not {p for _, p in held} & {p for _, p in trained}
-    assert len(B.heldout_images(root, B.split_config(config))[0]) == 3 != len(B.heldout_images(root, B.split_config())[0])
-
-
-def test_held_out_images_do_not_depend_on_the_patch_size(shared_data):
-    """A larger patch skips small images; that must not reshuffle which images are held out."""
-    import dataclasses
-    kaggle = shared_data / "kaggle-brain-tumor-mri"
-    small, large = B.split_config(), dataclasses.replace(B.split_config(), min_side=400)
-    held_small, trained_small = (set(p for _, p in x) for x in B.heldout_images(kaggle, small))
-    held_large, trained_large = (set(p for _, p in x) for x in B.heldout_images(kaggle, large))
-    assert held_small <= held_large and not held_small & trained_large
-    assert len(held_large) > len(held_small)  # images under 400 px were never loaded: held out too
-
-
-def test_volumes_held_out_only_if_never_trained_on(shared_data):
-    split = B.split_config()
-    root = shared_data / "brainles-examples"
-    assert B.volume_held_out(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz", root, split)
-    assert B.volume_held_out(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz", None, split)
-    # the only other patient: a one-patient source stays in training (srgan.training.data.split)
-    assert not B.volume_held_out(root / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t1c.nii.gz", root, split)
-    # a folder of volumes may hold the label map: it is not an image to super-resolve
-    assert B._looks_like_label_map(root / "TCGA-DU-7294" / "mav.nii.gz")
-    assert not B._looks_like_label_map(root / "TCGA-DU-7294" / "TCGA-DU-7294_t1c_bet.nii.gz")
 
 
 def test_tumour_flag_marks_a_method_worse_inside_the_tumour():
@@ -86,12 +46,12 @@ def test_tumour_flag_marks_a_method_worse_inside_the_tumour():
     methods = {"bicubic": bicubic, "noisy": noisy_in_tumour, "exact": exact_in_tumour}
     rows = evaluate_pairs([Case("synthetic", hr, label=label, clip=None)], methods, 2, degrader("bicubic"))
     rows = [{"dataset": "volumes", "scale": 2, "lr": "bicubic", **r} for r in rows]
-    flags = B.tumour_flags(rows, ["noisy", "exact"])
+    flags = C.tumour_flags(rows, ["noisy", "exact"])
     assert {(f["method"], f["region"]) for f in flags} == {("noisy", "tumour_core"), ("noisy", "oedema")}
     assert all(f["dpsnr"] < 0 for f in flags)
-    table = {r[3]: r[-1] for r in B.tumour_table(rows, ["noisy", "exact"], flags)}
+    table = {r[3]: r[-1] for r in R.tumour_table(rows, ["noisy", "exact"], flags)}
     assert table["noisy"].startswith("⚠") and table["exact"] == "" and table["bicubic"] == ""
-    assert B.tumour_flags(rows, ["noisy"], tol_db=100.0, tol_ssim=1.0) == []
+    assert C.tumour_flags(rows, ["noisy"], tol_db=100.0, tol_ssim=1.0) == []
 
 
 def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
@@ -102,7 +62,7 @@ def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
             "--label", str(tcga / "mav.nii.gz"), "--max-slices", "2", "--weights", str(tiny_weights),
             str(tiny_weights_x4), "--no-bundled", "--lr", "bicubic", "--timing-runs", "1", "--bootstrap", "100",
             "--threads", "1", "--out", str(out)]
-    assert B.main(argv) == 0
+    assert C.main(argv) == 0
     for name in ("report.html", "summary.json", "table.md", "per_image.csv"):
         assert (out / name).is_file(), name
     assert not list(tmp_path.glob(".report.*"))                      # temp folder renamed away
@@ -119,7 +79,7 @@ def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
     cons = {(c["dataset"], c["scale"], c["model"]): c for c in summary["consistency"]}
     assert set(cons) == {(d, s, m) for d in ("images", "volumes") for s, m in ((2, "tiny-x2"), (4, "tiny-x4"))}
     for c in cons.values():
-        assert c["residual_bicubic_max"] <= B.RESIDUAL_TARGET
+        assert c["residual_bicubic_max"] <= RESIDUAL_TARGET
         assert np.isfinite(c["psnr_off"]) and np.isfinite(c["psnr_bicubic"])
     # the tiny random networks are far worse than bicubic in the tumour: every one is flagged
     assert {(f["method"], f["scale"]) for f in summary["tumour_flags"]} == {("tiny-x2", 2), ("tiny-x4", 4)}
@@ -134,7 +94,7 @@ def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
     assert imgs and all((out / i).is_file() for i in imgs)
     assert "Tumour zoom" in page and "Disagreement" in page and "tiny-x2" in page
     # a second run replaces the report as a whole
-    assert B.main(argv[:-2] + ["--scale", "2", "--out", str(out)]) == 0
+    assert C.main(argv[:-2] + ["--scale", "2", "--out", str(out)]) == 0
     assert set(json.loads((out / "summary.json").read_text())["results"]["images"]) == {"2"}
 
 
@@ -143,11 +103,11 @@ def test_errors_exit_2_and_leave_foreign_folders_alone(shared_data, tmp_path, ca
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
     root = _link_tree(shared_data / "kaggle-brain-tumor-mri", tmp_path / "kaggle", SMALL[:1])
-    assert B.main(["--images", str(root), "--split", "all", "--no-bundled", "--out", str(foreign)]) == 2
+    assert C.main(["--images", str(root), "--split", "all", "--no-bundled", "--out", str(foreign)]) == 2
     assert "not a benchmark report" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep" and len(list(foreign.iterdir())) == 1
-    assert B.main(["--out", str(tmp_path / "x")]) == 2
-    assert B.main(["--images", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 2
+    assert C.main(["--out", str(tmp_path / "x")]) == 2
+    assert C.main(["--images", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -163,7 +123,7 @@ def test_images_a_model_card_says_it_trained_on_are_noted(shared_data, tmp_path)
                            {"arch": "srresnet_lite", "kwargs": kwargs, "kind": "gan", "name": "carded",
                             "data": {"sources": [str(root)], "val_groups": [SMALL[0]]}})
     out = tmp_path / "report"
-    assert B.main(["--images", str(root), "--split", "all", "--weights", str(weights), "--no-bundled", "--scale", "2",
+    assert C.main(["--images", str(root), "--split", "all", "--weights", str(weights), "--no-bundled", "--scale", "2",
                    "--lr", "bicubic", "--timing-runs", "1", "--bootstrap", "50", "--threads", "1",
                    "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -172,19 +132,3 @@ def test_images_a_model_card_says_it_trained_on_are_noted(shared_data, tmp_path)
     assert summary["models"]["2"]["carded"]["role"] == "gan"
     # with a GAN but no fidelity model the disagreement panel still shows the flip/rotation spread
     assert summary["disagreement"]["2"]["tta_model"] == "carded" and "pair" not in summary["disagreement"]["2"]
-
-
-def test_auto_consistency_rows_are_what_srgan_enhance_outputs(tmp_path):
-    """A card recommending ``auto``: the benchmark's main row resolves it per stack, as ``Enhancer`` does."""
-    from srgan.evaluation.benchmark import BenchMethod, _Book, _CachedModel
-    from srgan.degrade import kspace_truncate
-    from srgan.inference.engine import Enhancer
-    from tests.conftest import make_tiny_weights
-    w = make_tiny_weights(tmp_path, 2, kind_input=True)
-    yy, xx = np.mgrid[:64, :64]
-    hr = ((np.hypot(yy - 30, xx - 34) < 20) * 0.8 + 0.1).astype(np.float64)
-    lrs = np.stack([kspace_truncate(hr, 2), kspace_truncate(hr[::-1], 2)]).astype(np.float32)
-    auto = Enhancer(scale=2, weights=w, device="cpu", consistency="auto")
-    method = BenchMethod("m", _CachedModel(Enhancer(scale=2, weights=w, device="cpu", consistency="off")), 2, _Book(),
-                         projection="auto")
-    np.testing.assert_allclose(method.stack(lrs), auto.enhance_stack(lrs), atol=1e-4)

@@ -1,0 +1,173 @@
+"""Pictures of the benchmark report: intensity and error tiles, crops where methods differ, PNG files and plots.
+
+:class:`Report` writes PNGs under ``folder/img`` and returns the HTML that shows them; :func:`comparison_panels` is
+the LR | bicubic | models | HR row with its |SR − HR| row on one colour scale; :func:`example_crop` picks what an
+example shows (the most detailed window of an image, or the tumour of a labelled volume); :func:`gain_plot` draws
+the per-image and mean PSNR gains over bicubic (matplotlib, when installed).
+"""
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from srgan.evaluation.evaluate import REFERENCE
+
+__all__ = ["Report", "best_crop", "colour", "comparison_panels", "example_crop", "gain_plot"]
+
+
+def _u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (np.clip((np.asarray(x, np.float64) - lo) / max(hi - lo, 1e-12), 0, 1) * 255).round().astype(np.uint8)
+
+
+_ANCHORS = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]], np.float64)
+
+
+def colour(x: np.ndarray, vmax: float) -> np.ndarray:
+    """(H, W) ≥ 0 → (H, W, 3) uint8 on a magma-like scale from 0 (black) to ``vmax`` (pale yellow)."""
+    t = np.clip(np.asarray(x, np.float64) / max(vmax, 1e-12), 0, 1) * (len(_ANCHORS) - 1)
+    i = np.minimum(t.astype(int), len(_ANCHORS) - 2)
+    f = (t - i)[..., None]
+    return ((1 - f) * _ANCHORS[i] + f * _ANCHORS[i + 1]).round().astype(np.uint8)
+
+
+def _outline(rgb: np.ndarray, mask: np.ndarray, colour_rgb=(255, 40, 40)) -> np.ndarray:
+    from scipy import ndimage
+    edge = mask & ~ndimage.binary_erosion(mask)
+    out = rgb.copy()
+    out[edge] = colour_rgb
+    return out
+
+
+def best_crop(hr: np.ndarray, side: int) -> tuple[slice, slice]:
+    """The ``side``×``side`` window of the most fine detail (Laplacian energy) inside the head: where methods differ."""
+    from scipy import ndimage
+
+    from srgan.evaluation.metrics import foreground_mask
+    H, W = hr.shape
+    side = min(side, H, W)
+    energy = ndimage.laplace(np.asarray(hr, np.float64)) ** 2 * foreground_mask(hr)
+    score = ndimage.uniform_filter(energy, side, mode="constant")
+    h0, w0 = side // 2, side // 2
+    valid = score[h0:H - side + h0 + 1, w0:W - side + w0 + 1]
+    y, x = np.unravel_index(int(np.argmax(valid)), valid.shape)
+    return slice(y, y + side), slice(x, x + side)
+
+
+def _bbox_crop(mask: np.ndarray, margin: int, min_side: int) -> tuple[slice, slice]:
+    ys, xs = np.nonzero(mask)
+    H, W = mask.shape
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    side = int(min(max(np.ptp(ys) + 1, np.ptp(xs) + 1) + 2 * margin, H, W))
+    side = max(side, min(min_side, H, W))
+    y0 = int(np.clip(round(cy - side / 2), 0, H - side))
+    x0 = int(np.clip(round(cx - side / 2), 0, W - side))
+    return slice(y0, y0 + side), slice(x0, x0 + side)
+
+
+def example_crop(ex: dict, scale: int) -> tuple[int, tuple[slice, slice]]:
+    """(slice index, HR crop) shown for an example: the most detailed window of an image, or the tumour's box
+    on the slice of a labelled volume where the tumour is largest."""
+    H, W = ex["outputs"]["bicubic"].shape[1:]
+    case = ex["case"]
+    hr = np.asarray(case.hr, np.float32)
+    stack = (hr[None] if hr.ndim == 2 else hr)[:, :H, :W]
+    if case.label is not None:
+        label = (case.label[None] if case.label.ndim == 2 else case.label)[:, :H, :W]
+        if label.any():
+            k = int(np.argmax(label.reshape(len(label), -1).sum(1)))
+            return k, _bbox_crop(label[k] > 0, 8, 64)
+    return 0, best_crop(stack[0], 96 if scale == 2 else 128)
+
+
+class Report:
+    """Figures of the HTML report: PNGs written to ``folder/img`` and HTML snippets referring to them."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        (folder / "img").mkdir(parents=True, exist_ok=True)
+        self.n = 0
+
+    def png(self, array: np.ndarray, stem: str, zoom_to: int = 0) -> str:
+        from PIL import Image
+        im = Image.fromarray(array)
+        if zoom_to and max(im.size) < zoom_to:
+            f = max(1, zoom_to // max(im.size))
+            im = im.resize((im.width * f, im.height * f), Image.Resampling.NEAREST)
+        self.n += 1
+        name = f"img/{self.n:03d}-{''.join(c if c.isalnum() or c in '-_' else '_' for c in stem)[:60]}.png"
+        im.save(self.folder / name)
+        return name
+
+    def figure_row(self, tiles: list[tuple[str, np.ndarray]], stem: str, zoom_to: int = 256) -> str:
+        figs = "".join(f'<figure><img src="{self.png(a, f"{stem}-{t}", zoom_to)}" alt="{html.escape(t)}">'
+                       f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, a in tiles)
+        return f'<div class="row">{figs}</div>'
+
+    def plot(self, draw: Callable, stem: str) -> str:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return "<p class=note>Plots need matplotlib (pip install matplotlib).</p>"
+        fig = draw(plt)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.n += 1
+        name = f"img/{self.n:03d}-{stem}.png"
+        (self.folder / name).write_bytes(buf.getvalue())
+        return f'<div class="row"><img class="plot" src="{name}" alt="{html.escape(stem)}"></div>'
+
+
+def comparison_panels(report: Report, stem: str, hr: np.ndarray, outputs: dict[str, np.ndarray],
+                      crop: tuple[slice, slice], *, label: np.ndarray | None = None,
+                      order: Sequence[str] = ()) -> str:
+    """LR (nearest) | bicubic | models… | HR crops, and |SR − HR| on one colour scale below them."""
+    ys, xs = crop
+    h = hr[ys, xs]
+    lo, hi = np.percentile(h, [0.5, 99.5])
+    hi = hi if hi > lo else lo + 1.0
+    names = [m for m in order if m in outputs]
+    tiles, diffs = [], []
+    errs = {m: np.abs(outputs[m][ys, xs] - h) for m in names}
+    vmax = float(np.percentile(np.concatenate([e.ravel() for e in errs.values()]), 99.5)) if errs else 1.0
+    for m in names:
+        title = "LR (nearest)" if m == "nearest" else m
+        tiles.append((title, _u8(outputs[m][ys, xs], lo, hi)))
+        diffs.append((f"|{title} − HR|", colour(errs[m], vmax)))
+    hr_tile = np.repeat(_u8(h, lo, hi)[..., None], 3, axis=2)
+    if label is not None and label[ys, xs].any():
+        hr_tile = _outline(hr_tile, np.isin(label[ys, xs], (1, 4)), (255, 40, 40))
+        hr_tile = _outline(hr_tile, label[ys, xs] == 2, (40, 200, 255))
+    tiles.append(("HR" + (" (core red, oedema blue)" if label is not None else ""), hr_tile))
+    return (report.figure_row(tiles, stem) + report.figure_row(diffs, stem + "-diff")
+            + f"<p class=note>Difference maps share one scale: black 0 → pale yellow {vmax:.3g} "
+              f"(99.5th percentile of all |SR − HR| in the crop).</p>")
+
+
+def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: str, title: str):
+    ref = {r["image"]: r["psnr"] for r in rows if r["method"] == REFERENCE and r["region"] == region}
+    ms = [m for m in methods if m != REFERENCE and m in results and region in results[m]]
+
+    def draw(plt):
+        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4))
+        for i, m in enumerate(ms):
+            g = [r["psnr"] - ref[r["image"]] for r in rows
+                 if r["method"] == m and r["region"] == region and r["image"] in ref and np.isfinite(r["psnr"])]
+            a.scatter(np.full(len(g), i) + np.linspace(-0.15, 0.15, len(g)) if g else [], g, s=10)
+            e = results[m][region].get("psnr_gain", {})
+            if e and e.get("mean") is not None and np.isfinite(e["mean"]):
+                b.bar(i, e["mean"], yerr=[[e["mean"] - e["lo"]], [e["hi"] - e["mean"]]], capsize=4)
+        for ax in (a, b):
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set_xticks(range(len(ms)), ms, rotation=20, ha="right", fontsize=8)
+        a.set_ylabel("PSNR gain over bicubic, dB")
+        a.set_title(f"{title}: per image", fontsize=9)
+        b.set_title(f"{title}: mean, 95% CI", fontsize=9)
+        return fig
+    return draw
