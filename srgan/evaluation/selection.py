@@ -27,29 +27,6 @@ __all__ = ["MAIN_REGION", "SplitConfig", "heldout_images", "image_cases", "looks
            "volume_cases", "volume_held_out"]
 
 
-# ---- what srgan.training.data does, in one place. ``_find``, ``_group_of``, ``_excluded`` and ``_is_label_map``
-#      are private there: switch these four to its public names once it has them.
-
-def _find(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    from srgan.training import data as sdata
-    return list(sdata._find(root, suffixes))
-
-
-def _group_of(path: Path, root: Path) -> str:
-    from srgan.training import data as sdata
-    return str(sdata._group_of(path, root))
-
-
-def _excluded(path: Path, group: str, cfg: Any) -> bool:
-    from srgan.training import data as sdata
-    return bool(sdata._excluded(path, group, cfg))
-
-
-def _is_label_map(data: np.ndarray, dtype: Any) -> bool:
-    from srgan.training import data as sdata
-    return bool(sdata._is_label_map(data, dtype))
-
-
 # ---- the split
 
 
@@ -103,6 +80,7 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
     """
     from PIL import Image
 
+    from srgan.training import data as sdata  # imports torch
     from srgan.training.data import IMAGE_SUFFIXES
     from srgan.training.data import split as split_items
     root = Path(root)
@@ -113,11 +91,11 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
     excluded: list[tuple[str, Path]] = []
     small: list[tuple[str, Path]] = []
     groups: list[str] = []
-    for p in _find(root, IMAGE_SUFFIXES):
+    for p in sdata.find_files(root, IMAGE_SUFFIXES):
         if not p.name.lower().endswith(IMAGE_SUFFIXES):
             continue
         group = str(p.relative_to(root)) if root.is_dir() else p.name
-        if _excluded(p, group, cfg):
+        if sdata.is_excluded(p, group, cfg):
             excluded.append((group, p))
             continue
         try:
@@ -144,18 +122,19 @@ def volume_held_out(path: str | Path, root: str | Path | None, split: SplitConfi
     files are not opened, so a folder holding only label maps would count as a patient (it cannot make a one-group
     source split differently: such a source keeps everything in training).
     """
+    from srgan.training import data as sdata  # imports torch
     from srgan.training.data import NIFTI_SUFFIXES
     from srgan.training.data import split as split_items
     path = Path(path)
     root = Path(root) if root is not None else path.parent.parent
     cfg = _data_cfg(split)
-    group = _group_of(path, root) if path.is_relative_to(root) and root.is_dir() else path.parent.name
-    if _excluded(path, group, cfg):
+    group = sdata.group_of(path, root) if path.is_relative_to(root) and root.is_dir() else path.parent.name
+    if sdata.is_excluded(path, group, cfg):
         return True
     if not root.is_dir():
         return False
-    groups = sorted({_group_of(p, root) for p in _find(root, NIFTI_SUFFIXES)
-                     if not _excluded(p, _group_of(p, root), cfg)})
+    groups = sorted({sdata.group_of(p, root) for p in sdata.find_files(root, NIFTI_SUFFIXES)
+                     if not sdata.is_excluded(p, sdata.group_of(p, root), cfg)})
     _, val = split_items([_stub_item(root / g, g) for g in groups], cfg.val_fraction, split.seed)
     return group in {it.group for it in val}
 
@@ -163,6 +142,8 @@ def volume_held_out(path: str | Path, root: str | Path | None, split: SplitConfi
 def looks_like_label_map(path: Path) -> bool:
     """A segmentation, not an image: integer voxels with few distinct values (``srgan.training.data``'s test)."""
     import nibabel as nib
+
+    from srgan.training import data as sdata  # imports torch
     try:
         img: Any = nib.load(str(path))
         if not np.issubdtype(img.get_data_dtype(), np.integer):
@@ -170,7 +151,7 @@ def looks_like_label_map(path: Path) -> bool:
         data = np.asanyarray(img.dataobj)
     except Exception as e:  # nibabel raises many types for broken files
         raise InputError(path, f"not a readable NIfTI file ({e})") from None
-    return data.ndim >= 3 and _is_label_map(data[..., 0] if data.ndim == 4 else data, img.get_data_dtype())
+    return data.ndim >= 3 and sdata.is_label_map(data[..., 0] if data.ndim == 4 else data, img.get_data_dtype())
 
 
 # ---- the cases

@@ -103,7 +103,7 @@ def load_gray(path: str | Path) -> tuple[np.ndarray, bool]:
     return (a.astype(np.float32) / (65535.0 if sixteen else 255.0)), not sixteen
 
 
-def _is_label_map(data: np.ndarray, dtype) -> bool:
+def is_label_map(data: np.ndarray, dtype) -> bool:
     if not np.issubdtype(dtype, np.integer):
         return False
     return np.unique(data[::4, ::4, ::4]).size <= 16
@@ -134,14 +134,14 @@ def _usable_slices(vol: np.ndarray, zooms, axes, cfg: DataConfig, *, scale: int,
     return slices, norms
 
 
-def _find(root: Path, suffixes) -> list[Path]:
+def find_files(root: Path, suffixes) -> list[Path]:
     if root.is_file():
         return [root]
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes)
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def _group_of(path: Path, root: Path) -> str:
+def group_of(path: Path, root: Path) -> str:
     """Patient of a file: its first folder under the source root, else the file's stem."""
     if root.is_file():
         return path.parent.name or path.name
@@ -149,7 +149,7 @@ def _group_of(path: Path, root: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else re.sub(r"\.(nii(\.gz)?|dcm)$", "", path.name, flags=re.I)
 
 
-def _excluded(path: Path, group: str, cfg: DataConfig) -> bool:
+def is_excluded(path: Path, group: str, cfg: DataConfig) -> bool:
     names = set(cfg.exclude) | set(ALWAYS_EXCLUDED)
     return any(n and (n in group or n in str(path)) for n in names)
 
@@ -165,13 +165,13 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
     if not root.exists():
         raise InputError(root, "data source does not exist")
     items: list[Item] = []
-    nifti = [p for p in _find(root, NIFTI_SUFFIXES) if p.name.lower().endswith(NIFTI_SUFFIXES)]
-    images = [p for p in _find(root, IMAGE_SUFFIXES) if p.name.lower().endswith(IMAGE_SUFFIXES)]
+    nifti = [p for p in find_files(root, NIFTI_SUFFIXES) if p.name.lower().endswith(NIFTI_SUFFIXES)]
+    images = [p for p in find_files(root, IMAGE_SUFFIXES) if p.name.lower().endswith(IMAGE_SUFFIXES)]
     if nifti:
         import nibabel as nib
         for p in nifti:
-            group = _group_of(p, root)
-            if _excluded(p, group, cfg):
+            group = group_of(p, root)
+            if is_excluded(p, group, cfg):
                 continue
             try:
                 img: Any = nib.load(str(p))  # a NIfTI image (nibabel types it as any image file)
@@ -180,7 +180,7 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
                 raise InputError(p, f"not a readable NIfTI file ({e})") from None
             if data.ndim == 4:
                 data = data[..., 0]
-            if data.ndim != 3 or _is_label_map(data, img.get_data_dtype()):
+            if data.ndim != 3 or is_label_map(data, img.get_data_dtype()):
                 continue
             vol = np.nan_to_num(data.astype(np.float32))
             slices, norms = _usable_slices(vol, img.header.get_zooms(), cfg.slice_axes, cfg, scale=scale,
@@ -192,7 +192,7 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
     if images:
         for p in images:
             group = str(p.relative_to(root)) if root.is_dir() else p.name
-            if _excluded(p, group, cfg):
+            if is_excluded(p, group, cfg):
                 continue
             if groups_out is not None:
                 groups_out.append(group)
@@ -221,7 +221,7 @@ def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> li
     items = []
     for series in result.series:
         group = series.patient_id or series.study_uid or series.uid or root.name
-        if _excluded(root, group, cfg) or not series.anatomy_volumes:
+        if is_excluded(root, group, cfg) or not series.anatomy_volumes:
             continue
         dr, dc = series.pixel_spacing
         if abs(dr - dc) > 0.1 * max(dr, dc) or min(series.rows, series.cols) < min_side:
