@@ -247,6 +247,17 @@ def test_screenshot_cli_fails_clearly_on_a_bad_folder(qtbot, tmp_path, capsys):
     assert "nothing-here" in capsys.readouterr().err
 
 
+def test_screenshot_cli_fails_clearly_when_the_png_cannot_be_written(qtbot, hfs_folder, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    out = tmp_path / "notes.txt" / "shot.png"  # its folder cannot be made (even by root, unlike a read-only one)
+    rc = viewer_app.main([str(hfs_folder), "--no-enhance", "--screenshot", str(out)])
+    err = capsys.readouterr().err
+    assert rc == viewer_app.EXIT_ERROR and not out.exists()
+    assert err.startswith(f"brainsr: {out}: the PNG could not be written") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], "no temporary file left behind"
+
+
 def test_help_does_not_import_qt_or_torch():
     code = ("import sys, viewer.app\n"
             "try:\n    viewer.app.main(['--help'])\nexcept SystemExit:\n    pass\n"
