@@ -3,7 +3,8 @@ disagreement overlays with their opacity control, and the region (ROI) and ruler
 
 ``build(win)`` makes them as attributes of ``win`` (``browser``/``browser_dock``, ``tag_panel``/``tag_dock``,
 ``roi_panel``/``roi_dock``, ``difference_overlay``, ``disagreement_overlay``, ``opacity_control``, ``roi_tool``,
-``ruler_tool``, ``roi_runner``) and connects them to the window and its ``ViewState``.
+``ruler_tool``, ``roi_runner``) and connects them to the window and its ``ViewState``; the functions below keep
+them up to date (tools, tags, overlays).
 """
 from __future__ import annotations
 
@@ -76,9 +77,88 @@ def _build_tools(win: MainWindow) -> None:
     win.ruler_tool = RulerTool(boxes, win)
     win.roi_runner = RegionStatsRunner(win)
     status = win.statusBar()
-    win.roi_tool.regionChanged.connect(win.update_region_stats)
+    win.roi_tool.regionChanged.connect(lambda rect: update_region_stats(win, rect))
     win.roi_tool.regionCleared.connect(lambda: win.roi_panel.set_comparison(None))
     win.roi_runner.ready.connect(win.roi_panel.set_comparison)
     win.roi_runner.failed.connect(lambda msg: status.showMessage(f"Region statistics: {msg}", 6000))
     win.ruler_tool.lengthChanged.connect(
         lambda mm: status.showMessage(f"Ruler: {win.ruler_tool.label_text()}", 6000))
+
+
+# -- tools -----------------------------------------------------------------------------------------
+def set_region_mode(win: MainWindow, on: bool) -> None:
+    """Region tool on (the ruler off, the statistics dock shown) or off."""
+    if on:
+        win.ruler_tool.set_mode(False)
+        win.act_ruler.setChecked(False)
+    win.roi_tool.set_mode(on)
+    if on:
+        win.roi_dock.show()
+
+
+def set_ruler_mode(win: MainWindow, on: bool) -> None:
+    if on:
+        win.roi_tool.set_mode(False)
+        win.act_region.setChecked(False)
+    win.ruler_tool.set_mode(on)
+
+
+def clear_tools(win: MainWindow) -> None:
+    win.roi_tool.clear()
+    win.ruler_tool.clear()
+
+
+def update_region_stats(win: MainWindow, rect) -> None:
+    """Compare the region on both sides (in the background); the interpolation stands in for a missing AI image."""
+    plane = win.state.plane
+    if plane is None:
+        return
+    images = win.current_images()
+    if images["original"] is None or images["interpolated"] is None:
+        return
+    enhanced = images["enhanced"] if images["enhanced"] is not None else images["interpolated"]
+    win.roi_dock.show()
+    win.roi_runner.request(images["original"], enhanced, images["interpolated"], rect,
+                           (plane.row_spacing, plane.col_spacing), win.state.scale)
+
+
+def update_tags(win: MainWindow) -> None:
+    """The tag panel shows the header of the slice on screen (only while its dock is visible)."""
+    if win.series is None or not win.tag_dock.isVisible():
+        return
+    try:
+        win.tag_panel.set_dataset(win.series.header(win.state.volume, win.state.slice))
+    except Exception as err:  # an unreadable header must not break slice stepping
+        win.statusBar().showMessage(f"Tags: {err}", 6000)
+
+
+# -- overlays --------------------------------------------------------------------------------------
+def refresh_difference(win: MainWindow, images: dict, right_state: str) -> None:
+    """The difference overlay (enhanced − interpolated) over a model output, when asked for."""
+    state, overlay = win.state, win.difference_overlay
+    show = (state.difference and images["enhanced"] is not None and images["interpolated"] is not None
+            and right_state == "ready")
+    if show:
+        overlay.set_data(images["enhanced"], images["interpolated"], rect_mm=state.plane.rect_mm,
+                         window_width=state.window.width)
+        overlay.set_opacity(state.overlay_opacity)
+    overlay.setVisible(bool(show))
+
+
+def refresh_disagreement(win: MainWindow, spread, right_state: str) -> None:
+    """The disagreement overlay (TTA spread) over a model output, once its spread is computed."""
+    state, overlay = win.state, win.disagreement_overlay
+    show = win.disagreement and spread is not None and right_state == "ready"
+    if show:
+        overlay.set_difference(spread, rect_mm=state.plane.rect_mm, window_width=state.window.width,
+                               cmap="sequential")
+        overlay.set_opacity(state.overlay_opacity)
+    overlay.setVisible(bool(show))
+
+
+def sync_opacity_check(win: MainWindow) -> None:
+    """The opacity control's check box follows the difference toggle (without echoing it back)."""
+    check = win.opacity_control.check
+    check.blockSignals(True)
+    check.setChecked(win.state.difference)
+    check.blockSignals(False)

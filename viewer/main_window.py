@@ -24,29 +24,20 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from srgan.inference.plan import Plan
-from viewer import SAMPLE_SERIES, docks, menus
+from viewer import docks, menus
 from viewer import window_level as wl
 from viewer.difference import robust_scale
-from viewer.export import export_series_dialog, export_view_png, running_exports, shutdown_exports
-from viewer.menus import HEADER_PRESET
+from viewer.export import export_series_dialog, running_exports, shutdown_exports
+from viewer.menus import APPLICATION, HEADER_PRESET, ORGANISATION, settings
 from viewer.model import DISAGREEMENT_LABEL, KEEP, ViewerModel, first_anatomy, reconfigured
 from viewer.state import Plane, ViewState
 from viewer.viewport import AI_COLOR, DIM_COLOR, ERROR_COLOR, TEXT_COLOR, Viewport
-from viewer.workers import EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, series_key
+from viewer.workers import EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, build_engine, series_key
 
 __all__ = ["APPLICATION", "DISAGREEMENT_LABEL", "HEADER_PRESET", "ORGANISATION", "MainWindow", "settings"]
 
-ORGANISATION = "BrainSR"
-APPLICATION = "BrainSR Viewer"
-MAX_RECENT = 8
 CINE_INTERVAL_MS = 100  # 10 frames per second
 _TONES = {"text": TEXT_COLOR, "dim": DIM_COLOR, "ai": AI_COLOR, "error": ERROR_COLOR, None: None}
-
-
-def settings() -> QtCore.QSettings:
-    """The viewer's settings file (INI, user scope): tests redirect it with ``QSettings.setPath``."""
-    return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope,
-                            ORGANISATION, APPLICATION)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -73,7 +64,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model = ViewerModel(self.state, self.worker.config, enhancing=enhance)
         self.loader.set_scale(self.worker.config.scale)
         self.state.scale = self.worker.config.scale
-        self._stats: wl.ImageStats | None = None
+        self.stats: wl.ImageStats | None = None  # of the slice first decoded: window presets
         self._header_window: wl.WindowLevel | None = None
         self._scanner: FolderScanner | None = None  # the scan whose result will be shown
         self._scanners: set[FolderScanner] = set()   # every scan thread still running
@@ -94,7 +85,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cine.setInterval(CINE_INTERVAL_MS)
         self.cine.timeout.connect(lambda: self.state.step_slice(1, wrap=True))
         self.tag_timer = QtCore.QTimer(self, singleShot=True, interval=150)
-        self.tag_timer.timeout.connect(self._update_tags)
+        self.tag_timer.timeout.connect(lambda: docks.update_tags(self))
         docks.build(self)
         menus.build(self)
 
@@ -102,7 +93,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loader.failed.connect(self._on_load_failed)
         self.worker.enhanced.connect(self._on_enhanced)
         self.worker.spread_ready.connect(self._on_spread_ready)
-        self.worker.progress.connect(self._on_enhance_progress)
+        self.worker.progress.connect(lambda done, total: menus.show_progress(self, done, total))
         self.worker.failed.connect(self._on_enhance_failed)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.planned.connect(self._on_planned)
@@ -117,7 +108,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.left.set_placeholder("Open a DICOM folder (Ctrl+O) or drop it here")
         self.right.set_placeholder("The enhanced slice appears here")
         self.resize(1440, 900)
-        menus.rebuild_recent_menu(self, self._recent())
+        menus.rebuild_recent_menu(self)
         self._update_overlays()
 
     # the app state, read through the model
@@ -140,13 +131,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.splitter.setSizes([half, half])
 
     # ------------------------------------------------------------------------------------ folders
-    def choose_folder(self) -> None:
-        recent = self._recent()
-        start = self.folder or (recent[0] if recent else str(Path.home()))
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Open DICOM folder", start)
-        if folder:
-            self.open_folder(folder)
-
     def open_folder(self, folder: str | Path) -> None:
         """Scan ``folder`` in the background; the first series is shown when the scan finishes.
 
@@ -175,7 +159,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_scanned(self, folder: str, result: Any) -> None:
         self.model.set_scanned(folder, result)
-        self._add_recent(folder)
+        menus.add_recent(self, folder)
         self.browser.set_series(result.series)
         skipped = f" · {len(result.problems)} file(s) skipped" if result.problems else ""
         self.statusBar().showMessage(f"{len(result.series)} series in {folder}{skipped}", 8000)
@@ -193,26 +177,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.show_dialogs:
             QtWidgets.QMessageBox.critical(self, title, message)
 
-    def _recent(self) -> list[str]:
-        value = settings().value("recent_folders", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _add_recent(self, folder: str) -> None:
-        folder = str(Path(folder).resolve())
-        if Path(folder) == SAMPLE_SERIES.resolve():
-            return
-        recent = [folder] + [f for f in self._recent() if f != folder]
-        settings().setValue("recent_folders", recent[:MAX_RECENT])
-        menus.rebuild_recent_menu(self, self._recent())
-
     def dragEnterEvent(self, ev: QtGui.QDragEnterEvent) -> None:
-        if _dropped_folder(ev.mimeData()) is not None:
+        if menus.dropped_folder(ev.mimeData()) is not None:
             ev.acceptProposedAction()
 
     def dropEvent(self, ev: QtGui.QDropEvent) -> None:
-        folder = _dropped_folder(ev.mimeData())
+        folder = menus.dropped_folder(ev.mimeData())
         if folder is not None:
             ev.acceptProposedAction()
             self.open_folder(folder)
@@ -224,7 +194,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.cine_stop()
         self.model.set_series(series)
-        self._stats = None
+        self.stats = None
         self.worker.cancel()
         n_vol, n_sl, rows, cols = series.shape
         dr, dc = (float(v) for v in series.pixel_spacing)
@@ -232,7 +202,7 @@ class MainWindow(QtWidgets.QMainWindow):
         header = series.window if getattr(series, "window", None) else None
         self._header_window = wl.first_valid_pair([header]) if header else None
         window = self._header_window or wl.WindowLevel(0.0, 1.0)
-        self.clear_tools()
+        docks.clear_tools(self)
         for vp in (self.left, self.right):
             vp.set_placeholder("")
             vp.set_image(None)
@@ -270,9 +240,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def is_settled(self) -> bool:
         return self.model.is_settled()
 
-    def consistency_in_force(self) -> str:
-        return self.model.consistency_in_force()
-
     # ------------------------------------------------------------------------------------ state → view
     def _on_state(self, state: ViewState, changed: frozenset) -> None:
         if changed & {"series", "slice", "volume"}:
@@ -287,15 +254,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self._refresh_images()
             self.act_show_enhanced.setChecked(state.enhanced)
             self.act_difference.setChecked(state.difference)
-            check = self.opacity_control.check
-            check.blockSignals(True)
-            check.setChecked(state.difference)
-            check.blockSignals(False)
+            docks.sync_opacity_check(self)
         if changed & {"zoom", "pan", "series"}:
             self.left.apply_view()
             self.right.apply_view()
         if "window" in changed:
-            self._sync_preset_box()
+            menus.sync_preset_box(self)
             self.left.set_levels()
             self.right.set_levels()
             self._refresh_difference()
@@ -345,25 +309,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _refresh_difference(self, images: dict | None = None) -> None:
         images = images or self.current_images()
-        overlay = self.difference_overlay
-        show = (self.state.difference and images["enhanced"] is not None and images["interpolated"] is not None
-                and self._right_state(images) == "ready")
-        if show:
-            overlay.set_data(images["enhanced"], images["interpolated"], rect_mm=self.state.plane.rect_mm,
-                             window_width=self.state.window.width)
-            overlay.set_opacity(self.state.overlay_opacity)
-        overlay.setVisible(bool(show))
+        docks.refresh_difference(self, images, self._right_state(images))
         self._refresh_disagreement(images)
 
     def _refresh_disagreement(self, images: dict | None = None) -> None:
         images = images or self.current_images()
-        overlay, spread = self.disagreement_overlay, self.current_spread()
-        show = self.disagreement and spread is not None and self._right_state(images) == "ready"
-        if show:
-            overlay.set_difference(spread, rect_mm=self.state.plane.rect_mm, window_width=self.state.window.width,
-                                   cmap="sequential")
-            overlay.set_opacity(self.state.overlay_opacity)
-        overlay.setVisible(bool(show))
+        docks.refresh_disagreement(self, self.current_spread(), self._right_state(images))
 
     def _update_overlays(self) -> None:
         """Every corner's text from the model; the spread's colour scale when the disagreement overlay is on."""
@@ -376,28 +327,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 vp.set_corner(corner, lines, _TONES[tone])
             vp.set_markers(markers)
 
-    def _update_tags(self) -> None:
-        if self.series is None or not self.tag_dock.isVisible():
-            return
-        try:
-            self.tag_panel.set_dataset(self.series.header(self.state.volume, self.state.slice))
-        except Exception as err:  # an unreadable header must not break slice stepping
-            self.statusBar().showMessage(f"Tags: {err}", 6000)
-
     def _on_hover(self, x: float, y: float, enhanced_side: bool) -> None:
-        plane = self.state.plane
-        if plane is None:
-            return
         images = self.current_images()
-        k = self.state.scale if enhanced_side else 1
         image = self._right_image(images) if enhanced_side else images["original"]
-        r, c = plane.pixel_of(x, y, k)
-        text = f"x {x:.1f}  y {y:.1f} mm"
-        if image is not None:
-            ri, ci = int(round(r)), int(round(c))
-            if 0 <= ri < image.shape[0] and 0 <= ci < image.shape[1]:
-                text += f"   value {image[ri, ci]:.0f}"
-        self.cursor_label.setText(text)
+        self.cursor_label.setText(self.model.hover_text(x, y, image, enhanced_side))
 
     def _on_viewport_resized(self) -> None:
         """Keep a fitted image fitted when the window or the splitter changes size."""
@@ -408,10 +341,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_loaded(self, key: tuple, original: np.ndarray, interpolated: np.ndarray | None) -> None:
         if key != self.current_key():
             return
-        if self._stats is None:
-            self._stats = wl.ImageStats.of(original)
-            window = wl.initial_window(self._header_window, self._stats)
-            self.state.set_default_window(window, self._stats.span)
+        if self.stats is None:
+            self.stats = wl.ImageStats.of(original)
+            window = wl.initial_window(self._header_window, self.stats)
+            self.state.set_default_window(window, self.stats.span)
         self._refresh_images()
         self._update_overlays()
 
@@ -425,7 +358,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._refresh_images()
             self._update_overlays()
             if self.roi_tool.rect() is not None:
-                self.update_region_stats(self.roi_tool.rect())
+                docks.update_region_stats(self, self.roi_tool.rect())
 
     def _on_planned(self, key: tuple, plan: Plan) -> None:
         if self.model.add_plan(key, plan):
@@ -435,16 +368,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.series is not None and key == self.worker.key(self.series, self.state.volume, self.state.slice):
             self._refresh_disagreement()
             self._update_overlays()
-
-    def _on_enhance_progress(self, done: int, total: int) -> None:
-        busy = total > 0 and done < total
-        self.progress.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        if busy:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
-        elif total > 0:
-            self.statusBar().showMessage(f"Enhanced all {total} slices", 5000)
 
     def _on_enhance_failed(self, message: str) -> None:
         self.model.set_enhance_error(message)
@@ -463,24 +386,6 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------------------------ commands
     def fit(self) -> None:
         self.state.fit(*self.left.viewport_px())
-
-    def apply_preset(self, name: str) -> None:
-        """Window preset by name: ``HEADER_PRESET`` (the series' own window) or one of ``wl.PRESETS``."""
-        if name == HEADER_PRESET:
-            self.state.reset_window()
-        elif self._stats is not None:
-            self.state.set_window(wl.preset(name, self._stats))
-        self._sync_preset_box()
-
-    def _sync_preset_box(self) -> None:
-        """Show which preset the current window is; blank after a manual (right-drag) change."""
-        window = self.state.window
-        name = None
-        if window == self.state.default_window:
-            name = HEADER_PRESET
-        elif self._stats is not None:
-            name = next((n for n in wl.PRESETS if wl.preset(n, self._stats) == window), None)
-        self.preset_box.setCurrentIndex(self.preset_box.findText(name) if name else -1)
 
     def set_enhancing(self, on: bool) -> None:
         """Start (current slice first, then the whole volume) or stop background enhancement."""
@@ -538,50 +443,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def cine_stop(self) -> None:
         self.toggle_cine(False)
 
-    def set_region_mode(self, on: bool) -> None:
-        if on:
-            self.ruler_tool.set_mode(False)
-            self.act_ruler.setChecked(False)
-        self.roi_tool.set_mode(on)
-        if on:
-            self.roi_dock.show()
-
-    def set_ruler_mode(self, on: bool) -> None:
-        if on:
-            self.roi_tool.set_mode(False)
-            self.act_region.setChecked(False)
-        self.ruler_tool.set_mode(on)
-
-    def clear_tools(self) -> None:
-        self.roi_tool.clear()
-        self.ruler_tool.clear()
-
-    def update_region_stats(self, rect) -> None:
-        if self.state.plane is None:
-            return
-        images = self.current_images()
-        if images["original"] is None or images["interpolated"] is None:
-            return
-        enhanced = images["enhanced"] if images["enhanced"] is not None else images["interpolated"]
-        p = self.state.plane
-        self.roi_dock.show()
-        self.roi_runner.request(images["original"], enhanced, images["interpolated"], rect,
-                                (p.row_spacing, p.col_spacing), self.state.scale)
-
-    def export_png(self) -> None:
-        if self.series is None:
-            return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export view as PNG",
-                                                        str(Path.home() / "brainsr_view.png"), "PNG image (*.png)")
-        if not path:
-            return
-        try:
-            out = export_view_png(self.splitter, path, self.model.provenance_text())
-        except Exception as err:
-            self.report_error("Export failed", str(err))
-            return
-        self.statusBar().showMessage(f"Saved {out}", 6000)
-
     def export_series(self) -> None:
         """Export the series with the worker's engine (built now when it is not loaded yet), the plan the
         worker made for it, and the slices it has already enhanced with this configuration."""
@@ -589,18 +450,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if series is None:
             return
         try:
-            engine = self.worker.engine
-            if engine is None:  # not built yet: build it now (the worker will reuse its own)
+            config, engine = self.worker.config, self.worker.engine
+            if engine is None:  # not built yet: build one for the export now
                 QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
                 try:
-                    from srgan.inference.engine import Enhancer, default_threads
-
-                    cfg = self.worker.config
-                    engine = Enhancer(scale=cfg.scale, model=cfg.model, weights=cfg.weights, device=cfg.device,
-                                      threads=default_threads(), consistency=cfg.consistency)
+                    engine = build_engine(config)
                 finally:
                     QtWidgets.QApplication.restoreOverrideCursor()
-            config = self.worker.config
 
             def lookup(volume: int, slice_: int) -> np.ndarray | None:
                 return self.worker.cached(series, volume, slice_, config)
@@ -610,9 +466,6 @@ class MainWindow(QtWidgets.QMainWindow):
                                                         lookup=lookup)
         except Exception as err:
             self.report_error("Export failed", str(err))
-
-    def show_model_info(self) -> None:
-        QtWidgets.QMessageBox.information(self, "Model", self.model.model_info_html())
 
     # ------------------------------------------------------------------------------------ shutdown
     def closeEvent(self, ev: QtGui.QCloseEvent) -> None:
@@ -635,13 +488,3 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loader.stop()
         self.worker.stop(wait_ms=60_000)
 
-
-def _dropped_folder(mime: QtCore.QMimeData) -> str | None:
-    for url in mime.urls() if mime.hasUrls() else []:
-        if url.isLocalFile():
-            path = Path(url.toLocalFile())
-            if path.is_dir():
-                return str(path)
-            if path.is_file():
-                return str(path.parent)
-    return None

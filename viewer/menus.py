@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from srgan.options import CONSISTENCY_MODES, DEVICES, SCALES
-from viewer import SAMPLE_SERIES
+from viewer import SAMPLE_SERIES, docks
 from viewer import window_level as wl
+from viewer.export import export_view_png
 from viewer.model import scale_of_card
 
 if TYPE_CHECKING:
     from viewer.main_window import MainWindow
 
+ORGANISATION = "BrainSR"
+APPLICATION = "BrainSR Viewer"
+MAX_RECENT = 8
 HEADER_PRESET = "Header"  # the series' own window (DICOM WindowCenter/Width), or the robust one if it has none
 #: menu text of each data-consistency choice (None: what the model card recommends)
 CONSISTENCY_TEXT = {None: "Model &default", "off": "&Off", "bicubic": "&Bicubic", "kspace": "&k-space",
@@ -79,12 +83,12 @@ def build(win: MainWindow) -> None:
 def _build_actions(win: MainWindow) -> None:
     K = QtGui.QKeySequence.StandardKey
     state = win.state
-    win.act_open = action(win, "&Open folder…", win.choose_folder, K.Open, tip="Open a folder of DICOM files")
+    win.act_open = action(win, "&Open folder…", lambda: choose_folder(win), K.Open, tip="Open a folder of DICOM files")
     win.act_sample = action(win, "Open &sample series", lambda: win.open_folder(SAMPLE_SERIES),
                             tip="Open the bundled sample brain series")
     win.act_export_series = action(win, "&Export enhanced series…", win.export_series, "Ctrl+Shift+E",
                                    tip="Write the enhanced series as a new derived DICOM series")
-    win.act_export_png = action(win, "Export view as &PNG…", win.export_png, "Ctrl+Shift+S",
+    win.act_export_png = action(win, "Export view as &PNG…", lambda: export_png(win), "Ctrl+Shift+S",
                                 tip="Save both viewports as a labelled PNG")
     win.act_quit = action(win, "&Quit", win.close, K.Quit)
 
@@ -95,7 +99,7 @@ def _build_actions(win: MainWindow) -> None:
                                   tip="Back to the series' own window/level")
     win.preset_actions = {}
     for i, name in enumerate([HEADER_PRESET, *wl.PRESETS]):
-        win.preset_actions[name] = action(win, name, lambda _=False, n=name: win.apply_preset(n), str(i))
+        win.preset_actions[name] = action(win, name, lambda _=False, n=name: apply_preset(win, n), str(i))
     win.act_show_enhanced = action(win, "Show &enhanced", state.toggle_enhanced, "E", checkable=True,
                                    tip="Right view: AI-enhanced (on) or plain interpolation (off)")
     win.act_show_enhanced.setChecked(state.enhanced)
@@ -122,13 +126,14 @@ def _build_actions(win: MainWindow) -> None:
     win.act_enhance.setChecked(win.model.enhancing)
     win.act_cancel = action(win, "&Cancel enhancement", win.cancel_enhancement, "Esc",
                             tip="Stop enhancing the rest of the series")
-    win.act_model_info = action(win, "Model &information…", win.show_model_info)
+    win.act_model_info = action(win, "Model &information…", lambda: QtWidgets.QMessageBox.information(
+        win, "Model", win.model.model_info_html()))
 
-    win.act_region = action(win, "&Region statistics", win.set_region_mode, "G", checkable=True,
-                            tip="Drag a rectangle (or Shift+drag any time) to compare the two sides")
-    win.act_ruler = action(win, "&Ruler", win.set_ruler_mode, "M", checkable=True,
+    win.act_region = action(win, "&Region statistics", lambda on: docks.set_region_mode(win, on), "G",
+                            checkable=True, tip="Drag a rectangle (or Shift+drag any time) to compare the two sides")
+    win.act_ruler = action(win, "&Ruler", lambda on: docks.set_ruler_mode(win, on), "M", checkable=True,
                            tip="Drag to measure in mm (or Ctrl+drag any time)")
-    win.act_clear_tools = action(win, "Clear measurements", win.clear_tools, "Backspace")
+    win.act_clear_tools = action(win, "Clear measurements", lambda: docks.clear_tools(win), "Backspace")
 
 
 def _choice_group(win: MainWindow, menu: QtWidgets.QMenu, choices, slot) -> QtGui.QActionGroup:
@@ -214,7 +219,7 @@ def _build_toolbar(win: MainWindow) -> None:
     win.preset_box.addItems([HEADER_PRESET, *wl.PRESETS])
     win.preset_box.setMinimumContentsLength(10)
     win.preset_box.setToolTip("Window/level preset (keys 0–4; right-drag on an image to adjust)")
-    win.preset_box.textActivated.connect(win.apply_preset)
+    win.preset_box.textActivated.connect(lambda name: apply_preset(win, name))
     tb.addWidget(QtWidgets.QLabel("  W/L ", tb))
     tb.addWidget(win.preset_box)
     tb.addAction(win.act_reset_window)
@@ -283,12 +288,105 @@ def sync_enhance_menus(win: MainWindow) -> None:
         win.model_group.addAction(act)
 
 
-def rebuild_recent_menu(win: MainWindow, recent: list[str]) -> None:
+def settings() -> QtCore.QSettings:
+    """The viewer's settings file (INI, user scope): tests redirect it with ``QSettings.setPath``."""
+    return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope,
+                            ORGANISATION, APPLICATION)
+
+
+def recent_folders() -> list[str]:
+    value = settings().value("recent_folders", [])
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in (value or [])]
+
+
+def add_recent(win: MainWindow, folder: str) -> None:
+    """``folder`` first in File → Recent folders (the bundled sample is not listed)."""
+    folder = str(Path(folder).resolve())
+    if Path(folder) == SAMPLE_SERIES.resolve():
+        return
+    recent = [folder] + [f for f in recent_folders() if f != folder]
+    settings().setValue("recent_folders", recent[:MAX_RECENT])
+    rebuild_recent_menu(win)
+
+
+def rebuild_recent_menu(win: MainWindow) -> None:
     win.recent_menu.clear()
+    recent = recent_folders()
     for i, folder in enumerate(recent):
         act = win.recent_menu.addAction(f"&{i + 1}  {folder}")
         act.triggered.connect(lambda _=False, f=folder: win.open_folder(f))
     win.recent_menu.setEnabled(bool(recent))
+
+
+def choose_folder(win: MainWindow) -> None:
+    """File → Open folder: a folder dialog starting at the folder shown, else the last one opened."""
+    recent = recent_folders()
+    start = win.folder or (recent[0] if recent else str(Path.home()))
+    folder = QtWidgets.QFileDialog.getExistingDirectory(win, "Open DICOM folder", start)
+    if folder:
+        win.open_folder(folder)
+
+
+def dropped_folder(mime: QtCore.QMimeData) -> str | None:
+    """The folder a drag and drop brings: a dropped folder, or the folder of a dropped file."""
+    for url in mime.urls() if mime.hasUrls() else []:
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            if path.is_dir():
+                return str(path)
+            if path.is_file():
+                return str(path.parent)
+    return None
+
+
+def apply_preset(win: MainWindow, name: str) -> None:
+    """Window preset by name: ``HEADER_PRESET`` (the series' own window) or one of ``wl.PRESETS``."""
+    if name == HEADER_PRESET:
+        win.state.reset_window()
+    elif win.stats is not None:
+        win.state.set_window(wl.preset(name, win.stats))
+    sync_preset_box(win)
+
+
+def sync_preset_box(win: MainWindow) -> None:
+    """Show which preset the current window is; blank after a manual (right-drag) change."""
+    window, stats = win.state.window, win.stats
+    name = None
+    if window == win.state.default_window:
+        name = HEADER_PRESET
+    elif stats is not None:
+        name = next((n for n in wl.PRESETS if wl.preset(n, stats) == window), None)
+    win.preset_box.setCurrentIndex(win.preset_box.findText(name) if name else -1)
+
+
+def show_progress(win: MainWindow, done: int, total: int) -> None:
+    """The status bar's progress bar and Cancel button while a request is being enhanced."""
+    busy = total > 0 and done < total
+    win.progress.setVisible(busy)
+    win.cancel_button.setVisible(busy)
+    if busy:
+        win.progress.setRange(0, total)
+        win.progress.setValue(done)
+    elif total > 0:
+        win.statusBar().showMessage(f"Enhanced all {total} slices", 5000)
+
+
+def export_png(win: MainWindow) -> None:
+    """File → Export view as PNG: both viewports with their labels and the provenance text."""
+    if win.series is None:
+        return
+    path, _ = QtWidgets.QFileDialog.getSaveFileName(win, "Export view as PNG",
+                                                    str(Path.home() / "brainsr_view.png"), "PNG image (*.png)")
+    if not path:
+        return
+    try:
+        out = export_view_png(win.splitter, path, win.model.provenance_text())
+    except Exception as err:
+        win.report_error("Export failed", str(err))
+        return
+    win.statusBar().showMessage(f"Saved {out}", 6000)
 
 
 def show_help(parent: QtWidgets.QWidget) -> None:

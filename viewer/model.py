@@ -277,6 +277,19 @@ class ViewerModel:
         return (f"<b>{info.get('label', '')}</b> on {info.get('device', '')}<br><table>{rows}</table>"
                 f"<p>{info.get('provenance', '')}</p>")
 
+    def hover_text(self, x: float, y: float, image: Any, enhanced_side: bool) -> str:
+        """The status bar's cursor read-out: position in mm and the value of the pixel under it in ``image``
+        (the original, or the right pane's image on the ×scale grid)."""
+        plane = self.view.plane
+        text = f"x {x:.1f}  y {y:.1f} mm"
+        if plane is None or image is None:
+            return text
+        r, c = plane.pixel_of(x, y, self.view.scale if enhanced_side else 1)
+        ri, ci = int(round(r)), int(round(c))
+        if 0 <= ri < image.shape[0] and 0 <= ci < image.shape[1]:
+            text += f"   value {image[ri, ci]:.0f}"
+        return text
+
     def window_title(self) -> str:
         series = self.series
         if series is None:

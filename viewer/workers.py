@@ -40,7 +40,15 @@ from viewer.jobs import (
 )
 
 __all__ = ["CONSISTENCY_DEFAULT", "ArrayCache", "EnhanceConfig", "EnhanceWorker", "FolderScanner", "SliceLoader",
-           "nearest_first", "series_key"]
+           "build_engine", "nearest_first", "series_key"]
+
+
+def build_engine(config: EnhanceConfig, threads: int | None = None):
+    """An ``srgan.inference.engine.Enhancer`` for ``config`` (torch is imported here, not at start-up)."""
+    from srgan.inference.engine import Enhancer, default_threads
+
+    return Enhancer(scale=config.scale, model=config.model, weights=config.weights, device=config.device,
+                    threads=threads or default_threads(), consistency=config.consistency)
 
 
 class FolderScanner(QtCore.QThread):
@@ -239,10 +247,7 @@ class EnhanceWorker(_QueueThread):
         if self._engine is not None and self._engine_config == config:
             return self._engine
         self._engine = None
-        from srgan.inference.engine import Enhancer, default_threads
-
-        engine = Enhancer(scale=config.scale, model=config.model, weights=config.weights, device=config.device,
-                          threads=self._threads or default_threads(), consistency=config.consistency)
+        engine = build_engine(config, self._threads)
         self._engine, self._engine_config = engine, config
         self.model_ready.emit({
             "card": dict(engine.card), "label": engine.label, "device": str(engine.device),

@@ -134,7 +134,7 @@ def test_window_level_drag_presets_and_reset_apply_to_both_sides(qtbot, window, 
     assert f"W {w.width:.0f}" in window.right.corner_text("bottom_right")
     assert window.preset_box.currentText() == "", "a dragged window is no preset"
     window.preset_actions["Full range"].trigger()
-    assert window.state.window.levels == pytest.approx((window._stats.minimum, window._stats.maximum))
+    assert window.state.window.levels == pytest.approx((window.stats.minimum, window.stats.maximum))
     assert window.preset_box.currentText() == "Full range"
     window.act_reset_window.trigger()
     assert window.state.window == start and window.preset_box.currentText() == "Header"
