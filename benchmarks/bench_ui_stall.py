@@ -177,15 +177,15 @@ def run(args) -> list[dict]:
                 "max_ms": float(gaps.max()) if gaps.size else float("nan"),
                 "p99_ms": float(np.percentile(gaps, 99)) if gaps.size else float("nan"),
                 "over50": int((gaps > 50).sum()), "over100": int((gaps > 100).sum()),
-                "slices": len(window.enhancer.results),
+                "slices": len(window.worker.results),
             })
 
         measure("idle", lambda: None, lambda: False, args.idle)
         n = args.slices
-        all_done = lambda: len(window.enhancer.results) >= n and not window.enhancer.busy  # noqa: E731
+        all_done = lambda: len(window.worker.results) >= n and not window.worker.busy  # noqa: E731
         measure("enhance", lambda: window.set_enhancing(True), all_done, args.timeout)
         window.set_enhancing(False)
-        window.enhancer.results.clear()
+        window.worker.results.clear()
         measure("enhance+cine",
                 lambda: (window.set_enhancing(True), window.toggle_cine(True)), all_done, args.timeout)
         window.toggle_cine(False)
@@ -209,7 +209,8 @@ def main() -> None:
     rows = run(args)
     print(f"\nUI stall while enhancing a {args.slices}-slice {args.size}×{args.size} series "
           f"(timer {TICK_MS} ms on the GUI thread; model {rows[0]['model']}, device {rows[0]['device']})\n")
-    print("| scenario | seconds | slices enhanced | ticks | longest gap (ms) | p99 gap (ms) | gaps > 50 ms | gaps > 100 ms |")
+    print("| scenario | seconds | slices enhanced | ticks | longest gap (ms) | p99 gap (ms) | gaps > 50 ms "
+          "| gaps > 100 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['scenario']} | {r['seconds']:.1f} | {r['slices']} | {r['ticks']} | {r['max_ms']:.1f} | "

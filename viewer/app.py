@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from srgan.options import CONSISTENCY_MODES, DEVICES, SCALES
+
 EXIT_OK, EXIT_ERROR, EXIT_ENHANCE_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4
 
 
@@ -36,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enhance", action=argparse.BooleanOptionalAction, default=None,
                    help="enhance at once, current slice first, then the whole series (default: on in the window, "
                         "off for --screenshot)")
-    p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="super-resolution factor (default 2)")
+    p.add_argument("--scale", type=int, choices=SCALES, default=2, help="super-resolution factor (default 2)")
     p.add_argument("--model", help="bundled model name (default: the fidelity model for the scale)")
     p.add_argument("--weights", help="a weights file (.safetensors with its .json card) instead of a bundled model")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the model runs (default auto: CUDA, then MPS, then CPU)")
-    p.add_argument("--consistency", choices=("off", "bicubic", "kspace", "auto"), default=None,
+    p.add_argument("--consistency", choices=CONSISTENCY_MODES, default=None,
                    help="data-consistency projection of each enhanced slice, so that degrading it reproduces the "
                         "original; auto: chosen per series from the model's LR-kind estimate (default: what the "
                         "model card recommends, else off)")
@@ -142,15 +144,16 @@ def _screenshot(app, window, folder: str | None, out: Path, size: tuple[int, int
         app.processEvents()
         QtCore.QThread.msleep(10)
     image = window.grab().toImage()
-    out.parent.mkdir(parents=True, exist_ok=True)
     from srgan.io.atomic import atomic_path
 
-    with atomic_path(out) as tmp:
-        saved = image.save(str(tmp), "PNG")
-        if not saved:
-            raise OSError  # leaves no temporary file behind
-    if not saved:
-        print(f"brainsr: {out}: the PNG could not be written", file=sys.stderr)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            if not image.save(str(tmp), "PNG"):
+                raise OSError  # atomic_path leaves no temporary file behind
+    except OSError as err:  # no folder, not a folder, no permission, disk full: one line, no traceback
+        why = err.strerror or str(err)
+        print(f"brainsr: {out}: the PNG could not be written" + (f" ({why})" if why else ""), file=sys.stderr)
         return EXIT_ERROR
     print(f"{out} ({image.width()}×{image.height()})")
     if errors:

@@ -6,7 +6,8 @@ position (HFS, FFS, decubitus …) without looking at PatientPosition.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

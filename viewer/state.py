@@ -13,8 +13,8 @@ Observers are plain callables ``fn(state, changed: frozenset[str])`` called afte
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from viewer.window_level import WindowLevel
 

@@ -134,7 +134,7 @@ def test_window_level_drag_presets_and_reset_apply_to_both_sides(qtbot, window, 
     assert f"W {w.width:.0f}" in window.right.corner_text("bottom_right")
     assert window.preset_box.currentText() == "", "a dragged window is no preset"
     window.preset_actions["Full range"].trigger()
-    assert window.state.window.levels == pytest.approx((window._stats.minimum, window._stats.maximum))
+    assert window.state.window.levels == pytest.approx((window.stats.minimum, window.stats.maximum))
     assert window.preset_box.currentText() == "Full range"
     window.act_reset_window.trigger()
     assert window.state.window == start and window.preset_box.currentText() == "Header"
@@ -166,7 +166,7 @@ def test_enhancement_and_toggle(qtbot, window, hfs_folder):
     _open(qtbot, window, hfs_folder)
     # Hold the worker's queue lock (re-entrant for this thread) so the tiny model cannot finish the slice before
     # the label is read: it had, once in a fresh clone, and the label already said "AI-enhanced".
-    with window.enhancer._cond:
+    with window.worker.jobs.cond:
         window.set_enhancing(True)
         assert "AI enhancing…" in window.right.corner_text("top_right")
     qtbot.waitUntil(lambda: window.current_images()["enhanced"] is not None, timeout=60_000)
@@ -187,8 +187,8 @@ def test_enhancement_and_toggle(qtbot, window, hfs_folder):
     window.act_difference.trigger()  # D: difference overlay over the enhanced image
     assert window.difference_overlay.isVisible()
     window.cancel_enhancement()
-    qtbot.waitUntil(lambda: not window.enhancer.busy, timeout=60_000)
-    assert window.enhancer.pending() == 0
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=60_000)
+    assert window.worker.pending() == 0
 
 
 def test_enhancement_error_goes_to_the_status_bar(qtbot, hfs_folder, tmp_path):
@@ -206,7 +206,8 @@ def test_enhancement_error_goes_to_the_status_bar(qtbot, hfs_folder, tmp_path):
 
 def test_bad_folder_shows_an_error_dialog(qtbot, tiny_weights, tmp_path, monkeypatch):
     shown = []
-    monkeypatch.setattr(QtWidgets.QMessageBox, "critical", lambda parent, title, text, *a, **k: shown.append((title, text)))
+    monkeypatch.setattr(QtWidgets.QMessageBox, "critical",
+                        lambda parent, title, text, *a, **k: shown.append((title, text)))
     w = _make_window(qtbot, tiny_weights, dialogs=True)
     try:
         w.open_folder(tmp_path / "does-not-exist")
@@ -246,6 +247,17 @@ def test_screenshot_cli_fails_clearly_on_a_bad_folder(qtbot, tmp_path, capsys):
     assert "nothing-here" in capsys.readouterr().err
 
 
+def test_screenshot_cli_fails_clearly_when_the_png_cannot_be_written(qtbot, hfs_folder, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    out = tmp_path / "notes.txt" / "shot.png"  # its folder cannot be made (even by root, unlike a read-only one)
+    rc = viewer_app.main([str(hfs_folder), "--no-enhance", "--screenshot", str(out)])
+    err = capsys.readouterr().err
+    assert rc == viewer_app.EXIT_ERROR and not out.exists()
+    assert err.startswith(f"brainsr: {out}: the PNG could not be written") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], "no temporary file left behind"
+
+
 def test_help_does_not_import_qt_or_torch():
     code = ("import sys, viewer.app\n"
             "try:\n    viewer.app.main(['--help'])\nexcept SystemExit:\n    pass\n"
@@ -264,7 +276,8 @@ def test_second_series_from_the_browser_and_volumes(qtbot, window, shared_dicom)
     assert len(items) == 2 and [i.text(2) for i in items] == ["15×10", "15×10"]
     first = window.series
     with qtbot.waitSignal(window.series_shown, timeout=10_000) as blocker:
-        window.browser.setCurrentItem(next(i for i in items if i.data(0, QtCore.Qt.ItemDataRole.UserRole + 1) is not first))
+        role = QtCore.Qt.ItemDataRole.UserRole + 1
+        window.browser.setCurrentItem(next(i for i in items if i.data(0, role) is not first))
     assert blocker.args[0] is not first and window.series is blocker.args[0]
     qtbot.waitUntil(window.is_settled, timeout=30_000)
     assert (window.state.n_volumes, window.state.n_slices) == (10, 15)
@@ -453,4 +466,5 @@ def test_scale_and_device_choices(qtbot, window, hfs_folder, tiny_weights_x4):
         next(a for a in window.device_group.actions() if a.data() == "cuda").trigger()
     assert "CUDA" in blocker.args[0] and "CUDA" in window.statusBar().currentMessage()
     # the slice already enhanced by these weights stays shown, still labelled with its model
-    assert window.right.corner_text("top_right").splitlines()[:2] == ["AI-enhanced ×4", "tiny-x4 · " + window.model_info["card"]["sha256"][:8]]
+    sha = window.model_info["card"]["sha256"][:8]
+    assert window.right.corner_text("top_right").splitlines()[:2] == ["AI-enhanced ×4", "tiny-x4 · " + sha]

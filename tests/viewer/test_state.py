@@ -150,7 +150,8 @@ def test_overlay_text():
     assert overlays.slice_lines(0, 15, 2, 10, None) == ["Im 1/15   Vol 3/10"]
     lines = overlays.display_lines(816, 1563, 2.0, (1.015625, 0.5), (256, 200))
     assert lines == ["W 1563  L 816", "Zoom 2.00 px/mm", "200×256  1.02 × 0.5 mm"]
-    assert overlays.enhanced_label(2, "tiny", "v1", "ready") == ["AI-enhanced ×2", "tiny · v1", "not for primary diagnosis"]
+    assert overlays.enhanced_label(2, "tiny", "v1", "ready") == ["AI-enhanced ×2", "tiny · v1",
+                                                                 "not for primary diagnosis"]
     assert overlays.enhanced_label(4, "m", None, "enhancing") == ["Interpolated ×4 (bicubic)", "AI enhancing…"]
     assert overlays.enhanced_label(2, None, None, "error") == ["Interpolated ×2 (bicubic)", "AI enhancement failed"]
     assert overlays.enhanced_label(2, "m", "v", "interpolated")[0] == "Interpolated ×2 (bicubic)"

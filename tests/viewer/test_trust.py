@@ -97,13 +97,13 @@ def test_consistency_menu_re_enhances_labels_and_exports(qtbot, tiny_weights, hf
         assert relative_residual(plain, original, 2, "bicubic") > 1e-2, "the raw model output is not consistent"
 
         _choose(w, "bicubic")
-        assert w.enhancer.config.consistency == "bicubic"
+        assert w.worker.config.consistency == "bicubic"
         assert [a.data() for a in w.consistency_group.actions() if a.isChecked()] == ["bicubic"]
         assert w.current_images()["enhanced"] is None, "the previous setting's output is not shown for the new one"
         assert "AI enhancing…" in w.right.corner_text("top_right")
         qtbot.waitUntil(lambda: w.current_images()["enhanced"] is not None, timeout=120_000)
         sr = w.current_images()["enhanced"]
-        assert w.enhancer.key(w.series, 0, w.state.slice)[-1] == "bicubic" and sr.shape == (512, 512)
+        assert w.worker.key(w.series, 0, w.state.slice)[-1] == "bicubic" and sr.shape == (512, 512)
         assert relative_residual(sr, original, 2, "bicubic") <= 1e-3
         qtbot.waitUntil(w.is_settled, timeout=30_000)
         np.testing.assert_array_equal(w.right.image.image, sr)
@@ -121,7 +121,7 @@ def test_consistency_menu_re_enhances_labels_and_exports(qtbot, tiny_weights, hf
         _choose(w, "bicubic")  # back: the bicubic result is still cached and shown at once
         np.testing.assert_array_equal(w.current_images()["enhanced"], sr)
         w.cancel_enhancement()
-        qtbot.waitUntil(lambda: not w.enhancer.busy, timeout=120_000)
+        qtbot.waitUntil(lambda: not w.worker.busy, timeout=120_000)
         # the export uses the worker's Enhancer when it is built for this choice, else builds one with it
         monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
         w.act_export_series.trigger()
@@ -141,13 +141,13 @@ def test_disagreement_overlay_follows_the_worker(qtbot, tiny_weights, hfs_folder
         w.state.set_difference(True)
         assert w.difference_overlay.isVisible()
         assert not w.disagreement_overlay.isVisible()
-        with qtbot.waitSignal(w.enhancer.spread_ready, timeout=120_000) as blocker:
+        with qtbot.waitSignal(w.worker.spread_ready, timeout=120_000) as blocker:
             w.act_disagreement.trigger()
             assert w.disagreement and not w.state.difference, "one overlay at a time"
             assert not w.difference_overlay.isVisible()
             assert "computing…" in w.right.corner_text("top_left")
         key, spread = blocker.args
-        assert key == w.enhancer.key(w.series, 0, w.state.slice) and key[-1] == "bicubic"
+        assert key == w.worker.key(w.series, 0, w.state.slice) and key[-1] == "bicubic"
         assert w.disagreement_overlay.isVisible()
         data = w.disagreement_overlay.difference()
         assert data.shape == (512, 512) and float(data.max()) > 0
@@ -185,9 +185,9 @@ def test_auto_consistency_shows_the_lr_kind_estimate_and_what_it_chose(qtbot, hf
     try:
         assert [a.data() for a in w.consistency_group.actions() if a.isChecked()] == ["auto"]
         _open_enhanced(qtbot, w, hfs_folder)
-        shown = w.plans[w.enhancer.key(w.series, 0, -1)]
+        shown = w.plans[w.worker.key(w.series, 0, -1)]
         assert 0.0 <= shown.p_kspace <= 1.0
-        plan = w.enhancer.enhancer.plan_series(w.series)
+        plan = w.worker.engine.plan_series(w.series)
         assert shown == plan
         label = w.right.corner_text("top_right")
         assert f"P k-space {plan.p_kspace:.2f}" in label

@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from srgan.inference.engine import Enhancer, interpolate
-from viewer.workers import (ArrayCache, EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, nearest_first,
-                            series_key)
+from viewer.workers import (
+    ArrayCache,
+    EnhanceConfig,
+    EnhanceWorker,
+    FolderScanner,
+    SliceLoader,
+    nearest_first,
+    series_key,
+)
 
 
 @pytest.fixture
@@ -73,7 +80,8 @@ def test_loader_decodes_current_slice_first_with_its_interpolation(qtbot, hfs_se
         np.testing.assert_array_equal(original, hfs_series.pixels(0, 17))
         np.testing.assert_allclose(interpolated, interpolate(original, 2), rtol=1e-5, atol=1e-3)
         qtbot.waitUntil(lambda: not loader.busy, timeout=20_000)
-        assert {k[2] for k in [(series_key(hfs_series), 0, s) for s in (16, 18)] if loader.originals.get(k) is not None} == {16, 18}
+        neighbours = [(series_key(hfs_series), 0, s) for s in (16, 18)]
+        assert {k[2] for k in neighbours if loader.originals.get(k) is not None} == {16, 18}
         assert loader.originals.get((series_key(hfs_series), 0, 0)) is None, "prefetch=2 loads only two neighbours"
     finally:
         loader.stop()
@@ -88,7 +96,7 @@ def test_worker_enhances_the_requested_slice_first(qtbot, worker, hfs_series, ti
     reference = Enhancer(weights=tiny_weights, device="cpu", threads=1).enhance(hfs_series.pixels(0, 17))
     np.testing.assert_allclose(image, reference, rtol=1e-4, atol=1e-2)
     assert worker.cached(hfs_series, 0, 17) is image
-    assert worker.enhancer is not None and worker.enhancer.card["sha256"]
+    assert worker.engine is not None and worker.engine.card["sha256"]
 
 
 def test_worker_emits_model_info_and_progress(qtbot, worker, hfs_series):
