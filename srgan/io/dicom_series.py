@@ -21,20 +21,10 @@ from pydicom.errors import InvalidDicomError
 
 from srgan.errors import InputError
 from srgan.io import dicom_pixels as dp
+from srgan.io.image_type import kind_of_tokens
 
 #: Extensions that claim to be DICOM: such a file that cannot be read is reported, not skipped.
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ".dic"}
-
-#: ImageType / FrameType values that mark an image as something other than magnitude anatomy.
-_KIND_TOKENS = {
-    "LOCALIZER": "localizer", "SCOUT": "localizer",
-    "FIELD_MAP": "field_map", "B0_MAP": "field_map", "B0MAP": "field_map", "B0 MAP": "field_map",
-    "P": "phase", "PHASE": "phase", "PHA": "phase", "PHASE MAP": "phase",
-    "R": "real", "REAL": "real", "I": "imaginary", "IMAGINARY": "imaginary",
-    "ADC": "adc", "EADC": "adc", "TRACEW": "trace", "TRACE": "trace", "ISOTROPIC": "trace",
-    "FA": "fa", "COLFA": "fa", "T1_MAP": "map", "T2_MAP": "map", "T2_STAR_MAP": "map",
-    "PERFUSION": "map",
-}
 
 #: Volumes at one position are ordered magnitude first, then the other kinds in this order.
 _KIND_ORDER = ["magnitude", "phase", "real", "imaginary", "field_map", "adc", "trace", "fa", "map", "localizer"]
@@ -87,11 +77,9 @@ class Frame:
     @property
     def kind(self) -> str:
         """'magnitude', 'phase', 'real', 'imaginary', 'field_map', 'adc', 'trace', 'fa', 'map' or 'localizer'."""
-        tokens = list(self.frame_type[2:]) + list(self.image_type[2:])
-        for token in tokens:
-            kind = _KIND_TOKENS.get(token.upper())
-            if kind and kind != "magnitude":
-                return kind
+        kind = kind_of_tokens(list(self.frame_type[2:]) + list(self.image_type[2:]))
+        if kind is not None:
+            return kind
         if self.diffusion_isotropic:
             return "trace"
         component = (self.complex_component or "").upper()
