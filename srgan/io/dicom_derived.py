@@ -1,5 +1,12 @@
 """Derived (AI super-resolution) DICOM series: one new series per source series, image for image.
 
+Input is the series as the reader (:mod:`srgan.io.dicom_series`) built it: its frames, their order (volume, then
+slice; the derived files are numbered so) and their kinds are used as they are, never read, sorted or classified
+again; each source file is read once, for the headers to copy and the pixels still to enhance. Enhanced pixels
+come first from a lookup of slices already enhanced (the viewer's cache), then from the enhancer for the
+others, with the series' plan and the slices' ``(volume, slice)`` keys so outputs the plan already holds are
+reused.
+
 Why a derived *series* and not overwritten images: PACS and viewers must always be able to tell an enhanced
 image from an acquired one, go back to the source (SourceImageSequence, ReferencedSeriesSequence) and read
 how it was made (DerivationDescription, ImageComments carry the provenance and the disclaimer).
@@ -42,17 +49,22 @@ conditions them on ImageType value 1 ORIGINAL/MIXED and dciodvfy rejects them on
 the referenced source). Classic MR output per frame was rejected because it would change the SOP class.
 
 Non-anatomy images (phase, real/imaginary, field maps, ADC/trace/FA maps, localizers and images already made by
-an AI enhancer), judged by ImageType / FrameType / ComplexImageComponent, by the frame kinds that
-:mod:`srgan.io.dicom_series` reports (so the writer and the viewer agree) and by Philips' private trace marker,
-are left out by default with a note in the report (``include_non_anatomy=True`` keeps them).
+an AI enhancer) are left out by default with a note in the report (``include_non_anatomy=True`` keeps them):
+the frame kinds the reader gave (ImageType / FrameType tokens of :mod:`srgan.io.image_type`,
+ComplexImageComponent, isotropic diffusion; so the writer and the viewer agree), and for single-frame files
+Philips' private trace marker and an AI enhancer's derivation text.
 
-Files of several series are refused (InputError): one call writes one derived series. Multi-frame files of a
-single-frame SOP class are skipped (not supported).
+Parts of several series are refused (InputError): one call writes one derived series (the parts the reader split
+one SeriesInstanceUID into go together). Only the frames the reader put into the series are written (a frame it
+left out, e.g. of an incomplete volume, is not). Multi-frame files of a single-frame SOP class are skipped (not
+supported).
 
-Failure policy: a source file that cannot be read or decoded is skipped and listed in
-``DerivedReport.skipped`` (the CLI then exits non-zero); if no image is left, :class:`InputError` is raised and
-nothing is written. Any other failure (e.g. in ``enhance``) or a cancel removes the temporary folder: the
-output folder appears complete or not at all. A cancel raises :class:`WriteCancelled`.
+Failure policy: the destination is checked first (:func:`srgan.io.atomic.check_new_folder`). A source file that
+cannot be read or decoded is skipped and listed in ``DerivedReport.skipped`` (the CLI then exits non-zero); if
+no image is left, :class:`InputError` is raised and nothing is written. The series is built in a hidden folder
+beside the destination (:func:`srgan.io.atomic.atomic_folder`): any other failure (e.g. in the enhancer) or a
+cancel removes it, so the output folder appears complete or not at all. A cancel raises
+:class:`WriteCancelled`.
 """
 from __future__ import annotations
 

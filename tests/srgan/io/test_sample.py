@@ -127,7 +127,8 @@ def test_derived_series_of_the_sample_is_valid(tmp_path):
     from srgan.provenance import Provenance
 
     prov = Provenance(model="nearest", weights_name="none", weights_sha256="0" * 64, scale=2)
-    report = write_derived_series(_series_of(FILES[12:15], tmp_path / "src"), lambda x: np.kron(x, np.ones((1, 2, 2), np.float32)),
+    report = write_derived_series(_series_of(FILES[12:15], tmp_path / "src"),
+                                  lambda x: np.kron(x, np.ones((1, 2, 2), np.float32)),
                                   tmp_path / "out", scale=2, provenance=prov)
     assert len(report.files) == 3 and not report.notes and not report.skipped
     ds = pydicom.dcmread(report.files[0])
