@@ -1,9 +1,12 @@
 """Export from the viewer: a derived DICOM series of the whole series, or a PNG of what is on screen.
 
-Series export (:func:`run_export`, Qt-free) hands the work to :func:`srgan.io.dicom_derived.write_derived_series`,
-which writes a new, clearly marked derived series atomically (a temporary folder renamed at the end: complete
-or absent, also on cancel). The destination is checked before any work starts: never the source folder or a
-folder inside it (inputs are never touched and a rescan must not mix the two series), and a new or empty folder.
+Series export (:func:`run_export`, Qt-free) hands the series the viewer shows (the reader's
+``srgan.io.dicom_series.Series``), the viewer's plan for it and its cache of enhanced slices to
+:func:`srgan.io.dicom_derived.write_derived_series`: slices already enhanced on screen are written as they are,
+only the others are enhanced, with the same plan. The writer builds a new, clearly marked derived series
+atomically (:func:`srgan.io.atomic.atomic_folder`: complete or absent, also on cancel). The destination is checked
+before any work starts (:func:`srgan.io.atomic.check_new_folder`): never the source folder or a folder inside it
+(inputs are never touched and a rescan must not mix the two series), and a new or empty folder.
 
 Threading and the model: export runs on its own ``QThread`` (:class:`ExportWorker`) while the viewer keeps
 enhancing slices on its worker. Both may share the viewer's enhancer. ``srgan.inference.engine.Enhancer`` holds a lock
@@ -18,22 +21,20 @@ the picture and stores the provenance in PNG text chunks, so a screenshot cannot
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from srgan.io.atomic import atomic_path
-from srgan.inference.plan import Plan
 from srgan.errors import InputError
-from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
+from srgan.inference.plan import Plan
+from srgan.io.atomic import atomic_path, check_new_folder
+from srgan.io.dicom_derived import DerivedReport, Lookup, WriteCancelled, write_derived_series
+from srgan.io.dicom_series import Series
 from srgan.provenance import DISCLAIMER, Provenance
-
-StackEnhance = Callable[[np.ndarray], np.ndarray]
 
 
 class ExportCancelled(Exception):
@@ -41,23 +42,6 @@ class ExportCancelled(Exception):
 
 
 # --------------------------------------------------------------------------------------------- Qt-free logic
-
-
-def check_destination(series_files: Sequence[str | Path], out_dir: str | Path) -> Path:
-    """``out_dir`` as an absolute path if it may receive the derived series, else raise :class:`InputError`.
-
-    Refused: a source file's folder or any folder inside it (checked on resolved paths, so links do not get
-    around it), an existing file, an existing non-empty folder.
-    """
-    out = Path(os.path.abspath(out_dir))
-    real = Path(os.path.realpath(out))
-    for folder in {Path(os.path.realpath(Path(f).parent)) for f in series_files}:
-        if real == folder or folder in real.parents:
-            raise InputError(out_dir, "this is the source series' folder (or inside it); "
-                                      "choose another folder so the original images stay untouched")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(out_dir, "the output folder already exists and is not empty")
-    return out
 
 
 def default_folder_name(description: str, scale: int) -> str:
@@ -77,49 +61,63 @@ def unique_child(parent: str | Path, name: str) -> Path:
     return candidate
 
 
-def series_files_of(series) -> list[Path]:
-    """The files of a ``srgan.io.dicom_series.Series`` (``.files``) or of a plain sequence of paths."""
-    files = getattr(series, "files", series)
-    return [Path(f) for f in files]
+class _StackEnhancer:
+    """``enhance_stack(stack, plan, *, keys, cancel)`` over any enhancer-like, holding ``lock`` around each model
+    call (see :func:`stack_enhancer`); also callable as ``stack -> enhanced stack``."""
 
+    def __init__(self, target, lock: threading.Lock | None, cancel: Callable[[], bool] | None, plan: Plan | None):
+        if not (hasattr(target, "enhance_stack") or hasattr(target, "enhance") or callable(target)):
+            raise TypeError(f"{type(target).__name__} has neither enhance_stack nor enhance and is not callable")
+        self._target, self._lock, self._cancel, self._plan = target, lock, cancel, plan
 
-def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
-                   cancel: Callable[[], bool] | None = None, plan: Plan | None = None) -> StackEnhance:
-    """A callable (N, H, W) float32 → (N, sH, sW) float32 for :func:`write_derived_series`.
+    def _guarded(self, fn, *args, **kwargs):
+        if self._lock is None:
+            return fn(*args, **kwargs)
+        with self._lock:
+            return fn(*args, **kwargs)
 
-    Accepted: an object with ``enhance_stack(stack)`` (``srgan.inference.engine.Enhancer``; locks itself), an object
-    with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional) is
-    held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
-    mosaic or multi-frame file. ``plan``: the series' plan (``Enhancer.plan_series``), handed to every
-    ``enhance_stack`` call (it is called file by file; without it each file would be planned alone).
-    """
-    def guarded(fn, *args):
-        if lock is None:
-            return fn(*args)
-        with lock:
-            return fn(*args)
+    def __getattr__(self, name: str):
+        if name == "plan_series":   # only where the target plans (the writer asks with hasattr)
+            planner = self._target.plan_series
+            return lambda series, *a, **k: self._guarded(planner, series, *a, **k)
+        raise AttributeError(name)
 
-    if hasattr(enhancer_like, "enhance_stack"):
-        def run(stack: np.ndarray) -> np.ndarray:
+    def __call__(self, stack: np.ndarray) -> np.ndarray:
+        return self.enhance_stack(stack, self._plan)
+
+    def enhance_stack(self, stack: np.ndarray, plan: Plan | None = None, *, keys: Sequence | None = None,
+                      cancel: Callable[[], bool] | None = None) -> np.ndarray:
+        stack = np.asarray(stack, np.float32)
+        cancel = cancel if cancel is not None else self._cancel
+        target = self._target
+        if hasattr(target, "enhance_stack"):
             try:
-                out = guarded(lambda x: enhancer_like.enhance_stack(x, plan, cancel=cancel),
-                              np.asarray(stack, np.float32))
+                out = self._guarded(target.enhance_stack, stack, plan, keys=keys, cancel=cancel)
             except InterruptedError as err:
                 raise WriteCancelled("cancelled") from err
             return np.asarray(out, np.float32)
-        return run
-    if hasattr(enhancer_like, "enhance"):
-        def run(stack: np.ndarray) -> np.ndarray:
-            out = []
-            for image in np.asarray(stack, np.float32):
+        if hasattr(target, "enhance"):
+            images = []
+            for image in stack:
                 if cancel is not None and cancel():
                     raise WriteCancelled("cancelled")
-                out.append(np.asarray(guarded(enhancer_like.enhance, image), np.float32))
-            return np.stack(out)
-        return run
-    if callable(enhancer_like):
-        return lambda stack: np.asarray(guarded(enhancer_like, np.asarray(stack, np.float32)), np.float32)
-    raise TypeError(f"{type(enhancer_like).__name__} has neither enhance_stack nor enhance and is not callable")
+                images.append(np.asarray(self._guarded(target.enhance, image), np.float32))
+            return np.stack(images)
+        return np.asarray(self._guarded(target, stack), np.float32)
+
+
+def stack_enhancer(enhancer_like, lock: threading.Lock | None = None,
+                   cancel: Callable[[], bool] | None = None, plan: Plan | None = None) -> _StackEnhancer:
+    """The enhancer for :func:`write_derived_series`: ``.enhance_stack(stack, plan, *, keys, cancel)`` (N, H, W)
+    float32 → (N, sH, sW) float32, also callable as ``stack -> enhanced`` (with ``plan``).
+
+    Accepted: an object with ``enhance_stack(stack, plan, *, keys, cancel)`` (``srgan.inference.engine.Enhancer``;
+    locks itself; the plan and the slices' keys reach it, so slices the plan already made are not made again), an
+    object with ``enhance(image (H, W))`` (called slice by slice), or a plain stack callable. ``lock`` (optional)
+    is held around each model call; ``cancel`` is checked between slices so a cancel does not wait for a whole
+    mosaic or multi-frame file. The target's ``plan_series``, where it has one, is offered to the writer too.
+    """
+    return _StackEnhancer(enhancer_like, lock, cancel, plan)
 
 
 def _scale_of(enhancer_like, scale: int | None, provenance: Provenance | None) -> int:
@@ -133,32 +131,33 @@ def _scale_of(enhancer_like, scale: int | None, provenance: Provenance | None) -
     return int(s)
 
 
-def run_export(series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like, scale: int | None = None,
+def run_export(series: Series, out_dir: str | Path, enhancer_like, scale: int | None = None,
                provenance: Provenance | None = None, progress: Callable[[int, int], None] | None = None,
                cancel: Callable[[], bool] | None = None, lock: threading.Lock | None = None,
-               plan: Plan | None = None) -> DerivedReport:
-    """Write the derived ×``scale`` series of ``series_files`` into the new folder ``out_dir``; ``plan`` as in
-    :func:`stack_enhancer`.
+               plan: Plan | None = None, lookup: Lookup | None = None) -> DerivedReport:
+    """Write the derived ×``scale`` series of ``series`` (the reader's :class:`srgan.io.dicom_series.Series`)
+    into the new folder ``out_dir``.
 
-    ``provenance`` defaults to ``enhancer_like.provenance`` and ``scale`` to the provenance's. ``progress(done,
-    total)`` is called per source file; ``cancel()`` is polled between files and slices. Raises
-    :class:`InputError` for a refused destination or unusable input, :class:`ExportCancelled` on cancel (the
-    destination is then left as it was).
+    ``plan``: the plan the viewer already has for the series (default: ``enhancer_like.plan_series(series)``, made
+    on the export thread when a slice has to be enhanced). ``lookup(volume, slice)``: the viewer's cache of
+    enhanced slices (None for a slice not enhanced yet); only the other slices are enhanced. ``provenance``
+    defaults to ``enhancer_like.provenance`` and ``scale`` to the provenance's. ``progress(done, total)`` is called
+    per source file; ``cancel()`` is polled between files and slices. Raises :class:`InputError` for a refused
+    destination or unusable input, :class:`ExportCancelled` on cancel (the destination is then left as it was).
     """
-    files = [Path(f) for f in series_files]
-    if not files:
+    if not getattr(series, "files", None):
         raise InputError(out_dir, "the series has no files to export")
-    out = check_destination(files, out_dir)
+    out = check_new_folder(out_dir, sources=series.files)
     provenance = provenance if provenance is not None else getattr(enhancer_like, "provenance", None)
     if provenance is None:
         raise ValueError("no provenance: pass provenance= or an enhancer with .provenance")
     s = _scale_of(enhancer_like, scale, provenance)
     if provenance.scale != s:
         raise ValueError(f"provenance is for x{provenance.scale} but export asks for x{s}")
-    enhance = stack_enhancer(enhancer_like, lock=lock, cancel=cancel, plan=plan)
+    enhancer = stack_enhancer(enhancer_like, lock=lock, cancel=cancel)
     try:
-        return write_derived_series(files, enhance, out, scale=s, provenance=provenance,
-                                    progress=progress, cancel=cancel)
+        return write_derived_series(series, enhancer, out, scale=s, provenance=provenance, plan=plan,
+                                    lookup=lookup, progress=progress, cancel=cancel)
     except WriteCancelled as err:
         raise ExportCancelled("export cancelled; nothing was written") from err
 
@@ -179,17 +178,18 @@ class ExportWorker(QtCore.QObject):
     cancelled = QtCore.Signal()
     failed = QtCore.Signal(str)
 
-    def __init__(self, series_files: Sequence[str | Path], out_dir: str | Path, enhancer_like,
-                 scale: int | None = None, provenance: Provenance | None = None,
-                 lock: threading.Lock | None = None, series=None):
+    def __init__(self, series: Series, out_dir: str | Path, enhancer_like, scale: int | None = None,
+                 provenance: Provenance | None = None, lock: threading.Lock | None = None,
+                 plan: Plan | None = None, lookup: Lookup | None = None):
         super().__init__()
-        self.series = series  # a ``dicom_series.Series``: its LR-kind choice is made here, off the GUI thread
-        self.series_files = [Path(f) for f in series_files]
+        self.series = series  # planned here (off the GUI thread) when no plan is given and a slice needs it
         self.out_dir = Path(out_dir)
         self._enhancer = enhancer_like
         self._scale = scale
         self._provenance = provenance
         self._lock = lock
+        self._plan = plan
+        self._lookup = lookup
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -201,11 +201,9 @@ class ExportWorker(QtCore.QObject):
     @QtCore.Slot()
     def run(self) -> None:
         try:
-            planner = getattr(self._enhancer, "plan_series", None)
-            plan = planner(self.series) if planner is not None and hasattr(self.series, "pixels") else None
-            report = run_export(self.series_files, self.out_dir, self._enhancer, scale=self._scale,
+            report = run_export(self.series, self.out_dir, self._enhancer, scale=self._scale,
                                 provenance=self._provenance, progress=self.progress.emit,
-                                cancel=self._cancel.is_set, lock=self._lock, plan=plan)
+                                cancel=self._cancel.is_set, lock=self._lock, plan=self._plan, lookup=self._lookup)
         except ExportCancelled:
             self.cancelled.emit()
         except InputError as err:
@@ -243,7 +241,7 @@ def report_message(report: DerivedReport) -> str:
     return "\n".join(lines)
 
 
-_LIVE_SESSIONS: set["ExportSession"] = set()
+_LIVE_SESSIONS: set[ExportSession] = set()
 
 
 class ExportSession(QtCore.QObject):
@@ -265,7 +263,7 @@ class ExportSession(QtCore.QObject):
         self._show = show_messages
         self.report: DerivedReport | None = None
         self.dialog = QtWidgets.QProgressDialog("Enhancing and writing the derived series…", "Cancel",
-                                                0, max(len(worker.series_files), 1), parent)
+                                                0, max(len(worker.series.files), 1), parent)
         self.dialog.setWindowTitle("Export derived series")
         self.dialog.setWindowModality(QtCore.Qt.WindowModality.NonModal)
         self.dialog.setMinimumDuration(0)
@@ -344,18 +342,20 @@ def shutdown_exports(timeout_ms: int = 30_000) -> bool:
     return all(s.wait(timeout_ms) for s in sessions)
 
 
-def export_series_dialog(parent: QtWidgets.QWidget | None, series, enhancer, scale: int | None = None,
+def export_series_dialog(parent: QtWidgets.QWidget | None, series: Series, enhancer, scale: int | None = None,
                          provenance: Provenance | None = None, lock: threading.Lock | None = None,
                          out_dir: str | Path | None = None, start_dir: str | Path | None = None,
-                         show_messages: bool = True) -> ExportSession | None:
+                         show_messages: bool = True, *, plan: Plan | None = None,
+                         lookup: Lookup | None = None) -> ExportSession | None:
     """Ask for a destination, then export ``series`` in the background with a cancellable progress dialog.
 
     The user picks a parent folder; the series goes into a new subfolder named after it (e.g.
     ``t1_fl2d_sag_AI_x2``). The source folder (or one inside it) is refused with a message and the user asked
-    again. ``out_dir`` skips the question (used as given). Returns the running :class:`ExportSession` (keep it
-    until ``done``), or None when the user gave up or the destination is refused.
+    again. ``out_dir`` skips the question (used as given). ``plan`` and ``lookup``: the viewer's plan for the
+    series and its cache of enhanced slices, as in :func:`run_export`. Returns the running :class:`ExportSession`
+    (keep it until ``done``), or None when the user gave up or the destination is refused.
     """
-    files = series_files_of(series)
+    files = [Path(f) for f in getattr(series, "files", [])]
     if not files:
         QtWidgets.QMessageBox.warning(parent, "Export", "This series has no files to export.")
         return None
@@ -370,7 +370,7 @@ def export_series_dialog(parent: QtWidgets.QWidget | None, series, enhancer, sca
                 return None
             target = unique_child(chosen, name)
             try:
-                check_destination(files, target)
+                check_new_folder(target, sources=files)
             except InputError as err:
                 if not show_messages:
                     return None
@@ -382,12 +382,12 @@ def export_series_dialog(parent: QtWidgets.QWidget | None, series, enhancer, sca
     else:
         target = Path(out_dir)
         try:
-            check_destination(files, target)
+            check_new_folder(target, sources=files)
         except InputError as err:
             if show_messages:
                 QtWidgets.QMessageBox.warning(parent, "Choose another folder", str(err))
             return None
-    worker = ExportWorker(files, target, enhancer, scale=s, provenance=prov, lock=lock, series=series)
+    worker = ExportWorker(series, target, enhancer, scale=s, provenance=prov, lock=lock, plan=plan, lookup=lookup)
     return ExportSession(parent, worker, show_messages=show_messages)
 
 

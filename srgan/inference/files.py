@@ -6,18 +6,15 @@ is written for an input that fails; every file or series is written atomically (
 """
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from srgan.inference.plan import Plan
 from srgan.errors import InputError
+from srgan.inference.plan import Plan
+from srgan.io.atomic import atomic_folder, check_new_folder
 
 Log = Callable[[str], None]
 
@@ -123,61 +120,58 @@ def _series_folder_name(series) -> str:
 def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, include_non_anatomy: bool = False,
                          scan_result=None) -> EnhanceReport:
     """Every series under ``folder`` → a derived series. One series is written into ``output`` itself; several go
-    into one sub-folder each. Everything is assembled in a temporary folder beside ``output`` and renamed at the end.
+    into one sub-folder each, assembled in a temporary folder beside ``output`` and renamed at the end.
     """
     from srgan.io.dicom_derived import write_derived_series
-    from srgan.io.dicom_series import scan
+    from srgan.io.dicom_series import Series, scan
 
     result = scan_result or scan(folder)
     report = EnhanceReport()
     for p in result.problems:
         report.failed.append((Path(p.path), p.message))
         log(f"skipped {p.path}: {p.message}")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise InputError(output, "output exists and is not an empty folder; choose a new one")
-    src_root = folder.resolve()
-    if output.resolve() == src_root or src_root in output.resolve().parents:
-        raise InputError(output, "refusing to write inside the source folder")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = check_new_folder(output, sources=[folder])
     # The reader may split one series into geometric parts (mixed sizes or orientations); the writer derives
-    # image for image, so it gets every file of a SeriesInstanceUID at once.
-    by_uid: dict[str, tuple[object, list[Path]]] = {}
+    # image for image, so it gets every part of a SeriesInstanceUID at once.
+    by_uid: dict[str, list[Series]] = {}
     for series in result.series:
-        first, files = by_uid.setdefault(series.uid, (series, []))
-        files += [f for f in series.files if f not in files]
-    staging = output.parent / f".{output.name}.{uuid.uuid4().hex[:12]}.partial"  # umask permissions, not 0700
-    staging.mkdir()
-    try:
-        several = len(by_uid) > 1
-        for series, files in by_uid.values():
-            dest = staging / _series_folder_name(series) if several else staging / "series"
-            label = f"series {series.series_number} {series.series_description!r}"
-            try:
-                plan = enhancer.plan_series(series)  # write_derived_series enhances file by file
-                derived = write_derived_series(files, partial(enhancer.enhance_stack, plan=plan), dest,
-                                               scale=enhancer.scale,
-                                               provenance=enhancer.provenance,
-                                               include_non_anatomy=include_non_anatomy,
-                                               progress=lambda d, n, lab=label: log(f"{lab}: {d}/{n} files"))
-            except InputError as e:
-                report.failed.append((e.path or folder, e.problem))
-                log(f"skipped {label}: {e}")
-                continue
-            if enhancer.consistency == "auto":
-                log(f"{label}: {plan.note()}")
-            report.notes += [f"{label}: {n}" for n in derived.notes]
-            for path, reason in derived.skipped:
-                report.failed.append((Path(path), reason))
-            report.written += [output / f.relative_to(staging if several else dest) for f in derived.files]
+        by_uid.setdefault(series.uid, []).append(series)
+
+    def write(parts: list[Series], dest: Path) -> list[Path]:
+        first = parts[0]
+        label = f"series {first.series_number} {first.series_description!r}"
+        try:
+            plan = enhancer.plan_series(first)
+            derived = write_derived_series(parts, enhancer, dest, scale=enhancer.scale, plan=plan,
+                                           provenance=enhancer.provenance,
+                                           include_non_anatomy=include_non_anatomy,
+                                           progress=lambda d, n: log(f"{label}: {d}/{n} files"))
+        except InputError as e:
+            report.failed.append((e.path or folder, e.problem))
+            log(f"skipped {label}: {e}")
+            return []
+        if enhancer.consistency == "auto":
+            log(f"{label}: {plan.note()}")
+        report.notes += [f"{label}: {n}" for n in derived.notes]
+        report.failed += [(Path(path), reason) for path, reason in derived.skipped]
+        return derived.files
+
+    def nothing_written() -> InputError:
+        return InputError(folder, "no derived image could be written"
+                          + (f" ({report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""))
+
+    if len(by_uid) == 1:   # the writer builds its folder atomically itself
+        (parts,) = by_uid.values()
+        report.written = write(parts, output)
         if not report.written:
-            raise InputError(folder, "no derived image could be written"
-                             + (f" ({report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""))
-        final = staging if several else staging / "series"
-        if output.exists():
-            output.rmdir()
-        os.replace(final, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            raise nothing_written()
+        return report
+    with atomic_folder(output) as staging:
+        for parts in by_uid.values():
+            written = write(parts, staging / _series_folder_name(parts[0]))
+            report.written += [output / f.relative_to(staging) for f in written]
+        if not report.written:
+            raise nothing_written()
     return report
 
 
@@ -216,6 +210,8 @@ def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: 
         result = scan(src)
     except InputError as e:
         if e.problem == "holds no DICOM image":
-            raise InputError(src, "holds no DICOM image and no 2D image (.png, .jpg, .tif); nothing to enhance") from None
+            raise InputError(src, "holds no DICOM image and no 2D image (.png, .jpg, .tif); "
+                                  "nothing to enhance") from None
         raise
-    return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy, scan_result=result)
+    return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy,
+                                scan_result=result)

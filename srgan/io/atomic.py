@@ -1,15 +1,23 @@
-"""Atomic file output: write to a temporary name beside the destination, rename over it when complete.
+"""Atomic output: write to a temporary name beside the destination, rename over it when complete.
 
 A crash, a full disk or an exception mid-write then leaves either the old file or none, never half a file.
 The temporary name keeps the destination's suffix, because writers such as nibabel and Pillow pick the format
-from it.
+from it. Folders (a derived DICOM series, a report) are built the same way in a hidden sibling folder
+(:func:`atomic_folder`), after :func:`check_new_folder` has said the destination may receive them.
+
+Paths are made absolute once, here, so a relative destination and the absolute paths of what is written in it
+never meet (``Path.relative_to`` refuses to mix them).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from srgan.errors import InputError
 
 
 def _suffix(dest: Path) -> str:
@@ -17,7 +25,7 @@ def _suffix(dest: Path) -> str:
 
 
 @contextmanager
-def atomic_path(dest: str | Path):
+def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on leaving the block without an exception it replaces ``dest``,
     otherwise it is deleted."""
     dest = Path(dest)
@@ -38,3 +46,70 @@ def write_bytes(dest: str | Path, data: bytes) -> None:
 def write_text(dest: str | Path, text: str) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def check_new_folder(output: str | Path, sources: Iterable[str | Path] = (), *,
+                     accept: Callable[[Path], bool] | None = None) -> Path:
+    """``output`` as an absolute path if a new folder may be built there, else :class:`InputError` naming it.
+
+    Refused: an existing file; an existing folder that is not empty (unless ``accept(folder)`` says it may be
+    replaced as a whole, e.g. an earlier report); the folder of any of ``sources`` or a folder inside it (a source
+    file stands for its folder; compared on resolved paths, so links do not get around it): inputs are never
+    touched, and a rescan of the source must not find the output in it.
+    """
+    out = Path(os.path.abspath(output))
+    real = Path(os.path.realpath(out))
+    folders = set()
+    for src in sources:
+        p = Path(src)
+        folders.add(Path(os.path.realpath(p if p.is_dir() else p.parent)))
+    for folder in folders:
+        if real == folder or folder in real.parents:
+            raise InputError(output, "refusing to write inside the source folder (or into it); choose another "
+                                     "folder so the original images stay untouched")
+    if out.is_file() or (out.exists() and not out.is_dir()):
+        raise InputError(output, "exists and is a file, not a folder; choose a new or empty folder")
+    if out.is_dir() and any(out.iterdir()) and not (accept is not None and accept(out)):
+        raise InputError(output, "the output folder already exists and is not empty; choose a new or empty one")
+    return out
+
+
+@contextmanager
+def atomic_folder(output: str | Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``output`` (``.NAME.<random>.partial``) to build in; on leaving the block
+    without an exception it is renamed to ``output``, otherwise it is deleted with everything in it (also on
+    KeyboardInterrupt or a cancel): ``output`` then appears complete or not at all.
+
+    ``output`` may be missing or an empty folder; an existing non-empty folder is replaced only with ``replace``
+    (moved aside, the new one renamed in, the old one deleted; if the rename fails the old one is put back).
+    Parent folders are created. The temporary folder gets the user's usual permissions (umask), not 0700.
+    """
+    out = Path(os.path.abspath(output))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.partial"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _swap_in(tmp, out, replace)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, out: Path, replace: bool) -> None:
+    if not (out.is_dir() and not out.is_symlink()):
+        os.replace(tmp, out)  # a missing output (a file there is refused by os.replace: IsADirectoryError)
+        return
+    if not any(out.iterdir()):
+        out.rmdir()  # not os.replace over it: Windows refuses to replace a folder
+        os.replace(tmp, out)
+        return
+    if not replace:
+        raise InputError(out, "the output folder already exists and is not empty; choose a new or empty one")
+    old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

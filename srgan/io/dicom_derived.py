@@ -1,5 +1,12 @@
 """Derived (AI super-resolution) DICOM series: one new series per source series, image for image.
 
+Input is the series as the reader (:mod:`srgan.io.dicom_series`) built it: its frames, their order (volume, then
+slice; the derived files are numbered so) and their kinds are used as they are, never read, sorted or classified
+again; each source file is read once, for the headers to copy and the pixels still to enhance. Enhanced pixels
+come first from a lookup of slices already enhanced (the viewer's cache), then from the enhancer for the
+others, with the series' plan and the slices' ``(volume, slice)`` keys so outputs the plan already holds are
+reused.
+
 Why a derived *series* and not overwritten images: PACS and viewers must always be able to tell an enhanced
 image from an acquired one, go back to the source (SourceImageSequence, ReferencedSeriesSequence) and read
 how it was made (DerivationDescription, ImageComments carry the provenance and the disclaimer).
@@ -42,27 +49,30 @@ conditions them on ImageType value 1 ORIGINAL/MIXED and dciodvfy rejects them on
 the referenced source). Classic MR output per frame was rejected because it would change the SOP class.
 
 Non-anatomy images (phase, real/imaginary, field maps, ADC/trace/FA maps, localizers and images already made by
-an AI enhancer), judged by ImageType / FrameType / ComplexImageComponent, by the frame kinds that
-:mod:`srgan.io.dicom_series` reports (so the writer and the viewer agree) and by Philips' private trace marker,
-are left out by default with a note in the report (``include_non_anatomy=True`` keeps them).
+an AI enhancer) are left out by default with a note in the report (``include_non_anatomy=True`` keeps them):
+the frame kinds the reader gave (ImageType / FrameType tokens of :mod:`srgan.io.image_type`,
+ComplexImageComponent, isotropic diffusion; so the writer and the viewer agree), and for single-frame files
+Philips' private trace marker and an AI enhancer's derivation text.
 
-Files of several series are refused (InputError): one call writes one derived series. Multi-frame files of a
-single-frame SOP class are skipped (not supported).
+Parts of several series are refused (InputError): one call writes one derived series (the parts the reader split
+one SeriesInstanceUID into go together). Only the frames the reader put into the series are written (a frame it
+left out, e.g. of an incomplete volume, is not). Multi-frame files of a single-frame SOP class are skipped (not
+supported).
 
-Failure policy: a source file that cannot be read or decoded is skipped and listed in
-``DerivedReport.skipped`` (the CLI then exits non-zero); if no image is left, :class:`InputError` is raised and
-nothing is written. Any other failure (e.g. in ``enhance``) or a cancel removes the temporary folder: the
-output folder appears complete or not at all. A cancel raises :class:`WriteCancelled`.
+Failure policy: the destination is checked first (:func:`srgan.io.atomic.check_new_folder`). A source file that
+cannot be read or decoded is skipped and listed in ``DerivedReport.skipped`` (the CLI then exits non-zero); if
+no image is left, :class:`InputError` is raised and nothing is written. The series is built in a hidden folder
+beside the destination (:func:`srgan.io.atomic.atomic_folder`): any other failure (e.g. in the enhancer) or a
+cancel removes it, so the output folder appears complete or not at all. A cancel raises
+:class:`WriteCancelled`.
 """
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
@@ -73,19 +83,24 @@ from pydicom.valuerep import format_number_as_ds
 
 from srgan.errors import InputError
 from srgan.io import dicom_pixels
+from srgan.io.atomic import atomic_folder, check_new_folder
+from srgan.io.dicom_series import Frame, Series
 from srgan.io.geometry import refine_position
+from srgan.io.image_type import reason_of_kind
 from srgan.provenance import DISCLAIMER, Provenance
+
+if TYPE_CHECKING:
+    from srgan.inference.plan import Plan
+
+#: A slice's key: ``(volume, slice)`` in the first (or only) part of the series, ``(part, volume, slice)`` after.
+Key = tuple[int, ...]
+#: The viewer's cache of enhanced slices: ``lookup(volume, slice)`` is that slice enhanced, (s·H, s·W) float32 in
+#: modality units, or None when it has not been enhanced yet.
+Lookup = Callable[[int, int], "np.ndarray | None"]
+_Ident = tuple[Path, "int | None", "int | None"]   # (file, frame index, mosaic tile index) as the reader has them
 
 ENHANCED_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.3", "1.2.840.10008.5.1.4.1.1.2.1"}
 
-# ImageType / FrameType values (3 and on) that mark images that are not magnitude anatomy
-_NON_ANATOMY = {
-    "phase": {"P", "PHASE", "PHASE MAP", "PHASE_MAP", "PHA"},
-    "real/imaginary": {"R", "I", "REAL", "IMAGINARY"},
-    "field map": {"FIELD_MAP", "FIELDMAP", "B0", "B0_MAP", "B0MAP", "B1", "B1_MAP", "FM"},
-    "diffusion map (ADC/trace/FA)": {"ADC", "EADC", "TRACE", "TRACEW", "FA", "ISOTROPIC", "COLFA", "DIFFUSION_ANISO"},
-    "localizer": {"LOCALIZER", "SCOUT", "SURVEY"},
-}
 _AI_MARKERS = ("super-resolution", "brainsr", DISCLAIMER.lower())
 
 DERIVATION_CODE = ("113085", "DCM", "Spatial resampling")
@@ -116,27 +131,6 @@ class DerivedReport:
     series_instance_uid: str = ""
 
 
-def non_anatomy_reason(image_type: Sequence[str], ds: Dataset | None = None) -> str | None:
-    """Why an image with this ImageType/FrameType is not magnitude anatomy, or None when it is.
-
-    Values 3+ are vendor-defined; Philips writes e.g. ``P_SE`` for phase, hence the prefix test.
-    """
-    values = [str(v).strip().upper() for v in image_type]
-    tail = values[2:]
-    for reason, tokens in _NON_ANATOMY.items():
-        if any(v in tokens for v in tail):
-            return reason
-    if any(v.startswith("P_") for v in tail):
-        return "phase"
-    if ds is not None:
-        if _philips_isotropic(ds):
-            return "diffusion map (ADC/trace/FA)"
-        text = f"{ds.get('DerivationDescription', '')} {ds.get('ImageComments', '')}".lower()
-        if any(m in text for m in _AI_MARKERS):
-            return "already AI-enhanced"
-    return None
-
-
 def _philips_isotropic(ds: Dataset) -> bool:
     """Philips classic DTI writes its trace ("isotropic") image with the acquired ImageType; it is marked only by
     the private diffusion direction (2001,1004) ``I`` with b > 0 (b = 0 images also carry ``I``)."""
@@ -149,32 +143,6 @@ def _philips_isotropic(ds: Dataset) -> bool:
     except (TypeError, ValueError):
         b = 0.0
     return direction == "I" and b > 0
-
-
-def _scanner_kinds(ds: Dataset, path: Path) -> dict[int | None, str]:
-    """Non-magnitude kinds that :mod:`srgan.io.dicom_series` (what the viewer shows) sees, by frame index,
-    so the writer never enhances an image the viewer calls a phase, map or trace image."""
-    from srgan.io.dicom_series import frames_of
-
-    try:
-        frames = frames_of(ds, path)
-    except Exception:  # noqa: BLE001 - unusual headers: the ImageType rules below still apply
-        return {}
-    return {fr.frame_index: fr.kind.replace("_", " ") for fr in frames if fr.kind != "magnitude"}
-
-
-def _frame_reason(ds: Dataset, i: int) -> str | None:
-    groups = [ds.PerFrameFunctionalGroupsSequence[i]] + list(ds.get("SharedFunctionalGroupsSequence", []))
-    for g in groups:
-        for key in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence"):
-            if key in g and len(g[key].value):
-                item = g[key].value[0]
-                reason = non_anatomy_reason(item.get("FrameType", []))
-                comp = str(item.get("ComplexImageComponent", "")).upper()
-                if reason is None and comp in ("PHASE", "REAL", "IMAGINARY"):
-                    reason = "phase" if comp == "PHASE" else "real/imaginary"
-                return reason
-    return None
 
 
 def _int(value) -> int:
@@ -260,147 +228,261 @@ def _set_rescale(item: Dataset, old_slope: float, new_slope: float) -> None:
         philips.value = float(philips.value) * old_slope / new_slope
 
 
-def _check_destination(source_files: Sequence[Path], out_dir: Path) -> Path:
-    out = Path(os.path.abspath(out_dir))
-    real = Path(os.path.realpath(out))
-    for folder in {Path(os.path.realpath(Path(f).parent)) for f in source_files}:
-        if real == folder or folder in real.parents:
-            raise InputError(out_dir, "the output folder is inside the source folder; choose a folder elsewhere")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(out_dir, "the output folder already exists and is not empty")
-    return out
+def _dataset_reason(ds: Dataset) -> str | None:
+    """Why a single-frame image is not to be enhanced though its ImageType says magnitude: Philips' private trace
+    marker, or the derivation text of an image this (or another) AI enhancer made."""
+    if _philips_isotropic(ds):
+        return "diffusion map (ADC/trace/FA)"
+    text = f"{ds.get('DerivationDescription', '')} {ds.get('ImageComments', '')}".lower()
+    if any(m in text for m in _AI_MARKERS):
+        return "already AI-enhanced"
+    return None
 
 
-def write_derived_series(source_files: Sequence[Path], enhance: Callable[[np.ndarray], np.ndarray], out_dir: Path, *,
-                         scale: int, provenance: Provenance, include_non_anatomy: bool = False,
-                         progress: Callable[[int, int], None] | None = None,
+def _parts(series: Series | Sequence[Series]) -> list[Series]:
+    parts: list[Series] = [series] if isinstance(series, Series) else list(series)
+    if not parts:
+        raise InputError(None, "no series given to write")
+    uids = {p.uid for p in parts}
+    if len(uids) > 1:
+        raise InputError(parts[0].files[0].parent,
+                         f"the series parts belong to {len(uids)} series; write one series at a time")
+    return parts
+
+
+def _frames_by_file(parts: list[Series]) -> tuple[dict[Path, list[Frame]], dict[_Ident, Key]]:
+    """The reader's frames grouped by source file, in the reader's order (volume, then slice; part after part),
+    and the key of each frame: ``(volume, slice)`` in the first part, ``(part, volume, slice)`` in later ones."""
+    keys: dict[_Ident, Key] = {}
+    by_file: dict[Path, list[Frame]] = {}
+    for p, part in enumerate(parts):
+        n_volumes, n_slices = part.shape[:2]
+        for v in range(n_volumes):
+            for sl in range(n_slices):
+                fr = part.frame(v, sl)
+                ident = (fr.path, fr.frame_index, fr.tile_index)
+                if ident not in keys:
+                    keys[ident] = (v, sl) if p == 0 else (p, v, sl)
+                    by_file.setdefault(fr.path, []).append(fr)
+    return by_file, keys
+
+
+class _Skip(Exception):
+    """This source file cannot be derived; the message says why (it goes into ``DerivedReport.skipped``)."""
+
+
+def _read(path: Path) -> Dataset:
+    try:
+        src = pydicom.dcmread(path)
+    except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the reader says
+        raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
+    missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Rows", "Columns",
+                             "BitsAllocated", "BitsStored", "PixelRepresentation") if kw not in src]
+    if missing:
+        raise _Skip(f"not a DICOM image (no {', '.join(missing)})")
+    if int(src.get("SamplesPerPixel", 1)) != 1:
+        raise _Skip("not a grey-level image")
+    return src
+
+
+def _decoded(read: Callable[[], np.ndarray]) -> np.ndarray:
+    """Source pixels, or :class:`_Skip` when they cannot be decoded (nothing of the file is written then)."""
+    try:
+        return read()
+    except InputError as e:
+        raise _Skip(e.problem) from e
+    except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the decoder says
+        raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
+
+
+class _Slices:
+    """Enhanced slices for the writer: the viewer's ``lookup`` first, the enhancer for the rest (with the series'
+    plan and the slices' keys, so the plan's outputs are reused)."""
+
+    def __init__(self, enhancer: Any, plan: Plan | None, lookup: Lookup | None, first: Series, scale: int,
+                 cancel: Callable[[], bool] | None):
+        self.enhancer, self.plan, self.lookup, self.first = enhancer, plan, lookup, first
+        self.scale, self.cancel = scale, cancel
+
+    def _plan(self) -> Plan | None:
+        if self.plan is None and hasattr(self.enhancer, "plan_series"):
+            self.plan = self.enhancer.plan_series(self.first)
+        return self.plan
+
+    def _cached(self, key: Key | None, shape: tuple[int, int]) -> np.ndarray | None:
+        if self.lookup is None or key is None or len(key) != 2:
+            return None
+        got = self.lookup(key[0], key[1])
+        if got is None:
+            return None
+        arr = np.asarray(got, dtype=np.float32)
+        return arr if arr.shape == (shape[0] * self.scale, shape[1] * self.scale) else None
+
+    def get(self, keys: list[Key | None], shape: tuple[int, int],
+            source: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+        """(N, s·H, s·W) for the N slices ``keys`` of one file; ``source(rows)`` decodes the source slices
+        ``rows`` (only those the lookup lacks)."""
+        out = np.empty((len(keys), shape[0] * self.scale, shape[1] * self.scale), dtype=np.float32)
+        todo = []
+        for k, key in enumerate(keys):
+            cached = self._cached(key, shape)
+            if cached is None:
+                todo.append(k)
+            else:
+                out[k] = cached
+        if todo:
+            stack = np.ascontiguousarray(_decoded(lambda: source(todo)), dtype=np.float32)
+            out[todo] = self._enhance(stack, [keys[k] for k in todo])
+        return out
+
+    def _enhance(self, stack: np.ndarray, keys: list[Key | None]) -> np.ndarray:
+        if hasattr(self.enhancer, "enhance_stack"):
+            try:
+                hr = self.enhancer.enhance_stack(stack, self._plan(), keys=keys, cancel=self.cancel)
+            except InterruptedError as err:
+                raise WriteCancelled("cancelled") from err
+        else:
+            hr = self.enhancer(stack)
+        hr = np.asarray(hr, dtype=np.float32)
+        want = (stack.shape[0], stack.shape[1] * self.scale, stack.shape[2] * self.scale)
+        if hr.shape != want:
+            raise ValueError(f"enhance returned shape {hr.shape}, expected {want}")
+        return hr
+
+
+def write_derived_series(series: Series | Sequence[Series], enhancer: Any, out_dir: str | Path, *,
+                         scale: int, provenance: Provenance, plan: Plan | None = None, lookup: Lookup | None = None,
+                         include_non_anatomy: bool = False, progress: Callable[[int, int], None] | None = None,
                          cancel: Callable[[], bool] | None = None) -> DerivedReport:
     """Write the ×``scale`` derived series of one source series into the new folder ``out_dir``.
 
-    ``enhance`` maps a float32 stack (N, H, W) in modality units to (N, H·s, W·s); it is called once per source
-    file with all kept frames (or mosaic tiles) of that file. ``progress(done, total)`` is called per file.
+    ``series``: the :class:`srgan.io.dicom_series.Series` the reader built, or the list of parts the reader split
+    one SeriesInstanceUID into (every part is written into the one derived series); its frames, their order and
+    their kinds are used as the reader made them. ``lookup(volume, slice)``: enhanced slices already made (the
+    viewer's cache; None for a slice not enhanced yet); ``plan`` and ``lookup`` address the slices of the first
+    part. ``enhancer``: an object with ``enhance_stack(stack, plan, *, keys, cancel)``
+    (``srgan.inference.engine.Enhancer``), called once per file with the slices the lookup lacks, the series'
+    ``plan`` (default: ``enhancer.plan_series(series)``, made on first need) and their keys ``(volume, slice)``, so
+    outputs the plan already holds are not generated again; or a plain callable ``stack (N, H, W) -> (N, sH, sW)``
+    in modality units. ``progress(done, total)`` is called per file, ``cancel()`` polled between files (and passed
+    to ``enhance_stack``).
     """
-    source_files = [Path(f) for f in source_files]
-    if not source_files:
-        raise InputError(out_dir, "no source files given")
-    out = _check_destination(source_files, out_dir)
+    parts = _parts(series)
+    by_file, keys = _frames_by_file(parts)
+    out = check_new_folder(out_dir, sources=list(by_file))
     report = DerivedReport(out_dir=out)
-
-    headers: list[tuple[Path, Dataset]] = []
-    for f in source_files:
-        try:
-            headers.append((f, pydicom.dcmread(f, stop_before_pixels=True)))
-        except Exception as e:  # noqa: BLE001 - any reader failure means the same to the user
-            report.skipped.append((f, f"not a readable DICOM file ({e.__class__.__name__}: {e})"))
-    series_uids = {str(h.SeriesInstanceUID) for _, h in headers if "SeriesInstanceUID" in h}
-    if len(series_uids) > 1:
-        raise InputError(source_files[0].parent,
-                         f"the files belong to {len(series_uids)} series; write one series at a time")
-    headers.sort(key=lambda fh: (_int(fh[1].get("InstanceNumber")), str(fh[0])))
+    s = int(scale)
 
     excluded: dict[str, int] = {}
     work: list[tuple[Path, list[int] | None]] = []   # (file, kept frame indices for multi-frame else None)
-    for f, h in headers:
-        missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Rows", "Columns",
-                                 "BitsAllocated", "BitsStored", "PixelRepresentation") if kw not in h]
-        if missing:
-            report.skipped.append((f, f"not a DICOM image (no {', '.join(missing)})"))
-            continue
-        if int(h.get("SamplesPerPixel", 1)) != 1:
-            report.skipped.append((f, "not a grey-level image"))
-            continue
-        kinds = _scanner_kinds(h, f)
-        if str(h.get("SOPClassUID", "")) in ENHANCED_SOP_CLASSES and "PerFrameFunctionalGroupsSequence" in h:
+    for path, frames in by_file.items():
+        indexed = sorted((fr for fr in frames if fr.frame_index is not None), key=lambda fr: fr.frame_index or 0)
+        if indexed:   # the reader read the file frame by frame
             kept = []
-            for i in range(int(h.get("NumberOfFrames", 1))):
-                reason = None if include_non_anatomy else (_frame_reason(h, i) or kinds.get(i))
+            for fr in indexed:
+                reason = None if include_non_anatomy else reason_of_kind(fr.kind)
                 if reason is None:
-                    kept.append(i)
+                    kept.append(int(fr.frame_index or 0))
                 else:
                     excluded[f"{reason} frames"] = excluded.get(f"{reason} frames", 0) + 1
             if kept:
-                work.append((f, kept))
+                work.append((path, kept))
             continue
-        if _int(h.get("NumberOfFrames", 1)) > 1:
-            report.skipped.append((f, "multi-frame file of a single-frame SOP class; not supported"))
-            continue
-        reason = None if include_non_anatomy else (non_anatomy_reason(h.get("ImageType", []), h)
-                                                   or next(iter(kinds.values()), None))
+        reason = None if include_non_anatomy else reason_of_kind(frames[0].kind)   # mosaic tiles share one kind
         if reason is not None:
             excluded[f"{reason} images"] = excluded.get(f"{reason} images", 0) + 1
             continue
-        work.append((f, None))
-    if not work and not excluded:
-        bad = report.skipped[0] if report.skipped else (source_files[0], "no image")
-        raise InputError(bad[0], f"no readable DICOM image among the source files: {bad[1]}")
-    for what, n in excluded.items():
-        report.notes.append(f"{n} {what} left out: not magnitude anatomy")
-    if not work:
-        raise InputError(source_files[0].parent, "no magnitude anatomy image to enhance in this series"
-                         + (f" ({'; '.join(report.notes)})" if report.notes else ""))
+        work.append((path, None))
 
-    uid_map = {"series": generate_uid()}
+    def notes() -> list[str]:
+        return [f"{n} {what} left out: not magnitude anatomy" for what, n in excluded.items()]
+
+    first_folder = next(iter(by_file)).parent
+    if not work:
+        raise InputError(first_folder, "no magnitude anatomy image to enhance in this series"
+                         + (f" ({'; '.join(notes())})" if excluded else ""))
+
+    slices = _Slices(enhancer, plan, lookup, parts[0], s, cancel)
+    uid_map: dict = {"series": generate_uid()}
     report.series_instance_uid = uid_map["series"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        written = []
-        for n, (f, frames) in enumerate(work):
+    with atomic_folder(out) as tmp:
+        written: list[str] = []
+        for n, (f, frame_ids) in enumerate(work):
             if cancel is not None and cancel():
                 raise WriteCancelled("cancelled")
             try:
-                src = pydicom.dcmread(f)
-                dicom_pixels.decode_frames(src)  # decode now: a broken file is skipped, not half-written
-            except InputError as e:
-                report.skipped.append((f, e.problem))
-                src = None
-            except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the reader says
-                report.skipped.append((f, f"cannot be read ({e.__class__.__name__}: {e})"))
-                src = None
-            if src is not None:
-                try:
-                    ds = _derive(src, frames, enhance, scale, provenance, uid_map)
-                except InputError as e:  # this file's own problem (e.g. a mosaic without tile count)
-                    report.skipped.append((f, e.problem))
-                    ds = None
-            if src is not None and ds is not None:
+                ds = _derive_file(f, frame_ids, keys, slices, s, provenance, uid_map, include_non_anatomy)
+            except _Skip as e:
+                report.skipped.append((f, str(e)))
+                ds = None
+            except _Excluded as e:
+                excluded[f"{e} images"] = excluded.get(f"{e} images", 0) + 1
+                ds = None
+            if ds is not None:
                 name = tmp / f"IM{len(written) + 1:05d}.dcm"
                 ds.save_as(name, enforce_file_format=True)
                 written.append(name.name)
             if progress is not None:
                 progress(n + 1, len(work))
+        report.notes = notes()
         if not written:
-            raise InputError(source_files[0].parent, "none of the source images could be decoded")
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            if report.skipped:
+                bad, why = report.skipped[0]
+                raise InputError(bad, f"none of the series' images could be used: {why}")
+            raise InputError(first_folder, "no magnitude anatomy image to enhance in this series"
+                             + (f" ({'; '.join(report.notes)})" if report.notes else ""))
     report.files = [out / w for w in written]
     return report
 
 
-def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provenance: Provenance,
+class _Excluded(Exception):
+    """This single-frame file is not magnitude anatomy though its ImageType says so; the message says what."""
+
+
+def _derive_file(path: Path, frame_ids: list[int] | None, keys: dict[_Ident, Key], slices: _Slices, s: int,
+                 provenance: Provenance, uid_map: dict, include_non_anatomy: bool) -> Dataset:
+    """The derived dataset of one source file (its kept frames, or its only image, or its mosaic tiles)."""
+    src = _read(path)
+    multi = str(src.get("SOPClassUID", "")) in ENHANCED_SOP_CLASSES and "PerFrameFunctionalGroupsSequence" in src
+    if frame_ids is not None and not multi:
+        raise _Skip("multi-frame file of a single-frame SOP class; not supported")
+    if frame_ids is None and not include_non_anatomy:
+        reason = _dataset_reason(src)
+        if reason is not None:
+            raise _Excluded(reason)
+    rows, cols = int(src.Rows), int(src.Columns)
+    try:
+        if frame_ids is not None:
+            hr = slices.get([keys.get((path, i, None)) for i in frame_ids], (rows, cols),
+                            lambda todo: np.stack([dicom_pixels.frame_pixels(src, frame_ids[k]) for k in todo]))
+        elif dicom_pixels.is_mosaic(src):
+            n, g = dicom_pixels.mosaic_tile_count(src), dicom_pixels.mosaic_grid(src)
+            if rows % g or cols % g:
+                raise _Skip(f"Siemens mosaic cannot be split into tiles: mosaic of {rows}×{cols} does not split "
+                            f"into a {g}×{g} grid")
+            hr = slices.get([keys.get((path, None, k)) for k in range(n)], (rows // g, cols // g),
+                            lambda todo: dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)[todo])
+        else:
+            hr = slices.get([keys.get((path, None, None))], (rows, cols),
+                            lambda todo: dicom_pixels.frame_pixels(src)[None])
+        return _derive(src, frame_ids, hr, s, provenance, uid_map)
+    except InputError as e:  # this file's own problem (e.g. a mosaic without tile count)
+        raise _Skip(e.problem) from e
+
+
+def _derive(src: Dataset, frames: list[int] | None, hr: np.ndarray, scale: int, provenance: Provenance,
             uid_map: dict) -> Dataset:
+    """``src`` derived: ``hr`` holds the enhanced slices (its kept frames, its mosaic tiles or its only image)."""
     ds = copy.deepcopy(src)
     lo, hi, dtype = _stored_range(src)
     s = int(scale)
 
     if frames is None:
         if dicom_pixels.is_mosaic(src):
-            n = dicom_pixels.mosaic_tile_count(src)
-            try:
-                stack = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)
-            except ValueError as e:
-                raise InputError(getattr(src, "filename", None),
-                                 f"Siemens mosaic cannot be split into tiles: {e}") from e
-            hr = _enhanced(enhance, stack, s)
             image = dicom_pixels.join_mosaic(hr, dicom_pixels.mosaic_grid(src))
             _scale_acquisition_matrix(ds, s)
         else:
-            image = _enhanced(enhance, dicom_pixels.frame_pixels(src)[None], s)[0]
+            image = hr[0]
         slope, intercept = dicom_pixels.frame_rescale(src, None)
         new_slope = _choose_rescale(image, slope, intercept, hi)
         pixels = _quantise(image, new_slope, intercept, lo, hi, dtype)
@@ -414,8 +496,6 @@ def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provena
         _refine_siemens_pcs(ds, iop, src.get("PixelSpacing"), s)
         ds.SourceImageSequence = DicomSequence([_source_item(src, None)])
     else:
-        stack = np.stack([dicom_pixels.frame_pixels(src, i) for i in frames])
-        hr = _enhanced(enhance, stack, s)
         rescales = [dicom_pixels.frame_rescale(src, i) for i in frames]
         slopes = [_choose_rescale(hr[k], m, b, hi) for k, (m, b) in enumerate(rescales)]
         if any(new != m for new, (m, _) in zip(slopes, rescales)) and not _per_frame_rescale(src):
@@ -436,15 +516,6 @@ def _derive(src: Dataset, frames: list[int] | None, enhance, scale: int, provena
     ds["PixelData"].VR = "OW" if dtype.itemsize > 1 else "OB"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
-
-
-def _enhanced(enhance, stack: np.ndarray, s: int) -> np.ndarray:
-    stack = np.ascontiguousarray(stack, dtype=np.float32)
-    hr = np.asarray(enhance(stack), dtype=np.float32)
-    want = (stack.shape[0], stack.shape[1] * s, stack.shape[2] * s)
-    if hr.shape != want:
-        raise ValueError(f"enhance returned shape {hr.shape}, expected {want}")
-    return hr
 
 
 def _scale_acquisition_matrix(ds: Dataset, s: int) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pydicom
@@ -21,20 +21,10 @@ from pydicom.errors import InvalidDicomError
 
 from srgan.errors import InputError
 from srgan.io import dicom_pixels as dp
+from srgan.io.image_type import kind_of_tokens
 
 #: Extensions that claim to be DICOM: such a file that cannot be read is reported, not skipped.
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ".dic"}
-
-#: ImageType / FrameType values that mark an image as something other than magnitude anatomy.
-_KIND_TOKENS = {
-    "LOCALIZER": "localizer", "SCOUT": "localizer",
-    "FIELD_MAP": "field_map", "B0_MAP": "field_map", "B0MAP": "field_map", "B0 MAP": "field_map",
-    "P": "phase", "PHASE": "phase", "PHA": "phase", "PHASE MAP": "phase",
-    "R": "real", "REAL": "real", "I": "imaginary", "IMAGINARY": "imaginary",
-    "ADC": "adc", "EADC": "adc", "TRACEW": "trace", "TRACE": "trace", "ISOTROPIC": "trace",
-    "FA": "fa", "COLFA": "fa", "T1_MAP": "map", "T2_MAP": "map", "T2_STAR_MAP": "map",
-    "PERFUSION": "map",
-}
 
 #: Volumes at one position are ordered magnitude first, then the other kinds in this order.
 _KIND_ORDER = ["magnitude", "phase", "real", "imaginary", "field_map", "adc", "trace", "fa", "map", "localizer"]
@@ -87,11 +77,9 @@ class Frame:
     @property
     def kind(self) -> str:
         """'magnitude', 'phase', 'real', 'imaginary', 'field_map', 'adc', 'trace', 'fa', 'map' or 'localizer'."""
-        tokens = list(self.frame_type[2:]) + list(self.image_type[2:])
-        for token in tokens:
-            kind = _KIND_TOKENS.get(token.upper())
-            if kind and kind != "magnitude":
-                return kind
+        kind = kind_of_tokens(list(self.frame_type[2:]) + list(self.image_type[2:]))
+        if kind is not None:
+            return kind
         if self.diffusion_isotropic:
             return "trace"
         component = (self.complex_component or "").upper()
@@ -118,7 +106,8 @@ class Frame:
 
 
 _SERIES_KEYWORDS = (
-    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PatientName", "PatientID", "PatientPosition", "StudyDescription", "StudyDate",
+    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PatientName", "PatientID", "PatientPosition",
+    "StudyDescription", "StudyDate",
     "SeriesDescription", "SeriesNumber", "Modality", "Manufacturer", "SOPClassUID",
 )
 
@@ -274,7 +263,8 @@ def _enhanced_frames(ds: pydicom.Dataset, path: Path) -> list[Frame]:
             position=position if position is not None else _vec(ds.get("ImagePositionPatient"), 3),
             orientation=orientation if orientation is not None else _vec(ds.get("ImageOrientationPatient"), 6),
             pixel_spacing=(1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1])),
-            slice_thickness=_float(measures.get("SliceThickness")) if measures is not None else _float(ds.get("SliceThickness")),
+            slice_thickness=(_float(measures.get("SliceThickness")) if measures is not None
+                             else _float(ds.get("SliceThickness"))),
             instance_number=_int(ds.get("InstanceNumber")),
             sop_instance_uid=_str(ds.get("SOPInstanceUID")),
             image_type=top_types,
@@ -309,14 +299,14 @@ def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
 class ScanResult:
     """Series found under a folder (sorted by study, series number) and the files that were unusable."""
 
-    series: list["Series"]
+    series: list[Series]
     problems: list[Problem]
 
 
 def _iter_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
@@ -484,7 +474,7 @@ def _describe_geometry(key: tuple) -> str:
     return f"{rows}×{cols} {plane}"
 
 
-def _build_series(info: dict, frames: list[Frame]) -> list["Series"]:
+def _build_series(info: dict, frames: list[Frame]) -> list[Series]:
     problems: list[str] = []
     seen: dict[tuple, Frame] = {}
     for f in frames:
@@ -612,7 +602,7 @@ class Series:
             self.n_positions = len(ordered)
             return [ordered]
         normal = first.slice_normal
-        along = sorted(((float(f.position @ normal), f) for f in frames), key=lambda t: t[0])
+        along = sorted(((float(f.position @ normal), f) for f in frames), key=lambda t: t[0])  # type: ignore[operator]
         positions: list[list[tuple[float, Frame]]] = []
         for d, f in along:
             if positions and abs(d - positions[-1][0][0]) <= _POSITION_TOLERANCE_MM:
@@ -644,7 +634,7 @@ class Series:
             d = np.array([f.position @ self.slice_normal for f in column])
             steps = np.diff(d)
             self.slice_spacing = float(np.median(steps))
-            slice_vec = (column[-1].position - column[0].position) / (len(column) - 1)
+            slice_vec = (column[-1].position - column[0].position) / (len(column) - 1)  # type: ignore[operator]
             self._check_spacing(d, steps)
         else:
             self.slice_spacing = float(thickness)

@@ -1,6 +1,9 @@
 """The ``srgan enhance`` contract, end to end through the real command line (subprocess, tiny weights)."""
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -9,9 +12,13 @@ from PIL import Image
 
 from srgan.io.geometry import refine_affine
 
+REPO = Path(__file__).resolve().parents[2]
 
-def srgan(*args, check_rc=None):
-    p = subprocess.run([sys.executable, "-m", "srgan.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+def srgan(*args, check_rc=None, cwd=None):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    p = subprocess.run([sys.executable, "-m", "srgan.cli", *map(str, args)], capture_output=True, text=True,
+                       timeout=300, cwd=cwd, env=env)
     if check_rc is not None:
         assert p.returncode == check_rc, p.stderr
     return p
@@ -93,6 +100,24 @@ def test_dicom_folder_becomes_a_derived_series(shared_data, tiny_weights, tmp_pa
     assert (ds.Rows, ds.Columns) == (512, 512)
     assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"]
     assert "not for primary diagnosis" in ds.DerivationDescription
+
+
+@pytest.mark.parametrize("n_series", [1, 2])
+def test_dicom_folder_with_a_relative_output_run_beside_it(shared_data, tiny_weights, tmp_path, n_series):
+    """``srgan enhance src -o out`` run from the folder holding ``src``: relative paths throughout."""
+    dicom = shared_data / "dicom"
+    shutil.copytree(dicom / "trio_sag_jpegls_noisepixels", tmp_path / "src")
+    if n_series == 2:
+        for f in sorted((dicom / "siemens_prisma_t1_sag_hfs").glob("*.dcm"))[:2]:
+            shutil.copy(f, tmp_path / "src" / f.name)
+    p = srgan("enhance", "src", "-o", "out", "--scale", 2, "--weights", tiny_weights, cwd=tmp_path)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    written = sorted(f.relative_to(tmp_path / "out") for f in (tmp_path / "out").rglob("*.dcm"))
+    if n_series == 1:
+        assert [str(f) for f in written] == [f"IM{k:05d}.dcm" for k in range(1, 5)]
+    else:
+        assert len(written) == 6 and len({f.parent for f in written}) == 2
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["out", "src"]     # no temporary folder left
 
 
 def test_output_inside_dicom_source_is_refused(shared_data, tiny_weights, tmp_path):

@@ -9,10 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from srgan.errors import InputError
+from srgan.io.dicom_series import scan
 from srgan.provenance import DISCLAIMER, Provenance
-from viewer.export import (ExportCancelled, check_destination, default_folder_name, run_export,
-                           series_files_of, stack_enhancer, unique_child)
+from viewer.export import ExportCancelled, default_folder_name, run_export, stack_enhancer, unique_child
 
 PROV = Provenance(model="nearest", weights_name="test-nearest", weights_sha256="ab" * 32, scale=2)
 
@@ -50,6 +49,18 @@ def local_copy(trio_files, tmp_path):
     for f in trio_files[:2]:
         shutil.copy2(f, src / f.name)
     return sorted(src.iterdir())
+
+
+@pytest.fixture
+def trio_series(trio_files):
+    (series,) = scan(trio_files[0].parent).series
+    return series
+
+
+@pytest.fixture
+def local_series(local_copy):
+    (series,) = scan(local_copy[0].parent).series
+    return series
 
 
 def _run_worker(qtbot, worker, signal_name):
@@ -90,30 +101,16 @@ def _run_worker(qtbot, worker, signal_name):
     return payload
 
 
-def test_destination_rules(local_copy, tmp_path):
-    src = local_copy[0].parent
-    with pytest.raises(InputError, match="source"):
-        check_destination(local_copy, src)
-    with pytest.raises(InputError, match="source"):
-        check_destination(local_copy, src / "derived")
-    (src / "link").symlink_to(src)
-    with pytest.raises(InputError, match="source"):
-        check_destination(local_copy, src / "link")
-    busy = tmp_path / "busy"
-    busy.mkdir()
-    (busy / "x.txt").write_text("x")
-    with pytest.raises(InputError, match="not empty"):
-        check_destination(local_copy, busy)
-    assert check_destination(local_copy, tmp_path / "new") == tmp_path / "new"
-    assert not (src / "derived").exists()
-
-
 def test_naming_helpers(tmp_path):
     assert default_folder_name("t1 fl2d/sag", 2) == "t1_fl2d_sag_AI_x2"
     assert default_folder_name("", 4) == "series_AI_x4"
     (tmp_path / "a").mkdir()
     assert unique_child(tmp_path, "a") == tmp_path / "a_2"
-    assert series_files_of(["x/1.dcm"])[0].name == "1.dcm"
+
+
+class Plans(Nearest):
+    def plan_series(self, series):
+        return "plan"
 
 
 def test_stack_enhancer_forms():
@@ -125,18 +122,24 @@ def test_stack_enhancer_forms():
     assert not lock.locked()
 
     class Stacky:
-        def enhance_stack(self, s, plan=None, cancel=None):
+        def enhance_stack(self, s, plan=None, *, keys=None, cancel=None):
+            self.got = (plan, keys)
             return np.repeat(np.repeat(s, 2, 1), 2, 2)
-    np.testing.assert_array_equal(stack_enhancer(Stacky())(stack), want)
+    stacky = Stacky()
+    np.testing.assert_array_equal(stack_enhancer(stacky)(stack), want)
+    got = stack_enhancer(stacky, lock=lock).enhance_stack(stack, "plan", keys=[(0, 3), (0, 4)])
+    np.testing.assert_array_equal(got, want)
+    assert stacky.got == ("plan", [(0, 3), (0, 4)]) and not lock.locked()
+    assert not hasattr(stack_enhancer(stacky), "plan_series") and hasattr(stack_enhancer(Plans()), "plan_series")
     np.testing.assert_array_equal(stack_enhancer(lambda s: np.repeat(np.repeat(s, 2, 1), 2, 2))(stack), want)
     with pytest.raises(TypeError):
         stack_enhancer(object())
 
 
-def test_export_round_trip_in_worker_thread(qtbot, trio_files, tmp_path):
+def test_export_round_trip_in_worker_thread(qtbot, trio_files, trio_series, tmp_path):
     from viewer.export import ExportWorker
     out = tmp_path / "derived"
-    worker = ExportWorker(trio_files, out, Nearest(), lock=threading.Lock())
+    worker = ExportWorker(trio_series, out, Nearest(), lock=threading.Lock())
     seen = []
     worker.progress.connect(lambda done, total: seen.append((done, total)))
     report = _run_worker(qtbot, worker, "finished")
@@ -157,39 +160,69 @@ def test_export_round_trip_in_worker_thread(qtbot, trio_files, tmp_path):
     assert len(uids) == 1 and uids.pop() == report.series_instance_uid
 
 
-def test_worker_refuses_source_folder(qtbot, local_copy):
+def test_export_takes_the_viewers_cache_and_plan(qtbot, trio_series, tmp_path):
+    """Slices the viewer already enhanced are written from its cache; the others are enhanced with the viewer's
+    plan and their (volume, slice) keys; the files are the same as without the cache."""
+    from viewer.export import ExportWorker
+
+    def twice(x):
+        return np.repeat(np.repeat(np.asarray(x, np.float32), 2, -2), 2, -1)
+
+    class Stacky:
+        provenance, scale = PROV, 2
+
+        def __init__(self):
+            self.calls = []
+
+        def enhance_stack(self, stack, plan=None, *, keys=None, cancel=None):
+            self.calls.append((plan, list(keys)))
+            return twice(stack)
+
+    cache = {(0, k): twice(trio_series.pixels(0, k)) for k in (0, 2)}
+    stacky = Stacky()
+    worker = ExportWorker(trio_series, tmp_path / "cached", stacky, plan="the viewer's plan",
+                          lookup=lambda v, s: cache.get((v, s)))
+    report = _run_worker(qtbot, worker, "finished")
+    assert stacky.calls == [("the viewer's plan", [(0, 1)]), ("the viewer's plan", [(0, 3)])]
+    plain = run_export(trio_series, tmp_path / "plain", Nearest())
+    assert len(report.files) == len(plain.files) == 4
+    for a, b in zip(report.files, plain.files):
+        np.testing.assert_array_equal(pydicom.dcmread(a).pixel_array, pydicom.dcmread(b).pixel_array)
+
+
+def test_worker_refuses_source_folder(qtbot, local_copy, local_series):
     from viewer.export import ExportWorker
     src = local_copy[0].parent
     before = sorted(p.name for p in src.iterdir())
     enhancer = Nearest()
-    worker = ExportWorker(local_copy, src / "derived", enhancer)
+    worker = ExportWorker(local_series, src / "derived", enhancer)
     message = _run_worker(qtbot, worker, "failed")
     assert "source" in message
     assert enhancer.calls == 0
     assert sorted(p.name for p in src.iterdir()) == before
 
 
-def test_cancel_mid_export_leaves_nothing(qtbot, trio_files, tmp_path):
+def test_cancel_mid_export_leaves_nothing(qtbot, trio_series, tmp_path):
     from viewer.export import ExportWorker
     out = tmp_path / "derived"
     holder = {}
     enhancer = Nearest(on_call=lambda n: holder["worker"].cancel() if n == 2 else None)
-    worker = ExportWorker(trio_files, out, enhancer)
+    worker = ExportWorker(trio_series, out, enhancer)
     holder["worker"] = worker
     _run_worker(qtbot, worker, "cancelled")
     assert enhancer.calls == 2                         # it stopped at the next file, not at the end
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_run_export_cancel_raises(trio_files, tmp_path):
+def test_run_export_cancel_raises(trio_series, tmp_path):
     with pytest.raises(ExportCancelled):
-        run_export(trio_files, tmp_path / "d", Nearest(), cancel=lambda: True)
+        run_export(trio_series, tmp_path / "d", Nearest(), cancel=lambda: True)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="x4"):
-        run_export(trio_files, tmp_path / "d", Nearest(), scale=4)
+        run_export(trio_series, tmp_path / "d", Nearest(), scale=4)
 
 
-def test_export_with_real_enhancer(qtbot, trio_files, tiny_weights, tmp_path):
+def test_export_with_real_enhancer(qtbot, trio_series, tiny_weights, tmp_path):
     """The viewer's Enhancer is shared with the export thread (it locks per call)."""
     import torch
 
@@ -197,13 +230,13 @@ def test_export_with_real_enhancer(qtbot, trio_files, tiny_weights, tmp_path):
     from viewer.export import export_series_dialog
     torch.set_num_threads(1)
     enhancer = Enhancer(weights=tiny_weights, scale=2, device="cpu")
-    session = export_series_dialog(None, trio_files[:2], enhancer, out_dir=tmp_path / "out", show_messages=False)
+    session = export_series_dialog(None, trio_series, enhancer, out_dir=tmp_path / "out", show_messages=False)
     assert session is not None
     with qtbot.waitSignal(session.done, timeout=120000) as sig:
         pass
     report = sig.args[0]
     assert session.thread.wait(10000)
-    assert report is not None and len(report.files) == 2
+    assert report is not None and len(report.files) == 4
     ds = pydicom.dcmread(report.files[0])
     assert ds.Rows == 512 and enhancer.provenance.weights_sha256[:16] in ds.DerivationDescription
     # the viewer can still use the same enhancer afterwards
@@ -236,10 +269,18 @@ def test_export_gives_every_file_the_series_lr_kind_estimate(qtbot, hfs_series, 
     assert set(seen) == {expected} and expected is not None
 
 
-def test_dialog_refuses_source_folder_without_starting(qtbot, local_copy):
+def test_dialog_refuses_source_folder_without_starting(qtbot, local_copy, local_series, tmp_path):
     from viewer.export import export_series_dialog
     src = local_copy[0].parent
-    assert export_series_dialog(None, local_copy, Nearest(), out_dir=src, show_messages=False) is None
+    for out in (src, src / "derived"):
+        assert export_series_dialog(None, local_series, Nearest(), out_dir=out, show_messages=False) is None
+    (src / "link").symlink_to(src)
+    assert export_series_dialog(None, local_series, Nearest(), out_dir=src / "link", show_messages=False) is None
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x.txt").write_text("x")
+    assert export_series_dialog(None, local_series, Nearest(), out_dir=busy, show_messages=False) is None
+    assert not (src / "derived").exists() and sorted(p.name for p in busy.iterdir()) == ["x.txt"]
 
 
 def test_png_snapshot_has_label_and_text_chunk(qtbot, tmp_path):
@@ -286,7 +327,7 @@ class Gate(Nearest):
         return super().enhance(image)
 
 
-def test_dialog_asks_again_after_source_folder(qtbot, local_copy, tmp_path, monkeypatch):
+def test_dialog_asks_again_after_source_folder(qtbot, local_copy, local_series, tmp_path, monkeypatch):
     from PySide6 import QtWidgets
 
     from viewer.export import export_series_dialog
@@ -297,7 +338,7 @@ def test_dialog_asks_again_after_source_folder(qtbot, local_copy, tmp_path, monk
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: answers.pop(0))
     monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda parent, title, text: warnings.append(text))
     monkeypatch.setattr(QtWidgets.QMessageBox, "information", lambda parent, title, text: infos.append(text))
-    session = export_series_dialog(None, local_copy, Nearest())
+    session = export_series_dialog(None, local_series, Nearest())
     with qtbot.waitSignal(session.done, timeout=60000) as sig:
         pass
     assert session.wait(10000)
@@ -309,12 +350,12 @@ def test_dialog_asks_again_after_source_folder(qtbot, local_copy, tmp_path, monk
     assert sorted(p.name for p in src.iterdir()) == sorted(f.name for f in local_copy)
 
 
-def test_progress_dialog_cancel(qtbot, trio_files, tmp_path):
+def test_progress_dialog_cancel(qtbot, trio_series, tmp_path):
     from PySide6 import QtWidgets
 
     from viewer.export import export_series_dialog
     gate = Gate()
-    session = export_series_dialog(None, trio_files, gate, out_dir=tmp_path / "out", show_messages=False)
+    session = export_series_dialog(None, trio_series, gate, out_dir=tmp_path / "out", show_messages=False)
     assert gate.started.wait(30) and session.is_running()
     with qtbot.waitSignal(session.done, timeout=60000) as sig:
         session.dialog.findChild(QtWidgets.QPushButton).click()     # the Cancel button
@@ -323,10 +364,10 @@ def test_progress_dialog_cancel(qtbot, trio_files, tmp_path):
     assert gate.calls == 1 and list(tmp_path.iterdir()) == []
 
 
-def test_shutdown_exports_cancels_and_waits(qtbot, trio_files, tmp_path):
+def test_shutdown_exports_cancels_and_waits(qtbot, trio_series, tmp_path):
     from viewer.export import export_series_dialog, running_exports, shutdown_exports
     gate = Gate()
-    session = export_series_dialog(None, trio_files, gate, out_dir=tmp_path / "out", show_messages=False)
+    session = export_series_dialog(None, trio_series, gate, out_dir=tmp_path / "out", show_messages=False)
     assert gate.started.wait(30)
     assert session in running_exports()
     gate.release.set()

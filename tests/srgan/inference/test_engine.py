@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from srgan.inference.engine import Enhancer, interpolate
 from srgan.errors import InputError
+from srgan.inference.engine import Enhancer, interpolate
 
 
 def test_units_survive_and_shape(tiny_weights):

@@ -19,6 +19,7 @@ import pytest
 from srgan.errors import InputError
 from srgan.io import dicom_pixels
 from srgan.io.dicom_derived import DerivedReport, WriteCancelled, write_derived_series
+from srgan.io.dicom_series import scan
 from srgan.io.geometry import refine_position
 from srgan.provenance import DISCLAIMER, Provenance
 
@@ -42,7 +43,15 @@ def _files(folder: str) -> list[Path]:
     return sorted(p for p in (DATA / folder).iterdir() if p.is_file() and not p.name.endswith((".md", "SUMS")))
 
 
-@functools.lru_cache(maxsize=None)
+def _series(files: list[Path], folder: Path) -> list:
+    """The reader's series (parts) of exactly ``files``: linked into ``folder``, which is scanned."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (folder / f.name).symlink_to(f)
+    return scan(folder).series
+
+
+@functools.cache
 def _philips_dti_subset() -> list[Path]:
     """At each of the 40 slice positions: b = 0, the first direction and the trace image (120 of 680 files)."""
     by_pos = defaultdict(list)
@@ -56,7 +65,7 @@ def _philips_dti_subset() -> list[Path]:
     return sorted(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ge_subset(series_number: int) -> list[Path]:
     """First 3 time points (45 of 150 files) of one of the two GE series sharing the folder."""
     hs = [(f, pydicom.dcmread(f, stop_before_pixels=True)) for f in _files("ge_mr750_epi_ax_mixed_2series")]
@@ -78,8 +87,8 @@ CASES = {
 
 
 class Case:
-    def __init__(self, name: str, sources: list[Path], report: DerivedReport, work: Path):
-        self.name, self.sources, self.report, self.work = name, sources, report, work
+    def __init__(self, name: str, sources: list[Path], parts: list, report: DerivedReport, work: Path):
+        self.name, self.sources, self.parts, self.report, self.work = name, sources, parts, report, work
         self.src_by_uid = {}
         for f in sources:
             h = pydicom.dcmread(f, stop_before_pixels=True)
@@ -98,8 +107,9 @@ def derived(tmp_path_factory):
         if name not in cache:
             work = tmp_path_factory.mktemp(name)
             sources = CASES[name]()
-            report = write_derived_series(sources, nearest, work / "out", scale=SCALE, provenance=PROV)
-            cache[name] = Case(name, sources, report, work)
+            parts = _series(sources, work / "links")
+            report = write_derived_series(parts, nearest, work / "out", scale=SCALE, provenance=PROV)
+            cache[name] = Case(name, sources, parts, report, work)
         return cache[name]
 
     return get
@@ -290,7 +300,7 @@ def test_field_map_frames_left_out_by_default(derived, tmp_path):
     assert int(ds.NumberOfFrames) == 32
     types = {g.MRImageFrameTypeSequence[0].FrameType[3] for g in ds.PerFrameFunctionalGroupsSequence}
     assert types == {"M"}
-    everything = write_derived_series(case.sources, nearest, tmp_path / "all", scale=SCALE, provenance=PROV,
+    everything = write_derived_series(case.parts, nearest, tmp_path / "all", scale=SCALE, provenance=PROV,
                                       include_non_anatomy=True)
     assert not everything.notes
     assert int(pydicom.dcmread(everything.files[0], stop_before_pixels=True).NumberOfFrames) == 64
@@ -317,9 +327,13 @@ def test_mosaic_keeps_its_tiles_and_csa(derived):
 def test_values_beyond_the_stored_range_get_a_new_slope(tmp_path):
     sources = _files("siemens_prisma_t1_sag_hfs")[15:17]
     louder = lambda x: nearest(x) * 5.0  # noqa: E731 - 1948 × 5 does not fit 12 stored bits
-    report = write_derived_series(sources, louder, tmp_path / "out", scale=SCALE, provenance=PROV)
-    for out, f in zip(report.files, sources):
-        ds, src = pydicom.dcmread(out), pydicom.dcmread(f)
+    report = write_derived_series(_series(sources, tmp_path / "src"), louder, tmp_path / "out", scale=SCALE,
+                                  provenance=PROV)
+    by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in sources}
+    assert len(report.files) == 2
+    for out in report.files:
+        ds = pydicom.dcmread(out)
+        src = pydicom.dcmread(by_uid[ds.SourceImageSequence[0].ReferencedSOPInstanceUID])
         slope, intercept = dicom_pixels.frame_rescale(ds)
         assert slope > 1 and intercept == 0 and int(ds.pixel_array.max()) <= 4095
         want = louder(dicom_pixels.frame_pixels(src)[None])[0]
@@ -332,7 +346,8 @@ def test_enhanced_frames_get_a_valid_new_rescale(tmp_path, name):
     """Philips keeps a per-frame rescale (and RealWorldValueSlope follows); Siemens XA10 has none, so one is added."""
     f = _files(name)[0]
     src = pydicom.dcmread(f)
-    report = write_derived_series([f], lambda x: nearest(x) * 40.0, tmp_path / "out", scale=SCALE, provenance=PROV)
+    report = write_derived_series(_series([f], tmp_path / "src"), lambda x: nearest(x) * 40.0, tmp_path / "out",
+                                  scale=SCALE, provenance=PROV)
     ds = pydicom.dcmread(report.files[0])
     for k, group in enumerate(ds.PerFrameFunctionalGroupsSequence[:4]):
         i = int(group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber) - 1
@@ -351,7 +366,8 @@ def test_philips_slope_change_keeps_private_scale_consistent(tmp_path):
     f = _philips_dti_subset()[0]
     src = pydicom.dcmread(f)
     assert src.pixel_array.max() > 200
-    report = write_derived_series([f], lambda x: nearest(x) * 40.0, tmp_path / "out", scale=SCALE, provenance=PROV)
+    report = write_derived_series(_series([f], tmp_path / "src"), lambda x: nearest(x) * 40.0, tmp_path / "out",
+                                  scale=SCALE, provenance=PROV)
     ds = pydicom.dcmread(report.files[0])
     rs, rs2 = float(src.RescaleSlope), float(ds.RescaleSlope)
     assert rs2 > rs
@@ -367,7 +383,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_failing_enhance_leaves_nothing(tmp_path):
-    sources = _files("siemens_prisma_t1_sag_hfs")[:4]
+    sources = _series(_files("siemens_prisma_t1_sag_hfs")[:4], tmp_path / "src")
     calls = []
 
     def flaky(x):
@@ -378,16 +394,16 @@ def test_failing_enhance_leaves_nothing(tmp_path):
 
     with pytest.raises(RuntimeError, match="model crashed"):
         write_derived_series(sources, flaky, tmp_path / "out", scale=SCALE, provenance=PROV)
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(tmp_path) == ["src"]
 
 
 def test_cancel_leaves_nothing(tmp_path):
-    sources = _files("siemens_prisma_t1_sag_hfs")[:4]
+    sources = _series(_files("siemens_prisma_t1_sag_hfs")[:4], tmp_path / "src")
     seen = []
     with pytest.raises(WriteCancelled):
         write_derived_series(sources, nearest, tmp_path / "out", scale=SCALE, provenance=PROV,
                              progress=lambda d, n: seen.append((d, n)), cancel=lambda: len(seen) >= 2)
-    assert seen == [(1, 4), (2, 4)] and _leftovers(tmp_path) == []
+    assert seen == [(1, 4), (2, 4)] and _leftovers(tmp_path) == ["src"]
 
 
 def test_refuses_to_write_into_the_source_folder(tmp_path):
@@ -395,15 +411,16 @@ def test_refuses_to_write_into_the_source_folder(tmp_path):
     folder.mkdir()
     for f in _files("siemens_prisma_t1_sag_hfs")[:2]:
         shutil.copy(f, folder / f.name)
-    sources = sorted(folder.iterdir())
+    files = sorted(folder.iterdir())
+    sources = scan(folder).series
     for out in (folder, folder / "derived", folder / "a" / "b"):
         with pytest.raises(InputError, match="inside the source folder"):
             write_derived_series(sources, nearest, out, scale=SCALE, provenance=PROV)
-    assert _leftovers(folder) == [f.name for f in sources]
+    assert _leftovers(folder) == [f.name for f in files]
 
 
 def test_refuses_a_non_empty_output_folder_but_fills_an_empty_one(tmp_path):
-    sources = _files("siemens_prisma_t1_sag_hfs")[:2]
+    sources = _series(_files("siemens_prisma_t1_sag_hfs")[:2], tmp_path / "src")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
@@ -414,31 +431,38 @@ def test_refuses_a_non_empty_output_folder_but_fills_an_empty_one(tmp_path):
     empty.mkdir()
     report = write_derived_series(sources, nearest, empty, scale=SCALE, provenance=PROV)
     assert _leftovers(empty) == sorted(p.name for p in report.files) and len(report.files) == 2
-    assert _leftovers(tmp_path) == ["busy", "empty"]
+    assert _leftovers(tmp_path) == ["busy", "empty", "src"]
 
 
-def test_bad_file_is_skipped_and_named(tmp_path):
+def test_file_damaged_after_the_scan_is_skipped_and_named(tmp_path):
+    """The reader saw good headers; what the writer cannot read or decode later is skipped and named."""
     folder = tmp_path / "src"
     folder.mkdir()
-    good = _files("siemens_prisma_t1_sag_hfs")[:2]
+    good = _files("siemens_prisma_t1_sag_hfs")[:3]
     for f in good:
         shutil.copy(f, folder / f.name)
-    (folder / "trunc.dcm").write_bytes(good[0].read_bytes()[:300])
-    data = bytearray(good[1].read_bytes())
-    (folder / "short_pixels.dcm").write_bytes(bytes(data[:-5000]))
-    report = write_derived_series(sorted(folder.iterdir()), nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
-    assert len(report.files) == 2
-    assert sorted(p.name for p, _ in report.skipped) == ["short_pixels.dcm", "trunc.dcm"]
-    with pytest.raises(InputError, match="trunc.dcm"):
-        write_derived_series([folder / "trunc.dcm"], nearest, tmp_path / "out2", scale=SCALE, provenance=PROV)
+    parts = scan(folder).series
+    (folder / good[1].name).write_bytes(good[1].read_bytes()[:-5000])    # pixel data cut short
+    (folder / good[2].name).write_bytes(good[2].read_bytes()[:300])      # header cut short
+    report = write_derived_series(parts, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    assert len(report.files) == 1
+    assert sorted(p.name for p, _ in report.skipped) == sorted(f.name for f in good[1:])
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(good[0], alone / good[0].name)
+    parts = scan(alone).series
+    (alone / good[0].name).write_bytes(good[0].read_bytes()[:-5000])
+    with pytest.raises(InputError, match=good[0].name):
+        write_derived_series(parts, nearest, tmp_path / "out2", scale=SCALE, provenance=PROV)
     assert not (tmp_path / "out2").exists()
 
 
-def test_files_of_two_series_are_refused(tmp_path):
-    mixed = _ge_subset(4)[:1] + _ge_subset(5)[:1]
+def test_parts_of_two_series_are_refused(tmp_path):
+    mixed = _series(_ge_subset(4)[:1] + _ge_subset(5)[:1], tmp_path / "src")
+    assert len(mixed) == 2
     with pytest.raises(InputError, match="2 series"):
         write_derived_series(mixed, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(tmp_path) == ["src"]
 
 
 def test_mosaic_that_does_not_split_is_skipped_and_named(tmp_path):
@@ -449,6 +473,120 @@ def test_mosaic_that_does_not_split_is_skipped_and_named(tmp_path):
     ds = pydicom.dcmread(other)
     ds.get_private_item(0x0019, 0x0A, "SIEMENS MR HEADER").value = 49   # a 7×7 grid does not divide 384
     ds.save_as(folder / "bad_count")
-    report = write_derived_series(sorted(folder.iterdir()), nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    parts = scan(folder).series   # one UID, split by the reader: 64×64 tiles and 54×54 tiles
+    report = write_derived_series(parts, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
     assert len(report.files) == 1
     assert [(p.name, "mosaic" in why) for p, why in report.skipped] == [("bad_count", True)]
+
+
+# ---------------------------------------------------------------------------------------- from the viewer
+
+
+class Recording:
+    """Enhancer-like with ``enhance_stack``: nearest ×2, recording the plan and keys of every call."""
+
+    def __init__(self):
+        self.calls: list[tuple[object, list]] = []
+        self.planned = 0
+
+    def plan_series(self, series):
+        self.planned += 1
+        return "the series' plan"
+
+    def enhance_stack(self, stack, plan=None, *, keys=None, cancel=None):
+        self.calls.append((plan, list(keys)))
+        return nearest(stack)
+
+
+def _pixels(report: DerivedReport) -> list[np.ndarray]:
+    return [pydicom.dcmread(f).pixel_array for f in report.files]
+
+
+@pytest.mark.parametrize("name", ["siemens_prisma_t1_sag_hfs", "siemens_trio_epi_mosaic_cor",
+                                  "siemens_vida_xa10_enhanced_fmri_phantom"])
+def test_lookup_supplies_slices_and_the_enhancer_makes_only_the_others(derived, tmp_path, name):
+    """Slices the viewer already enhanced are taken from its cache; the enhancer gets the others only, with the
+    series' plan and their (volume, slice) keys; the files are the same as without the cache."""
+    case = derived(name)
+    (series,) = case.parts
+    n_volumes, n_slices = series.shape[:2]
+    have = {(v, s) for v in range(n_volumes) for s in range(n_slices) if (v + s) % 3}
+    asked = []
+
+    def lookup(v, s):
+        asked.append((v, s))
+        return nearest(series.pixels(v, s)[None])[0] if (v, s) in have else None
+
+    enhancer = Recording()
+    report = write_derived_series(series, enhancer, tmp_path / "out", scale=SCALE, provenance=PROV,
+                                  plan="given plan", lookup=lookup)
+    assert sorted(asked) == sorted((v, s) for v in range(n_volumes) for s in range(n_slices))
+    made = [k for _, keys in enhancer.calls for k in keys]
+    assert sorted(made) == sorted(set(asked) - have) and made
+    assert {plan for plan, _ in enhancer.calls} == {"given plan"} and enhancer.planned == 0
+    assert len(enhancer.calls) <= len(series.files)            # at most one call per file
+    assert len(report.files) == len(case.report.files)
+    for a, b in zip(_pixels(report), _pixels(case.report)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_everything_in_the_cache_needs_no_model_and_no_plan(derived, tmp_path):
+    (series,) = derived("siemens_trio_epi_mosaic_cor").parts
+    enhancer = Recording()
+    report = write_derived_series(series, enhancer, tmp_path / "out", scale=SCALE, provenance=PROV,
+                                  lookup=lambda v, s: nearest(series.pixels(v, s)[None])[0])
+    assert enhancer.calls == [] and enhancer.planned == 0 and len(report.files) == 2
+    # without a lookup and a plan, the enhancer plans the series once and gets every tile with its key
+    enhancer = Recording()
+    write_derived_series(series, enhancer, tmp_path / "out2", scale=SCALE, provenance=PROV)
+    assert enhancer.planned == 1 and [len(keys) for _, keys in enhancer.calls] == [35, 35]
+    assert enhancer.calls[1] == ("the series' plan", [(1, s) for s in range(35)])
+
+
+def test_a_cached_slice_of_the_wrong_size_is_made_again(derived, tmp_path):
+    (series,) = derived("trio_sag_jpegls_noisepixels").parts
+    enhancer = Recording()
+    write_derived_series(series, enhancer, tmp_path / "out", scale=SCALE, provenance=PROV,
+                         lookup=lambda v, s: np.zeros((4, 4), np.float32) if s == 2 else nearest(
+                             series.pixels(v, s)[None])[0])
+    assert [keys for _, keys in enhancer.calls] == [[(0, 2)]]
+
+
+def test_the_series_is_used_as_the_reader_built_it(derived, tmp_path, monkeypatch):
+    """No second scan or classification: the files come in the reader's order (volume, then slice), and the
+    parts of a split series keep keys of their own, never the first part's."""
+    import srgan.io.dicom_series as dicom_series
+
+    def refuse(*a, **k):
+        raise AssertionError("the writer must not scan or classify again")
+
+    case = derived("philips_achieva_dti_ax")
+    monkeypatch.setattr(dicom_series, "scan", refuse)
+    monkeypatch.setattr(dicom_series, "frames_of", refuse)
+    (series,) = case.parts
+    report = write_derived_series(series, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    anatomy = [series.frame(v, s).path for v in series.anatomy_volumes for s in range(series.shape[1])]
+    assert len(report.files) == len(anatomy) == 80
+    for out, src in zip(report.files, anatomy):
+        uid = pydicom.dcmread(out, stop_before_pixels=True).SourceImageSequence[0].ReferencedSOPInstanceUID
+        assert uid == pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID
+    assert any("40" in n and "trace" in n for n in report.notes), report.notes
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good, other = _files("siemens_trio_epi_mosaic_cor")
+    shutil.copy(good, folder / "a")
+    ds = pydicom.dcmread(other)
+    half = ds.pixel_array[::2, ::2].tobytes()
+    ds.Rows, ds.Columns = 192, 192        # a second geometry in the same series: the reader splits it off
+    ds.PixelData = half
+    ds.save_as(folder / "b")
+    monkeypatch.undo()
+    parts = scan(folder).series
+    assert len(parts) == 2 and parts[0].uid == parts[1].uid
+    enhancer = Recording()
+    seen = []
+    report = write_derived_series(parts, enhancer, tmp_path / "out2", scale=SCALE, provenance=PROV,
+                                  plan="p", lookup=lambda v, s: seen.append((v, s)))
+    assert len(report.files) == 2 and len(seen) == 35                 # the lookup serves the first part only
+    assert [keys[0] for _, keys in enhancer.calls] == [(0, 0), (1, 0, 0)]

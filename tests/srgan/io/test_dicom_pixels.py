@@ -72,7 +72,8 @@ def test_rescale_per_frame_shared_and_top_level(dicom_dir):
     enh = _read(dicom_dir, PHILIPS_ENH)
     slopes = {dp.frame_rescale(enh, i) for i in range(int(enh.NumberOfFrames))}
     assert {(round(s, 5), i) for s, i in slopes} == {(1.27985, 0.0), (0.2442, -500.0)}
-    assert dp.frame_rescale(_read(dicom_dir, PHILIPS_DTI, stop_before_pixels=True)) == pytest.approx((1.08205, 0), abs=1e-5)
+    header = _read(dicom_dir, PHILIPS_DTI, stop_before_pixels=True)
+    assert dp.frame_rescale(header) == pytest.approx((1.08205, 0), abs=1e-5)
     assert dp.frame_rescale(_read(dicom_dir, PRISMA, stop_before_pixels=True)) == (1.0, 0.0)
     shared = pydicom.Dataset()
     shared.PixelValueTransformationSequence = [pydicom.Dataset()]

@@ -111,12 +111,24 @@ def test_rerun_is_byte_identical_and_truth_sits_on_the_refined_grid(tmp_path):
     assert np.corrcoef(lr[brain], block[brain])[0, 1] > 0.99
 
 
+def _series_of(files, folder: Path):
+    """The scanned series of exactly ``files`` (linked into ``folder``)."""
+    from srgan.io.dicom_series import scan
+
+    folder.mkdir()
+    for f in files:
+        (folder / f.name).symlink_to(f)
+    (series,) = scan(folder).series
+    return series
+
+
 def test_derived_series_of_the_sample_is_valid(tmp_path):
     from srgan.io.dicom_derived import write_derived_series
     from srgan.provenance import Provenance
 
     prov = Provenance(model="nearest", weights_name="none", weights_sha256="0" * 64, scale=2)
-    report = write_derived_series(FILES[12:15], lambda x: np.kron(x, np.ones((1, 2, 2), np.float32)),
+    report = write_derived_series(_series_of(FILES[12:15], tmp_path / "src"),
+                                  lambda x: np.kron(x, np.ones((1, 2, 2), np.float32)),
                                   tmp_path / "out", scale=2, provenance=prov)
     assert len(report.files) == 3 and not report.notes and not report.skipped
     ds = pydicom.dcmread(report.files[0])
@@ -138,7 +150,7 @@ def test_derived_series_of_the_sample_is_valid(tmp_path):
     from srgan.errors import InputError
 
     with pytest.raises(InputError, match="already AI-enhanced"):
-        write_derived_series(report.files, lambda x: x, tmp_path / "again", scale=2, provenance=prov)
+        write_derived_series(out, lambda x: x, tmp_path / "again", scale=2, provenance=prov)
     assert not (tmp_path / "again").exists()
 
 
@@ -148,5 +160,6 @@ def test_enhance_returning_the_wrong_shape_leaves_nothing(tmp_path):
 
     prov = Provenance(model="nearest", weights_name="none", weights_sha256="0" * 64, scale=2)
     with pytest.raises(ValueError, match="expected"):
-        write_derived_series(FILES[:2], lambda x: x, tmp_path / "out", scale=2, provenance=prov)
-    assert list(tmp_path.iterdir()) == []
+        write_derived_series(_series_of(FILES[:2], tmp_path / "src"), lambda x: x, tmp_path / "out", scale=2,
+                             provenance=prov)
+    assert [p.name for p in tmp_path.iterdir()] == ["src"]
