@@ -1,7 +1,7 @@
 """The benchmark report: its tables (markdown and HTML), ``table.md``, ``summary.json``, ``per_image.csv`` and a
 self-contained ``report.html`` with example crops, |SR − HR| maps, tumour zooms, the disagreement panel and plots.
 
-:func:`write_report` builds the folder beside ``--out`` and swaps it in whole (:func:`atomic_dir`); an ``--out``
+:func:`write_report` builds the folder beside ``--out`` and swaps it in whole (``srgan.io.atomic``); an ``--out``
 holding anything but an earlier report is refused first (:func:`check_out`). The numbers come from
 ``srgan.evaluation.comparison``; the pictures from ``srgan.evaluation.figures``.
 """
@@ -11,21 +11,19 @@ import csv
 import html
 import io
 import json
-import os
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from srgan.errors import InputError
 from srgan.evaluation.evaluate import METRICS, REFERENCE, TUMOUR_REGIONS, json_safe
 from srgan.evaluation.figures import Report, colour, comparison_panels, example_crop, gain_plot
 from srgan.evaluation.methods import RESIDUAL_TARGET
 from srgan.evaluation.selection import MAIN_REGION
+from srgan.io import atomic
 
-__all__ = ["CONSISTENCY_HEADERS", "MAIN_HEADERS", "TUMOUR_HEADERS", "Outcome", "atomic_dir", "check_out",
+__all__ = ["CONSISTENCY_HEADERS", "MAIN_HEADERS", "TUMOUR_HEADERS", "Outcome", "check_out",
            "consistency_table", "html_page", "html_table", "main_table", "markdown", "md_table", "rows_csv",
            "tumour_table", "write_report"]
 
@@ -280,29 +278,10 @@ def html_page(folder: Path, o: Outcome) -> str:
 # ---------------------------------------------------------------- the destination (one place: see srgan.io.atomic)
 
 
-def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that holds anything but an earlier report: it would be replaced as a whole."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "summary.json").is_file())):
-        raise InputError(out, "exists and is not a benchmark report: choose another --out")
-
-
-def atomic_dir(out: Path, build: Callable[[Path], None]) -> None:
-    """Build the report in a temporary folder beside ``out``, then swap it in (an old report is replaced)."""
-    out = out.resolve()
-    check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        build(tmp)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+def check_out(out: Path) -> Path:
+    """Refuse an ``--out`` that holds anything but an earlier report (it is replaced as a whole); the one
+    destination check of ``srgan.io.atomic``."""
+    return atomic.check_new_folder(out, accept=lambda folder: (folder / "summary.json").is_file())
 
 
 def write_report(out: Path, o: Outcome) -> str:
@@ -315,5 +294,6 @@ def write_report(out: Path, o: Outcome) -> str:
         (folder / "per_image.csv").write_text(rows_csv(o.rows))
         (folder / "report.html").write_text(html_page(folder, o), encoding="utf-8")
 
-    atomic_dir(out, build)
+    with atomic.atomic_folder(check_out(out), replace=True) as folder:
+        build(folder)
     return md

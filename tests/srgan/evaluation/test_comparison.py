@@ -104,7 +104,7 @@ def test_errors_exit_2_and_leave_foreign_folders_alone(shared_data, tmp_path, ca
     (foreign / "notes.txt").write_text("keep")
     root = _link_tree(shared_data / "kaggle-brain-tumor-mri", tmp_path / "kaggle", SMALL[:1])
     assert C.main(["--images", str(root), "--split", "all", "--no-bundled", "--out", str(foreign)]) == 2
-    assert "not a benchmark report" in capsys.readouterr().err
+    assert "already exists and is not empty" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep" and len(list(foreign.iterdir())) == 1
     assert C.main(["--out", str(tmp_path / "x")]) == 2
     assert C.main(["--images", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 2
