@@ -2,6 +2,7 @@
 
 torch is imported only inside the sub-commands, so ``srgan --help`` answers at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,23 +19,36 @@ COMMANDS = {
 
 
 def _enhance_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="srgan enhance", description=COMMANDS["enhance"] + ".",
-                                epilog="Outputs say they are AI-enhanced and not for primary diagnosis.")
+    p = argparse.ArgumentParser(
+        prog="srgan enhance",
+        description=COMMANDS["enhance"] + ".",
+        epilog="Outputs say they are AI-enhanced and not for primary diagnosis.",
+    )
     p.add_argument("input", help="image file, folder of images, .nii/.nii.gz, or DICOM folder")
-    p.add_argument("-o", "--output", required=True, help="output file or folder (must not lie in a DICOM source folder)")
+    p.add_argument(
+        "-o", "--output", required=True, help="output file or folder (must not lie in a DICOM source folder)"
+    )
     p.add_argument("--scale", type=int, choices=SCALES, required=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--weights", help="a .safetensors file with its JSON model card beside it")
     g.add_argument("--model", help="name of bundled weights (default: the fidelity model for --scale)")
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--axis", type=int, choices=(0, 1, 2), help="NIfTI through-plane voxel axis (default: largest spacing)")
-    p.add_argument("--include-non-anatomy", action="store_true",
-                   help="DICOM: also enhance phase, field-map, ADC/trace, localizer and AI-derived images")
-    p.add_argument("--consistency", choices=CONSISTENCY_MODES,
-                   help="project the output so that degrading it reproduces the input; auto: per input, k-space if "
-                        "the model's LR-kind estimate is sure of it, else the degradation that reproduces the input "
-                        "from the output better, none where unclear (default: the model card's recommendation, else "
-                        "off); the wrong model lowers quality")
+    p.add_argument(
+        "--axis", type=int, choices=(0, 1, 2), help="NIfTI through-plane voxel axis (default: largest spacing)"
+    )
+    p.add_argument(
+        "--include-non-anatomy",
+        action="store_true",
+        help="DICOM: also enhance phase, field-map, ADC/trace, localizer and AI-derived images",
+    )
+    p.add_argument(
+        "--consistency",
+        choices=CONSISTENCY_MODES,
+        help="project the output so that degrading it reproduces the input; auto: per input, k-space if "
+        "the model's LR-kind estimate is sure of it, else the degradation that reproduces the input "
+        "from the output better, none where unclear (default: the model card's recommendation, else "
+        "off); the wrong model lowers quality",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary")
     return p
@@ -52,11 +66,18 @@ def enhance_main(argv: list[str]) -> int:
         from srgan.inference.engine import Enhancer
         from srgan.inference.files import enhance_path
 
-        enhancer = Enhancer(scale=args.scale, model=args.model, weights=args.weights, device=args.device,
-                            threads=args.threads, consistency=args.consistency)
+        enhancer = Enhancer(
+            scale=args.scale,
+            model=args.model,
+            weights=args.weights,
+            device=args.device,
+            threads=args.threads,
+            consistency=args.consistency,
+        )
         log(f"model {enhancer.label}, x{enhancer.scale}, device {enhancer.device}, consistency {enhancer.consistency}")
-        report = enhance_path(args.input, args.output, enhancer, axis=args.axis, log=log,
-                              include_non_anatomy=args.include_non_anatomy)
+        report = enhance_path(
+            args.input, args.output, enhancer, axis=args.axis, log=log, include_non_anatomy=args.include_non_anatomy
+        )
     except InputError as e:
         print(f"srgan enhance: error: {e}", file=sys.stderr)
         return 1

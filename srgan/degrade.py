@@ -11,6 +11,7 @@ LR that reviewers measure with.
 
 Images are ``(H, W)`` or batches ``(B, 1, H, W)``; numpy in → numpy out, torch in → torch out.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,7 @@ def zerofill_up(lr, scale: int):
     fx = (torch.arange(w, dtype=t.dtype, device=t.device) - w // 2) / W
     k = k * torch.exp((-2j * math.pi * d) * fy.to(cdt))[:, None] * torch.exp((-2j * math.pi * d) * fx.to(cdt))[None, :]
     big = torch.zeros((*t.shape[:-2], H, W), dtype=cdt, device=t.device)
-    big[..., H // 2 - h // 2:H // 2 - h // 2 + h, W // 2 - w // 2:W // 2 - w // 2 + w] = k
+    big[..., H // 2 - h // 2 : H // 2 - h // 2 + h, W // 2 - w // 2 : W // 2 - w // 2 + w] = k
     out = torch.fft.ifft2(torch.fft.ifftshift(big, dim=(-2, -1))).real * (s * s)
     return _like(out.to(t.dtype), np.ndim(lr), is_np)
 
@@ -93,7 +94,7 @@ def zerofill_base(lr, scale: int):
     h, w = t.shape[-2:]
     py, px = min(ZEROFILL_PAD, h - 1), min(ZEROFILL_PAD, w - 1)
     padded = F.pad(t, (px, px, py, py), mode="reflect") if (py or px) else t
-    out = zerofill_up(padded, scale)[..., py * scale:(py + h) * scale, px * scale:(px + w) * scale]
+    out = zerofill_up(padded, scale)[..., py * scale : (py + h) * scale, px * scale : (px + w) * scale]
     return _like(out, np.ndim(lr), is_np)
 
 
@@ -120,7 +121,7 @@ def kspace_truncate(hr, scale: int, hamming: bool = False):
     ramp = torch.exp((2j * math.pi * d) * (fy + fx).to(cdt))
     k = torch.fft.fftshift(torch.fft.fft2(t.to(cdt)) * ramp, dim=(-2, -1))
     h, w = H // s, W // s
-    kc = k[..., H // 2 - h // 2:H // 2 - h // 2 + h, W // 2 - w // 2:W // 2 - w // 2 + w]
+    kc = k[..., H // 2 - h // 2 : H // 2 - h // 2 + h, W // 2 - w // 2 : W // 2 - w // 2 + w]
     if hamming:
         kc = kc * (_centred_hamming(h, t.dtype, t.device)[:, None] * _centred_hamming(w, t.dtype, t.device)[None, :])
     out = torch.fft.ifft2(torch.fft.ifftshift(kc, dim=(-2, -1))).abs() / (s * s)
@@ -138,7 +139,7 @@ def gaussian_blur(x, sigma: float):
     g = g / g.sum()
     pad_r = min(r, t.shape[-2] - 1, t.shape[-1] - 1)
     if pad_r < r:
-        g = g[r - pad_r:r + pad_r + 1]
+        g = g[r - pad_r : r + pad_r + 1]
         g = g / g.sum()
         r = pad_r
     y = F.conv2d(F.pad(t, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1))
@@ -208,6 +209,7 @@ class DegradationConfig:
     and ``p_blur=0``: filtered patches cost quality on unfiltered test LR (docs/benchmarks.md, "Training: what
     changed in session 4"), since the network learns to sharpen every input more.
     """
+
     scale: int = 2
     p_kspace: float = 0.5
     p_hamming: float = 0.3
@@ -292,11 +294,13 @@ def resample(hr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
         if kind == "bicubic":
             return bicubic_down(x, s)
         return kspace_truncate(x, s, hamming=bool(params.get("hamming", False)))
+
     return _in_source_units(spatial, hr, source)
 
 
 def finish(lr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
     """The pointwise half of ``apply`` (Rician noise → 8-bit quantisation), so it may run on a crop."""
+
     def pointwise(x, span):
         if params.get("noise_sigma", 0.0) > 0:
             x = rician_noise(x, params["noise_sigma"] * span, params.get("noise_seed", 0))
@@ -307,4 +311,5 @@ def finish(lr, params: dict, *, source: tuple[float, float] = (0.0, 1.0)):
             else:
                 x = torch.round(x.clamp(0, 1) * levels) / levels
         return x
+
     return _in_source_units(pointwise, lr, source)

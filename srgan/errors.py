@@ -1,4 +1,5 @@
 """One exception type for problems a user can fix, so the CLI and the viewer can show them without a traceback."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ MR intensities have no absolute unit and often a few very bright voxels (vessels
 min–max scaling would squash the tissue range. Percentiles of the LR input map to [0, 1]; the same two numbers
 invert the mapping on the SR output, so modality units survive the round trip.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ class Normalizer:
     high: float
 
     @classmethod
-    def fit(cls, x: np.ndarray, p_low: float = 0.5, p_high: float = 99.5, mask: np.ndarray | None = None) -> "Normalizer":
+    def fit(cls, x: np.ndarray, p_low: float = 0.5, p_high: float = 99.5, mask: np.ndarray | None = None) -> Normalizer:
         """Fit on an image or stack of any shape; ``mask`` limits the voxels used (e.g. foreground)."""
         v = np.asarray(x, dtype=np.float64)
         v = v[mask] if mask is not None else v.ravel()

@@ -2,6 +2,7 @@
 
 Qt-free and torch-free at import (the CLIs build their ``--help`` from these lists without importing torch).
 """
+
 from __future__ import annotations
 
 from typing import Any

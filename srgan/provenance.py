@@ -3,6 +3,7 @@
 Every derived image, volume and series must say it is AI-enhanced and not for primary diagnosis, and which
 model, version, weights and scale made it, so a reader can always tell an enhanced image from an acquired one.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,20 @@ DISCLAIMER = "AI-enhanced, not for primary diagnosis"
 
 @dataclass(frozen=True)
 class Provenance:
-    model: str                 # registry name of the generator architecture, e.g. "rcan_lite"
-    weights_name: str          # bundled weights id or file name, e.g. "brainsr-x2-fidelity"
-    weights_sha256: str        # full hex digest of the safetensors file
+    model: str  # registry name of the generator architecture, e.g. "rcan_lite"
+    weights_name: str  # bundled weights id or file name, e.g. "brainsr-x2-fidelity"
+    weights_sha256: str  # full hex digest of the safetensors file
     scale: int
-    consistency: str = "off"   # data-consistency projection: off | bicubic | kspace
+    consistency: str = "off"  # data-consistency projection: off | bicubic | kspace
     software_version: str = srgan.__version__
 
     def long(self) -> str:
         """One line for DICOM DerivationDescription / ImageComments, PNG text chunks, reports."""
-        return (f"BrainSR {self.software_version} super-resolution x{self.scale}, model {self.model}, "
-                f"weights {self.weights_name} sha256 {self.weights_sha256}, consistency {self.consistency}. "
-                f"{DISCLAIMER}.")
+        return (
+            f"BrainSR {self.software_version} super-resolution x{self.scale}, model {self.model}, "
+            f"weights {self.weights_name} sha256 {self.weights_sha256}, consistency {self.consistency}. "
+            f"{DISCLAIMER}."
+        )
 
     def short(self) -> str:
         """At most 80 characters: the NIfTI header ``descrip`` field."""

@@ -1,5 +1,6 @@
 """``python -m srgan.train`` (what ``torchrun`` runs, and what the bundled model cards record): the training
 entry point, which lives in ``srgan.training.train``."""
+
 from srgan.training.train import main
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ through ``srgan.evaluation.evaluate.evaluate_pairs`` on held-out HR images and v
 - disagreement on the example crop: |GAN − fidelity| and the spread over the 8 flips/rotations
   (``srgan.inference.tta.tta_spread``) of one model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,13 +52,21 @@ from srgan.options import BASELINES, LR_DEGRADATIONS, PROJECTIONS, SCALES
 __all__ = ["build_parser", "consistency_rows", "crop_spread", "main", "run", "tumour_flags"]
 
 
-def tumour_flags(rows: list[dict], methods: Sequence[str] | None = None, *, reference: str = REFERENCE,
-                 regions: Sequence[str] = TUMOUR_REGIONS, tol_db: float = 0.0, tol_ssim: float = 0.0) -> list[dict]:
+def tumour_flags(
+    rows: list[dict],
+    methods: Sequence[str] | None = None,
+    *,
+    reference: str = REFERENCE,
+    regions: Sequence[str] = TUMOUR_REGIONS,
+    tol_db: float = 0.0,
+    tol_ssim: float = 0.0,
+) -> list[dict]:
     """Every (image, method, tumour region) where the method's PSNR or SSIM is below the reference's.
 
     ``rows`` are ``evaluate_pairs`` rows (optionally with ``dataset``/``scale``/``lr`` keys, matched too);
     ``methods`` limits which are checked (default: all but the reference). A tolerance keeps rounding noise out.
     """
+
     def key(r, method):
         return (r.get("dataset"), r.get("scale"), r.get("lr"), r["image"], method, r["region"])
 
@@ -77,10 +86,23 @@ def tumour_flags(rows: list[dict], methods: Sequence[str] | None = None, *, refe
         if np.isfinite(r["ssim"]) and np.isfinite(b["ssim"]) and r["ssim"] < b["ssim"] - tol_ssim:
             worse.append("SSIM")
         if worse:
-            flags.append({"dataset": r.get("dataset"), "scale": r.get("scale"), "lr": r.get("lr"),
-                          "image": r["image"], "method": r["method"], "region": r["region"], "worse_in": worse,
-                          "psnr": r["psnr"], "psnr_bicubic": b["psnr"], "dpsnr": r["psnr"] - b["psnr"],
-                          "ssim": r["ssim"], "ssim_bicubic": b["ssim"], "dssim": r["ssim"] - b["ssim"]})
+            flags.append(
+                {
+                    "dataset": r.get("dataset"),
+                    "scale": r.get("scale"),
+                    "lr": r.get("lr"),
+                    "image": r["image"],
+                    "method": r["method"],
+                    "region": r["region"],
+                    "worse_in": worse,
+                    "psnr": r["psnr"],
+                    "psnr_bicubic": b["psnr"],
+                    "dpsnr": r["psnr"] - b["psnr"],
+                    "ssim": r["ssim"],
+                    "ssim_bicubic": b["ssim"],
+                    "dssim": r["ssim"] - b["ssim"],
+                }
+            )
     return flags
 
 
@@ -94,8 +116,13 @@ def consistency_rows(rows: list[dict], residuals: dict, models: Sequence[str]) -
             entry = {"dataset": ds, "scale": s, "lr": lr, "model": m}
             present = False
             for proj in PROJECTIONS:
-                v = [r["psnr"] for r in rows if (r["dataset"], r["scale"], r["lr"], r["region"]) == (ds, s, lr, region)
-                     and r["method"] == variant_name(m, proj) and np.isfinite(r["psnr"])]
+                v = [
+                    r["psnr"]
+                    for r in rows
+                    if (r["dataset"], r["scale"], r["lr"], r["region"]) == (ds, s, lr, region)
+                    and r["method"] == variant_name(m, proj)
+                    and np.isfinite(r["psnr"])
+                ]
                 entry[f"psnr_{proj}"] = float(np.mean(v)) if v else float("nan")
                 present |= bool(v)
                 if proj != "off":
@@ -116,43 +143,66 @@ def crop_spread(enhancer: Any, lr: np.ndarray, scale: int, crop: tuple[slice, sl
     lx = slice(max(0, xs.start // scale - margin), min(w, -(-xs.stop // scale) + margin))
     spread = tta_spread(enhancer.enhance, lr[ly, lx])
     y0, x0 = ys.start - ly.start * scale, xs.start - lx.start * scale
-    return spread[y0:y0 + ys.stop - ys.start, x0:x0 + xs.stop - xs.start]
+    return spread[y0 : y0 + ys.stop - ys.start, x0 : x0 + xs.stop - xs.start]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="srgan benchmark",
         description="The model comparison table and HTML report: baselines, bundled fidelity/GAN models and "
-                    "--weights on held-out images and volumes at x2/x4, bicubic and k-space LR; quality with 95%% "
-                    "bootstrap intervals, CPU ms/slice, consistency, tumour regions.",
+        "--weights on held-out images and volumes at x2/x4, bicubic and k-space LR; quality with 95%% "
+        "bootstrap intervals, CPU ms/slice, consistency, tumour regions.",
         epilog="Example: srgan benchmark --images shared/data/kaggle-brain-tumor-mri --volumes "
-               "shared/data/brainles-examples --label shared/data/brainles-examples/TCGA-DU-7294/mav.nii.gz "
-               "--weights runs/seed/brainsr-x4-fidelity.safetensors --out benchmark-report")
-    p.add_argument("--images", nargs="+", default=[], metavar="DIR",
-                   help="folder(s) of HR 2D images (a training source root)")
-    p.add_argument("--split", choices=("heldout", "all"), default="heldout",
-                   help="heldout: only images/volumes no model was trained on, split as srgan.training.data does "
-                        "(default)")
-    p.add_argument("--train-config", type=Path, metavar="JSON",
-                   help="a run's config.json for the split (val_fraction, seed, exclude; default: training defaults)")
+        "shared/data/brainles-examples --label shared/data/brainles-examples/TCGA-DU-7294/mav.nii.gz "
+        "--weights runs/seed/brainsr-x4-fidelity.safetensors --out benchmark-report",
+    )
+    p.add_argument(
+        "--images", nargs="+", default=[], metavar="DIR", help="folder(s) of HR 2D images (a training source root)"
+    )
+    p.add_argument(
+        "--split",
+        choices=("heldout", "all"),
+        default="heldout",
+        help="heldout: only images/volumes no model was trained on, split as srgan.training.data does (default)",
+    )
+    p.add_argument(
+        "--train-config",
+        type=Path,
+        metavar="JSON",
+        help="a run's config.json for the split (val_fraction, seed, exclude; default: training defaults)",
+    )
     p.add_argument("--volumes", nargs="+", default=[], metavar="PATH", help="NIfTI files or folders of them")
-    p.add_argument("--label", type=Path,
-                   help="BraTS label map (1 core, 2 oedema, 4 enhancing) of the volumes beside it")
-    p.add_argument("--max-slices", type=int, default=16, metavar="N",
-                   help="volumes: at most N foreground slices, half over the tumour (default 16; 0 = all)")
+    p.add_argument(
+        "--label", type=Path, help="BraTS label map (1 core, 2 oedema, 4 enhancing) of the volumes beside it"
+    )
+    p.add_argument(
+        "--max-slices",
+        type=int,
+        default=16,
+        metavar="N",
+        help="volumes: at most N foreground slices, half over the tumour (default 16; 0 = all)",
+    )
     p.add_argument("--scale", type=int, nargs="+", default=list(SCALES), choices=SCALES, help="scales (default 2 4)")
-    p.add_argument("--lr", nargs="+", default=list(LR_DEGRADATIONS), choices=LR_DEGRADATIONS,
-                   help="LR kinds (default both)")
+    p.add_argument(
+        "--lr", nargs="+", default=list(LR_DEGRADATIONS), choices=LR_DEGRADATIONS, help="LR kinds (default both)"
+    )
     p.add_argument("--weights", nargs="+", default=[], metavar="PATH", help="more model weights (.safetensors + card)")
     p.add_argument("--no-bundled", action="store_true", help="leave out the bundled models")
     p.add_argument("--max-images", type=int, default=0, metavar="N", help="at most N images per folder (default all)")
-    p.add_argument("--out", type=Path, default=Path("benchmark-report"),
-                   help="report folder (default benchmark-report/)")
+    p.add_argument(
+        "--out", type=Path, default=Path("benchmark-report"), help="report folder (default benchmark-report/)"
+    )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the run and the timing (default 2)")
-    p.add_argument("--device", default="cpu",
-                   help="device for models: cpu, cuda, mps, auto (default cpu: ms/slice is CPU time)")
-    p.add_argument("--timing-runs", type=int, default=10, metavar="N",
-                   help="timed calls per method, median (default 10; 0 = no timing)")
+    p.add_argument(
+        "--device", default="cpu", help="device for models: cpu, cuda, mps, auto (default cpu: ms/slice is CPU time)"
+    )
+    p.add_argument(
+        "--timing-runs",
+        type=int,
+        default=10,
+        metavar="N",
+        help="timed calls per method, median (default 10; 0 = no timing)",
+    )
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     return p
@@ -166,14 +216,15 @@ def run(args: argparse.Namespace) -> dict:
     from srgan.inference.engine import Enhancer, interpolate
     from srgan.models import count_parameters
 
-    say = (lambda msg: print(msg, file=sys.stderr))
+    say = lambda msg: print(msg, file=sys.stderr)
     if not args.images and not args.volumes:
         raise InputError(None, "nothing to benchmark: give --images DIR and/or --volumes PATH")
     check_out(args.out)
     split = split_config(args.train_config)
     img_cases, img_info = image_cases(args.images, split, split_mode=args.split, max_images=args.max_images, say=say)
-    vol_cases, vol_info = volume_cases(args.volumes, split, label=args.label, split_mode=args.split,
-                                       max_slices=args.max_slices, say=say)
+    vol_cases, vol_info = volume_cases(
+        args.volumes, split, label=args.label, split_mode=args.split, max_slices=args.max_slices, say=say
+    )
     datasets = {k: v for k, v in (("images", img_cases), ("volumes", vol_cases)) if v}
     if not datasets:
         raise InputError(Path((args.images or args.volumes)[0]), "no held-out images or volumes to benchmark")
@@ -191,24 +242,34 @@ def run(args: argparse.Namespace) -> dict:
         enhancers_by_scale[scale] = (specs, enh)
         info: dict[str, dict[str, Any]] = {b: {"role": "baseline", "params": 0} for b in BASELINES}
         for m in specs:
-            info[m.name] = {"role": m.role, "arch": m.card.get("arch"), "params": count_parameters(enh[m.name].model),
-                            "path": str(m.path), "bundled": m.bundled, "sha256": m.card.get("sha256"),
-                            "consistency": m.card.get("consistency", "off"), "kwargs": m.card.get("kwargs", {})}
+            info[m.name] = {
+                "role": m.role,
+                "arch": m.card.get("arch"),
+                "params": count_parameters(enh[m.name].model),
+                "path": str(m.path),
+                "bundled": m.bundled,
+                "sha256": m.card.get("sha256"),
+                "consistency": m.card.get("consistency", "off"),
+                "kwargs": m.card.get("kwargs", {}),
+            }
             val_groups = (m.card.get("data") or {}).get("val_groups")
             sources = [Path(s).resolve() for s in (m.card.get("data") or {}).get("sources", [])]
             for root in args.images:
                 if isinstance(val_groups, list) and Path(root).resolve() in sources:
                     seen = [g for g in img_info["roots"][str(Path(root))]["images"] if g not in val_groups]
                     if seen:
-                        notes.append(f"{m.name}: {len(seen)} benchmarked image(s) of {root} are not in its card's "
-                                     f"validation groups (trained on?): {', '.join(seen[:5])}")
+                        notes.append(
+                            f"{m.name}: {len(seen)} benchmarked image(s) of {root} are not in its card's "
+                            f"validation groups (trained on?): {', '.join(seen[:5])}"
+                        )
         models_info[scale] = info
         torch.set_num_threads(max(1, args.threads))
         if args.timing_runs:
             x = timing_input(scale)
-            timing[scale] = {b: {"ms_per_slice": time_ms(partial(interpolate, scale=scale, method=b), x,
-                                                         args.timing_runs)}
-                             for b in BASELINES}
+            timing[scale] = {
+                b: {"ms_per_slice": time_ms(partial(interpolate, scale=scale, method=b), x, args.timing_runs)}
+                for b in BASELINES
+            }
             for m in specs:  # as ``srgan enhance`` runs it: the card's projection included
                 timed = Enhancer(scale=scale, weights=m.path, device=args.device)
                 timing[scale][m.name] = {"ms_per_slice": time_ms(timed.enhance, x, args.timing_runs)}
@@ -221,23 +282,32 @@ def run(args: argparse.Namespace) -> dict:
                 cached = CachedModel(enh[m.name])
                 methods[m.name] = BenchMethod(m.name, cached, scale, book, projection=info[m.name]["consistency"])
                 for proj in PROJECTIONS:
-                    methods[variant_name(m.name, proj)] = BenchMethod(variant_name(m.name, proj), cached, scale, book,
-                                                                      projection=proj, record=False)
+                    methods[variant_name(m.name, proj)] = BenchMethod(
+                        variant_name(m.name, proj), cached, scale, book, projection=proj, record=False
+                    )
             for ds, cases in datasets.items():
                 for ci, case in enumerate(cases):
                     record = lr_kind == args.lr[0] and (
-                        (ds == "images" and ci == 0) or
-                        (ds == "volumes" and case.label is not None and not any(k[1] == "volumes" for k in examples
-                                                                                 if k[0] == scale)))
+                        (ds == "images" and ci == 0)
+                        or (
+                            ds == "volumes"
+                            and case.label is not None
+                            and not any(k[1] == "volumes" for k in examples if k[0] == scale)
+                        )
+                    )
                     book.start(record)
                     before = {k: len(v) for k, v in book.residuals.items()}
                     for r in evaluate_pairs([case], methods, scale, degrader(lr_kind)):
                         rows.append({"dataset": ds, "scale": scale, "lr": lr_kind, **r})
                     for name, v in book.residuals.items():
-                        residuals.setdefault((ds, scale, lr_kind, name), []).extend(v[before.get(name, 0):])
+                        residuals.setdefault((ds, scale, lr_kind, name), []).extend(v[before.get(name, 0) :])
                     if record:
-                        examples[(scale, ds)] = {"case": case, "lr": book.lr, "outputs": dict(book.outputs),
-                                                 "lr_kind": lr_kind}
+                        examples[(scale, ds)] = {
+                            "case": case,
+                            "lr": book.lr,
+                            "outputs": dict(book.outputs),
+                            "lr_kind": lr_kind,
+                        }
                     say(f"x{scale} {lr_kind} {ds} [{ci + 1}/{len(cases)}] {case.name}")
     used = {str(m.path.resolve()) for s in args.scale for m in enhancers_by_scale[s][0]}
     for w in args.weights:
@@ -251,10 +321,14 @@ def run(args: argparse.Namespace) -> dict:
     for ds in datasets:
         for s in args.scale:
             for lr_kind in args.lr:
-                sel = [r for r in rows if (r["dataset"], r["scale"], r["lr"]) == (ds, s, lr_kind)
-                       and r["method"] in main_methods[s]]
-                results.setdefault(ds, {}).setdefault(str(s), {})[lr_kind] = summarise(sel, n_boot=args.bootstrap,
-                                                                                       seed=args.seed)
+                sel = [
+                    r
+                    for r in rows
+                    if (r["dataset"], r["scale"], r["lr"]) == (ds, s, lr_kind) and r["method"] in main_methods[s]
+                ]
+                results.setdefault(ds, {}).setdefault(str(s), {})[lr_kind] = summarise(
+                    sel, n_boot=args.bootstrap, seed=args.seed
+                )
     all_models = [m for s in args.scale for m in model_names[s]]
     cons = consistency_rows(rows, residuals, list(dict.fromkeys(all_models)))
     main_rows = [r for r in rows if r["method"] in main_methods[r["scale"]]]
@@ -277,14 +351,27 @@ def run(args: argparse.Namespace) -> dict:
         d["tta_std"] = crop_spread(enh[tta_model.name], ex["lr"][k], s, (ys, xs))
         disagreement[s] = d
     summary = {
-        "config": {"images": [str(p) for p in args.images], "volumes": [str(p) for p in args.volumes],
-                   "label": str(args.label) if args.label else None, "split": args.split, "scales": args.scale,
-                   "lr": args.lr, "threads": args.threads, "device": args.device, "timing_runs": args.timing_runs,
-                   "bootstrap": args.bootstrap, "seed": args.seed, "max_images": args.max_images,
-                   "max_slices": args.max_slices, "main_region": MAIN_REGION,
-                   "timing_input": {str(s): f"{TIMING_LR_SIDE[s]}x{TIMING_LR_SIDE[s]} -> "
-                                             f"{TIMING_LR_SIDE[s] * s}x{TIMING_LR_SIDE[s] * s}" for s in args.scale},
-                   "command": "srgan benchmark " + " ".join(getattr(args, "argv", []) or [])},
+        "config": {
+            "images": [str(p) for p in args.images],
+            "volumes": [str(p) for p in args.volumes],
+            "label": str(args.label) if args.label else None,
+            "split": args.split,
+            "scales": args.scale,
+            "lr": args.lr,
+            "threads": args.threads,
+            "device": args.device,
+            "timing_runs": args.timing_runs,
+            "bootstrap": args.bootstrap,
+            "seed": args.seed,
+            "max_images": args.max_images,
+            "max_slices": args.max_slices,
+            "main_region": MAIN_REGION,
+            "timing_input": {
+                str(s): f"{TIMING_LR_SIDE[s]}x{TIMING_LR_SIDE[s]} -> {TIMING_LR_SIDE[s] * s}x{TIMING_LR_SIDE[s] * s}"
+                for s in args.scale
+            },
+            "command": "srgan benchmark " + " ".join(getattr(args, "argv", []) or []),
+        },
         "split": {**asdict(split), "images": img_info, "volumes": vol_info},
         "machine": {"torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": args.threads},
         "models": {str(s): v for s, v in models_info.items()},
@@ -292,10 +379,19 @@ def run(args: argparse.Namespace) -> dict:
         "results": results,
         "consistency": cons,
         "tumour_flags": flags,
-        "disagreement": {str(s): {"image": d["image"], "tta_model": d["tta_model"],
-                                  "tta_std_mean": float(d["tta_std"].mean()),
-                                  **({"gan_vs_fidelity_mean": float(d["gan_vs_fidelity"].mean()), "pair": d["pair"]}
-                                     if "pair" in d else {})} for s, d in disagreement.items()},
+        "disagreement": {
+            str(s): {
+                "image": d["image"],
+                "tta_model": d["tta_model"],
+                "tta_std_mean": float(d["tta_std"].mean()),
+                **(
+                    {"gan_vs_fidelity_mean": float(d["gan_vs_fidelity"].mean()), "pair": d["pair"]}
+                    if "pair" in d
+                    else {}
+                ),
+            }
+            for s, d in disagreement.items()
+        },
         "notes": notes,
     }
     outcome = Outcome(summary, rows, main_methods, model_names, flags, examples, disagreement)
@@ -310,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     import torch
+
     threads = torch.get_num_threads()
     try:
         run(args)

@@ -14,6 +14,7 @@ Conventions that make the numbers comparable with the project's contract check:
 - HR is cropped (bottom/right) to a multiple of the scale so LR pixel centres fall on the HR grid.
 - The bootstrap resamples images: a volume (all its evaluated slices) is one unit, a 2D file another.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ Method = Callable[[np.ndarray], np.ndarray]
 # --- baselines: ``srgan.inference.engine.interpolate``, which keeps the pixel-centre convention
 #     (LR pixel i centred on HR i·s + (s−1)/2): nearest-exact, bicubic (a = −0.75), Pillow Lanczos-3 ---
 
+
 def baseline_methods(scale: int) -> dict[str, Method]:
     from srgan.inference.engine import interpolate
+
     return {name: partial(interpolate, scale=scale, method=name) for name in BASELINES}
 
 
@@ -66,6 +69,7 @@ class StackMethod:
 def degrader(kind: str) -> Callable[[np.ndarray, int], np.ndarray]:
     """HR (H, W) → LR (H/s, W/s) for ``kind`` in ``srgan.options.LR_DEGRADATIONS``, from ``srgan.degrade``."""
     from srgan import degrade
+
     if kind == "bicubic":
         return degrade.bicubic_down
     if kind == "kspace":
@@ -75,15 +79,17 @@ def degrader(kind: str) -> Callable[[np.ndarray, int], np.ndarray]:
 
 # --- cases ---
 
+
 @dataclass
 class Case:
     """One HR image (H, W) or slice stack (N, H, W) to evaluate, with how to measure it."""
+
     name: str
     hr: np.ndarray
     data_range: float = 1.0
-    label: np.ndarray | None = None                    # BraTS labels, same shape as hr
-    clip: tuple[float, float] | None = (0.0, 1.0)      # applied to every method's output
-    lr_levels: int | None = None                       # quantise LR to this many steps (255: 8-bit file)
+    label: np.ndarray | None = None  # BraTS labels, same shape as hr
+    clip: tuple[float, float] | None = (0.0, 1.0)  # applied to every method's output
+    lr_levels: int | None = None  # quantise LR to this many steps (255: 8-bit file)
     notes: list[str] = field(default_factory=list)
 
 
@@ -102,9 +108,13 @@ def _regions(case: Case, hr: np.ndarray, label: np.ndarray | None) -> dict[str, 
     return {k: v for k, v in regions.items() if v.any()}
 
 
-def evaluate_pairs(hr_list: Sequence, methods: Mapping[str, Method], scale: int,
-                   degrade: Callable[[np.ndarray, int], np.ndarray],
-                   progress: Callable[[str], None] | None = None) -> list[dict]:
+def evaluate_pairs(
+    hr_list: Sequence,
+    methods: Mapping[str, Method],
+    scale: int,
+    degrade: Callable[[np.ndarray, int], np.ndarray],
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Rows of metrics: one per (image, method, region).
 
     ``hr_list``: :class:`Case` objects or bare (H, W) arrays in [0, 1]. ``methods`` map a name to
@@ -145,15 +155,20 @@ def evaluate_pairs(hr_list: Sequence, methods: Mapping[str, Method], scale: int,
                 sr = np.clip(sr, *case.clip)
             sr = sr[0] if hr.ndim == 2 else sr
             for region, mask in regions.items():
-                rows.append({
-                    "image": case.name, "method": name, "region": region, "n_pixels": int(mask.sum()),
-                    "hr_shape": "x".join(map(str, out_hr.shape)),
-                    "psnr": M.psnr(out_hr, sr, case.data_range, mask),
-                    "ssim": M.ssim(out_hr, sr, case.data_range, mask),
-                    "nrmse": M.nrmse(out_hr, sr, mask),
-                    "hfen": M.hfen(out_hr, sr, mask),
-                    "sharpness": M.sharpness(out_hr, sr, mask),
-                })
+                rows.append(
+                    {
+                        "image": case.name,
+                        "method": name,
+                        "region": region,
+                        "n_pixels": int(mask.sum()),
+                        "hr_shape": "x".join(map(str, out_hr.shape)),
+                        "psnr": M.psnr(out_hr, sr, case.data_range, mask),
+                        "ssim": M.ssim(out_hr, sr, case.data_range, mask),
+                        "nrmse": M.nrmse(out_hr, sr, mask),
+                        "hfen": M.hfen(out_hr, sr, mask),
+                        "sharpness": M.sharpness(out_hr, sr, mask),
+                    }
+                )
         if progress:
             progress(f"[{i + 1}/{len(hr_list)}] {case.name}")
     return rows
@@ -178,12 +193,20 @@ def summarise(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
                 mean, lo, hi = M.bootstrap_ci(vals, n=n_boot, seed=seed)
                 entry[metric] = {"mean": mean, "lo": lo, "hi": hi, "n": int(np.isfinite(vals).sum())}
             for metric in ("psnr", "ssim"):
-                diffs = [r[metric] - by_key[(REFERENCE, reg, r["image"])][metric]
-                         for r in sel if (REFERENCE, reg, r["image"]) in by_key]
+                diffs = [
+                    r[metric] - by_key[(REFERENCE, reg, r["image"])][metric]
+                    for r in sel
+                    if (REFERENCE, reg, r["image"]) in by_key
+                ]
                 if diffs:
                     mean, lo, hi = M.bootstrap_ci(diffs, n=n_boot, seed=seed)
-                    entry[f"{metric}_gain"] = {"mean": mean, "lo": lo, "hi": hi,
-                                               "n": int(np.isfinite(diffs).sum()), "reference": REFERENCE}
+                    entry[f"{metric}_gain"] = {
+                        "mean": mean,
+                        "lo": lo,
+                        "hi": hi,
+                        "n": int(np.isfinite(diffs).sum()),
+                        "reference": REFERENCE,
+                    }
             out[m][reg] = entry
     return out
 
@@ -191,15 +214,25 @@ def summarise(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
 def markdown_table(summary: dict) -> str:
     """One markdown table per region: methods × metrics as ``mean [lo, hi]``."""
     regions = list(dict.fromkeys(reg for m in summary.values() for reg in m))
-    fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "nrmse": "{:.4f}", "hfen": "{:.4f}", "sharpness": "{:.3f}",
-           "psnr_gain": "{:+.2f}"}
+    fmt = {
+        "psnr": "{:.2f}",
+        "ssim": "{:.4f}",
+        "nrmse": "{:.4f}",
+        "hfen": "{:.4f}",
+        "sharpness": "{:.3f}",
+        "psnr_gain": "{:+.2f}",
+    }
     heads = ["PSNR dB", "SSIM", "NRMSE", "HFEN", "sharpness", f"ΔPSNR vs {REFERENCE} dB"]
     keys = [*METRICS, "psnr_gain"]
     lines = []
     for reg in regions:
         n = max((e[reg]["psnr"]["n"] for e in summary.values() if reg in e), default=0)
-        lines += [f"### {reg} (n = {n}, mean [95% CI])", "",
-                  "| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+        lines += [
+            f"### {reg} (n = {n}, mean [95% CI])",
+            "",
+            "| method | " + " | ".join(heads) + " |",
+            "|---" * (len(heads) + 1) + "|",
+        ]
         for m, e in summary.items():
             if reg not in e:
                 continue
@@ -218,17 +251,21 @@ def markdown_table(summary: dict) -> str:
 
 # --- inputs ---
 
+
 def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None) -> list[tuple[str, Path]]:
     """(display name, path) of every image or NIfTI file given or found under a given folder."""
     from srgan.io.images import IMAGE_SUFFIXES, find_images
     from srgan.io.nifti import is_nifti
+
     found: list[tuple[str, Path]] = []
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
             files = find_images(p) + sorted(
-                q for q in p.rglob("*") if is_nifti(q) and q.is_file()
-                and not any(part.startswith(".") for part in q.relative_to(p).parts))
+                q
+                for q in p.rglob("*")
+                if is_nifti(q) and q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)
+            )
             found += [(q.relative_to(p).as_posix(), q) for q in files]
         elif p.is_file():
             if not (p.suffix.lower() in IMAGE_SUFFIXES or is_nifti(p)):
@@ -244,11 +281,12 @@ def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None) -> list[t
 
 def image_case(name: str, path: Path) -> Case:
     from srgan.io.images import load_image
+
     img = load_image(path)
     if img.bit_depth == 32:
         lo, hi = float(img.data.min()), float(img.data.max())
         return Case(name, img.data, data_range=hi - lo or 1.0, clip=None, notes=img.notes)
-    return Case(name, img.data, data_range=1.0, clip=(0.0, 1.0), lr_levels=2 ** img.bit_depth - 1, notes=img.notes)
+    return Case(name, img.data, data_range=1.0, clip=(0.0, 1.0), lr_levels=2**img.bit_depth - 1, notes=img.notes)
 
 
 def _spread(idx: np.ndarray, k: int) -> np.ndarray:
@@ -260,13 +298,15 @@ def _spread(idx: np.ndarray, k: int) -> np.ndarray:
     return idx[((np.arange(k) + 0.5) * idx.size / k).astype(int)]
 
 
-def volume_case(name: str, path: Path, label_path: Path | None = None, max_slices: int | None = None,
-                axis: int | None = None) -> Case:
+def volume_case(
+    name: str, path: Path, label_path: Path | None = None, max_slices: int | None = None, axis: int | None = None
+) -> Case:
     """The foreground slices (through-plane axis) of a NIfTI volume as an (N, H, W) case; 4D: first volume.
 
     ``max_slices`` spreads the slices evenly; with a label map half of them are spread over the tumour.
     """
     from srgan.io.nifti import load_nifti, through_plane_axis
+
     vol = load_nifti(path)
     notes = []
     data = vol.data
@@ -295,12 +335,19 @@ def volume_case(name: str, path: Path, label_path: Path | None = None, max_slice
         else:
             idx = _spread(idx, max_slices)
     peak = float(np.percentile(stack[fg], 99.5)) if fg.any() else float(stack.max() - stack.min())
-    return Case(name, stack[idx], data_range=peak if peak > 0 else 1.0,
-                label=None if label is None else label[idx], clip=None, notes=notes)
+    return Case(
+        name,
+        stack[idx],
+        data_range=peak if peak > 0 else 1.0,
+        label=None if label is None else label[idx],
+        clip=None,
+        notes=notes,
+    )
 
 
 def _model_methods(weights: Sequence[str], models: Sequence[str], scale: int, device: str) -> tuple[dict, dict]:
     from srgan.inference.engine import Enhancer
+
     methods: dict[str, Method] = {}
     info: dict[str, dict] = {}
     specs: list[tuple[str | None, dict[str, Any]]] = [(None, {"weights": w}) for w in weights]
@@ -314,8 +361,11 @@ def _model_methods(weights: Sequence[str], models: Sequence[str], scale: int, de
             name += "'"
         methods[name] = StackMethod(enh)
         prov = getattr(enh, "provenance", None)
-        info[name] = {"card": getattr(enh, "card", None), "provenance": prov.as_dict() if prov is not None else None,
-                      **{k: str(v) for k, v in kw.items()}}
+        info[name] = {
+            "card": getattr(enh, "card", None),
+            "provenance": prov.as_dict() if prov is not None else None,
+            **{k: str(v) for k, v in kw.items()},
+        }
     return methods, info
 
 
@@ -332,8 +382,9 @@ def json_safe(x):
 
 def rows_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["image", "method", "region", "n_pixels", "hr_shape", *METRICS],
-                       lineterminator="\n")
+    w = csv.DictWriter(
+        buf, fieldnames=["image", "method", "region", "n_pixels", "hr_shape", *METRICS], lineterminator="\n"
+    )
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -344,18 +395,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="srgan evaluate",
         description="Compare super-resolution models with nearest/bicubic/Lanczos interpolation on HR images "
-                    "(PNG/JPG/TIFF) or NIfTI volumes degraded to LR: PSNR, SSIM, NRMSE, HFEN, sharpness "
-                    "with 95% bootstrap intervals.")
+        "(PNG/JPG/TIFF) or NIfTI volumes degraded to LR: PSNR, SSIM, NRMSE, HFEN, sharpness "
+        "with 95% bootstrap intervals.",
+    )
     p.add_argument("inputs", nargs="+", help="HR image/NIfTI files or folders of them (searched recursively)")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4), help="upscaling factor (default 2)")
-    p.add_argument("--lr", default="bicubic", choices=LR_DEGRADATIONS,
-                   help="how LR is made from HR: antialiased bicubic or k-space truncation (default bicubic)")
+    p.add_argument(
+        "--lr",
+        default="bicubic",
+        choices=LR_DEGRADATIONS,
+        help="how LR is made from HR: antialiased bicubic or k-space truncation (default bicubic)",
+    )
     p.add_argument("--weights", nargs="+", default=[], metavar="PATH", help="model weights (.safetensors) to evaluate")
     p.add_argument("--model", nargs="+", default=[], metavar="NAME", help="bundled model(s) to evaluate")
     p.add_argument("--label", type=Path, help="BraTS label map (NIfTI: 1 core, 2 oedema, 4 enhancing) for tumour ROIs")
     p.add_argument("--out", type=Path, help="folder for per_image.csv and summary.json")
-    p.add_argument("--max-slices", type=int, default=None, metavar="N",
-                   help="volumes: evaluate at most N evenly spaced foreground slices (default all)")
+    p.add_argument(
+        "--max-slices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="volumes: evaluate at most N evenly spaced foreground slices (default all)",
+    )
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="volumes: through-plane voxel axis (default: coarsest)")
     p.add_argument("--device", default="auto", help="device for models: auto, cpu, cuda, mps (default auto)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -366,12 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     """Evaluate as the parsed ``args`` say; returns the summary (also written to ``args.out`` if given)."""
     from srgan.io.nifti import is_nifti
+
     if args.label is not None and not args.label.is_file():
         raise InputError(args.label, "label map not found")
     files = collect_inputs(args.inputs, args.label)
     if not files:
         raise InputError(Path(args.inputs[0]), "no images (.png .jpg .tif) or NIfTI volumes found")
-    say = (lambda msg: print(msg, file=sys.stderr))
+    say = lambda msg: print(msg, file=sys.stderr)
     cases = []
     for name, path in files:
         if is_nifti(path):
@@ -385,13 +447,21 @@ def run(args: argparse.Namespace) -> dict:
     methods.update(model_methods)
     rows = evaluate_pairs(cases, methods, args.scale, degrader(args.lr), progress=say)
     summary = {
-        "config": {"scale": args.scale, "lr": args.lr, "inputs": [str(i) for i in args.inputs],
-                   "label": None if args.label is None else str(args.label), "n_images": len(cases),
-                   "methods": list(methods), "models": model_info, "bootstrap": args.bootstrap, "seed": args.seed,
-                   "conventions": "2D: data_range 1, LR stored at file bit depth, outputs clipped to [0,1]; "
-                                  "volumes: data_range = p99.5 of HR foreground, foreground slices only; "
-                                  "SSIM: skimage defaults (7x7 uniform); NRMSE: euclidean; HFEN: LoG sigma 1.5; "
-                                  "sharpness: Laplacian energy SR/HR"},
+        "config": {
+            "scale": args.scale,
+            "lr": args.lr,
+            "inputs": [str(i) for i in args.inputs],
+            "label": None if args.label is None else str(args.label),
+            "n_images": len(cases),
+            "methods": list(methods),
+            "models": model_info,
+            "bootstrap": args.bootstrap,
+            "seed": args.seed,
+            "conventions": "2D: data_range 1, LR stored at file bit depth, outputs clipped to [0,1]; "
+            "volumes: data_range = p99.5 of HR foreground, foreground slices only; "
+            "SSIM: skimage defaults (7x7 uniform); NRMSE: euclidean; HFEN: LoG sigma 1.5; "
+            "sharpness: Laplacian energy SR/HR",
+        },
         "results": summarise(rows, n_boot=args.bootstrap, seed=args.seed),
     }
     print(markdown_table(summary["results"]))

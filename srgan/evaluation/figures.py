@@ -5,6 +5,7 @@ the LR | bicubic | models | HR row with its |SR − HR| row on one colour scale;
 example shows (the most detailed window of an image, or the tumour of a labelled volume); :func:`gain_plot` draws
 the per-image and mean PSNR gains over bicubic (matplotlib, when installed).
 """
+
 from __future__ import annotations
 
 import html
@@ -36,6 +37,7 @@ def colour(x: np.ndarray, vmax: float) -> np.ndarray:
 
 def _outline(rgb: np.ndarray, mask: np.ndarray, colour_rgb=(255, 40, 40)) -> np.ndarray:
     from scipy import ndimage
+
     edge = mask & ~ndimage.binary_erosion(mask)
     out = rgb.copy()
     out[edge] = colour_rgb
@@ -47,12 +49,13 @@ def best_crop(hr: np.ndarray, side: int) -> tuple[slice, slice]:
     from scipy import ndimage
 
     from srgan.evaluation.metrics import foreground_mask
+
     H, W = hr.shape
     side = min(side, H, W)
     energy = ndimage.laplace(np.asarray(hr, np.float64)) ** 2 * foreground_mask(hr)
     score = ndimage.uniform_filter(energy, side, mode="constant")
     h0, w0 = side // 2, side // 2
-    valid = score[h0:H - side + h0 + 1, w0:W - side + w0 + 1]
+    valid = score[h0 : H - side + h0 + 1, w0 : W - side + w0 + 1]
     y, x = np.unravel_index(int(np.argmax(valid)), valid.shape)
     return slice(y, y + side), slice(x, x + side)
 
@@ -93,6 +96,7 @@ class Report:
 
     def png(self, array: np.ndarray, stem: str, zoom_to: int = 0) -> str:
         from PIL import Image
+
         im = Image.fromarray(array)
         if zoom_to and max(im.size) < zoom_to:
             f = max(1, zoom_to // max(im.size))
@@ -103,13 +107,17 @@ class Report:
         return name
 
     def figure_row(self, tiles: list[tuple[str, np.ndarray]], stem: str, zoom_to: int = 256) -> str:
-        figs = "".join(f'<figure><img src="{self.png(a, f"{stem}-{t}", zoom_to)}" alt="{html.escape(t)}">'
-                       f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, a in tiles)
+        figs = "".join(
+            f'<figure><img src="{self.png(a, f"{stem}-{t}", zoom_to)}" alt="{html.escape(t)}">'
+            f"<figcaption>{html.escape(t)}</figcaption></figure>"
+            for t, a in tiles
+        )
         return f'<div class="row">{figs}</div>'
 
     def plot(self, draw: Callable, stem: str) -> str:
         try:
             import matplotlib
+
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
@@ -124,9 +132,16 @@ class Report:
         return f'<div class="row"><img class="plot" src="{name}" alt="{html.escape(stem)}"></div>'
 
 
-def comparison_panels(report: Report, stem: str, hr: np.ndarray, outputs: dict[str, np.ndarray],
-                      crop: tuple[slice, slice], *, label: np.ndarray | None = None,
-                      order: Sequence[str] = ()) -> str:
+def comparison_panels(
+    report: Report,
+    stem: str,
+    hr: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    crop: tuple[slice, slice],
+    *,
+    label: np.ndarray | None = None,
+    order: Sequence[str] = (),
+) -> str:
     """LR (nearest) | bicubic | models… | HR crops, and |SR − HR| on one colour scale below them."""
     ys, xs = crop
     h = hr[ys, xs]
@@ -145,9 +160,12 @@ def comparison_panels(report: Report, stem: str, hr: np.ndarray, outputs: dict[s
         hr_tile = _outline(hr_tile, np.isin(label[ys, xs], (1, 4)), (255, 40, 40))
         hr_tile = _outline(hr_tile, label[ys, xs] == 2, (40, 200, 255))
     tiles.append(("HR" + (" (core red, oedema blue)" if label is not None else ""), hr_tile))
-    return (report.figure_row(tiles, stem) + report.figure_row(diffs, stem + "-diff")
-            + f"<p class=note>Difference maps share one scale: black 0 → pale yellow {vmax:.3g} "
-              f"(99.5th percentile of all |SR − HR| in the crop).</p>")
+    return (
+        report.figure_row(tiles, stem)
+        + report.figure_row(diffs, stem + "-diff")
+        + f"<p class=note>Difference maps share one scale: black 0 → pale yellow {vmax:.3g} "
+        f"(99.5th percentile of all |SR − HR| in the crop).</p>"
+    )
 
 
 def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: str, title: str):
@@ -157,8 +175,11 @@ def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: s
     def draw(plt):
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4))
         for i, m in enumerate(ms):
-            g = [r["psnr"] - ref[r["image"]] for r in rows
-                 if r["method"] == m and r["region"] == region and r["image"] in ref and np.isfinite(r["psnr"])]
+            g = [
+                r["psnr"] - ref[r["image"]]
+                for r in rows
+                if r["method"] == m and r["region"] == region and r["image"] in ref and np.isfinite(r["psnr"])
+            ]
             a.scatter(np.full(len(g), i) + np.linspace(-0.15, 0.15, len(g)) if g else [], g, s=10)
             e = results[m][region].get("psnr_gain", {})
             if e and e.get("mean") is not None and np.isfinite(e["mean"]):
@@ -170,4 +191,5 @@ def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: s
         a.set_title(f"{title}: per image", fontsize=9)
         b.set_title(f"{title}: mean, 95% CI", fontsize=9)
         return fig
+
     return draw

@@ -10,6 +10,7 @@ itself: ``Enhancer.plan(stack, consistency="auto")`` and ``Enhancer.enhance_stac
 Every row records the relative residual ``‖D(SR) − LR‖ / ‖LR‖`` its projection left (``RESIDUAL_TARGET`` is what
 a projection should reach) and, for the case the report shows, its outputs (:class:`Book`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,13 +28,25 @@ from srgan.options import BASELINES
 RESIDUAL_TARGET = 1e-3  # relative residual a projection should leave on every slice
 TIMING_LR_SIDE = {2: 128, 4: 64}  # LR side for ms/slice: both give a 256×256 output
 
-__all__ = ["RESIDUAL_TARGET", "TIMING_LR_SIDE", "BenchMethod", "Book", "CachedModel", "ModelSpec", "baseline_raw",
-           "model_specs", "time_ms", "timing_input", "variant_name"]
+__all__ = [
+    "RESIDUAL_TARGET",
+    "TIMING_LR_SIDE",
+    "BenchMethod",
+    "Book",
+    "CachedModel",
+    "ModelSpec",
+    "baseline_raw",
+    "model_specs",
+    "time_ms",
+    "timing_input",
+    "variant_name",
+]
 
 
 @dataclass
 class ModelSpec:
     """A generator in the benchmark: ``role`` is seed, fidelity or gan (the card's ``kind``; arch seed → seed)."""
+
     name: str
     path: Path
     card: dict
@@ -48,11 +61,13 @@ def _role(card: dict) -> str:
     return "gan" if kind.startswith("gan") else "fidelity"
 
 
-def model_specs(scale: int, weights: Sequence[str | Path] = (), *, bundled: bool = True,
-                bundled_dir: str | Path | None = None) -> list[ModelSpec]:
+def model_specs(
+    scale: int, weights: Sequence[str | Path] = (), *, bundled: bool = True, bundled_dir: str | Path | None = None
+) -> list[ModelSpec]:
     """Models for ``scale``, seed first, then fidelity, then GAN: bundled (``srgan.models.weights.list_bundled``)
     and ``weights`` (whose cards give their scale)."""
     from srgan.models.weights import list_bundled, read_card
+
     specs: list[ModelSpec] = []
     names = set(BASELINES)
     cards = [(c, Path(c["path"]), True) for c in (list_bundled(bundled_dir) if bundled else [])]
@@ -126,8 +141,16 @@ class BenchMethod:
     ``projection="auto"`` needs ``raw`` to be a :class:`CachedModel`: the row is what the engine makes of the stack
     under ``auto`` (its plan, its outputs), not a projection chosen here."""
 
-    def __init__(self, name: str, raw: Callable[[np.ndarray], np.ndarray], scale: int, book: Book, *,
-                 projection: str = "off", record: bool = True):
+    def __init__(
+        self,
+        name: str,
+        raw: Callable[[np.ndarray], np.ndarray],
+        scale: int,
+        book: Book,
+        *,
+        projection: str = "off",
+        record: bool = True,
+    ):
         if projection == "auto" and not isinstance(raw, CachedModel):
             raise ValueError(f"{name}: consistency auto needs a model, not a plain function")
         self.name, self.raw, self.scale, self.book = name, raw, int(scale), book
@@ -148,6 +171,7 @@ class BenchMethod:
     def stack(self, lrs: np.ndarray) -> np.ndarray:
         from srgan.inference.consistency import project, relative_residual
         from srgan.inference.plan import KSPACE_STEPS
+
         lrs = np.asarray(lrs, np.float32)
         if self.projection == "auto":
             sr, projection = self._auto(lrs)
@@ -159,7 +183,8 @@ class BenchMethod:
                 sr = np.stack([project(o, lr, self.scale, projection, steps=steps) for o, lr in zip(sr, lrs)])
         if projection != "off":
             self.book.residuals.setdefault(self.name, []).extend(
-                relative_residual(o, lr, self.scale, projection) for o, lr in zip(sr, lrs))
+                relative_residual(o, lr, self.scale, projection) for o, lr in zip(sr, lrs)
+            )
         if self.book.recording and self.record:
             self.book.outputs[self.name] = sr
             self.book.lr = lrs
@@ -169,6 +194,7 @@ class BenchMethod:
 def baseline_raw(name: str, scale: int) -> Callable[[np.ndarray], np.ndarray]:
     """Baseline ``name`` (one of ``srgan.options.BASELINES``) over a stack."""
     from srgan.inference.engine import interpolate
+
     return lambda lrs: np.stack([interpolate(lr, scale, name) for lr in lrs])
 
 
@@ -191,6 +217,7 @@ def time_ms(fn: Callable[[np.ndarray], object], x: np.ndarray, runs: int = 10, w
 def timing_input(scale: int, seed: int = 0) -> np.ndarray:
     """A smooth random LR slice (side ``TIMING_LR_SIDE[scale]``); content does not change convolution cost."""
     from scipy import ndimage
+
     n = TIMING_LR_SIDE[scale]
     x = ndimage.gaussian_filter(np.random.default_rng(seed).random((n, n)), 2.0)
     return ((x - x.min()) / (np.ptp(x) or 1.0)).astype(np.float32)

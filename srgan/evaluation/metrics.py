@@ -8,6 +8,7 @@ full-scale error would have: 1 for [0, 1] images, a robust peak for MR volumes),
 scikit-image is the reference: unmasked PSNR/SSIM/NRMSE equal ``skimage.metrics`` with the same arguments.
 SSIM uses skimage's defaults (7×7 uniform window, sample covariance), as the project's contract check does.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -98,7 +99,7 @@ def hfen(hr, sr, mask=None, sigma: float = 1.5) -> float:
     """
     hr, sr, m = _pair(hr, sr, mask)
     ref = _log(hr, sigma)[m]
-    denom = float(np.sqrt(np.sum(ref ** 2)))
+    denom = float(np.sqrt(np.sum(ref**2)))
     if not m.any() or denom == 0.0:
         return float("nan")
     return float(np.sqrt(np.sum(_log(sr - hr, sigma)[m] ** 2)) / denom)

@@ -5,6 +5,7 @@ self-contained ``report.html`` with example crops, |SR − HR| maps, tumour zoom
 holding anything but an earlier report is refused first (:func:`check_out`). The numbers come from
 ``srgan.evaluation.comparison``; the pictures from ``srgan.evaluation.figures``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,9 +24,22 @@ from srgan.evaluation.methods import RESIDUAL_TARGET
 from srgan.evaluation.selection import MAIN_REGION
 from srgan.io import atomic
 
-__all__ = ["CONSISTENCY_HEADERS", "MAIN_HEADERS", "TUMOUR_HEADERS", "Outcome", "check_out",
-           "consistency_table", "html_page", "html_table", "main_table", "markdown", "md_table", "rows_csv",
-           "tumour_table", "write_report"]
+__all__ = [
+    "CONSISTENCY_HEADERS",
+    "MAIN_HEADERS",
+    "TUMOUR_HEADERS",
+    "Outcome",
+    "check_out",
+    "consistency_table",
+    "html_page",
+    "html_table",
+    "main_table",
+    "markdown",
+    "md_table",
+    "rows_csv",
+    "tumour_table",
+    "write_report",
+]
 
 
 @dataclass
@@ -35,6 +49,7 @@ class Outcome:
     methods of the main tables and the models (in table order); ``flags``: ``tumour_flags``; ``examples``: per
     (scale, dataset) the case shown, its LR and the methods' outputs; ``disagreement``: per scale the maps of the
     disagreement panel."""
+
     summary: dict
     rows: list[dict]
     main_methods: dict[int, list[str]]
@@ -59,8 +74,17 @@ def _num(v, fmt: str) -> str:
     return "–" if v is None or not np.isfinite(v) else fmt.format(v)
 
 
-MAIN_HEADERS = ["method", "kind", "PSNR dB [95% CI]", "SSIM [95% CI]", "HFEN", "sharpness",
-                "ΔPSNR vs bicubic dB [95% CI]", "params", "ms/slice"]
+MAIN_HEADERS = [
+    "method",
+    "kind",
+    "PSNR dB [95% CI]",
+    "SSIM [95% CI]",
+    "HFEN",
+    "sharpness",
+    "ΔPSNR vs bicubic dB [95% CI]",
+    "params",
+    "ms/slice",
+]
 
 
 def main_table(results: dict, region: str, info: dict, timing: dict) -> list[list[str]]:
@@ -72,16 +96,27 @@ def main_table(results: dict, region: str, info: dict, timing: dict) -> list[lis
             continue
         i = info.get(m, {})
         t = timing.get(m, {}).get("ms_per_slice")
-        out.append([m, i.get("role", "baseline"), _ci(e.get("psnr"), "{:.2f}"), _ci(e.get("ssim"), "{:.4f}"),
-                    _num(e["hfen"]["mean"], "{:.4f}"), _num(e["sharpness"]["mean"], "{:.3f}"),
-                    _ci(e.get("psnr_gain"), "{:+.2f}"), f"{i.get('params', 0):,}",
-                    _num(t, "{:.2f}" if t is not None and t < 10 else "{:.1f}")])
+        out.append(
+            [
+                m,
+                i.get("role", "baseline"),
+                _ci(e.get("psnr"), "{:.2f}"),
+                _ci(e.get("ssim"), "{:.4f}"),
+                _num(e["hfen"]["mean"], "{:.4f}"),
+                _num(e["sharpness"]["mean"], "{:.3f}"),
+                _ci(e.get("psnr_gain"), "{:+.2f}"),
+                f"{i.get('params', 0):,}",
+                _num(t, "{:.2f}" if t is not None and t < 10 else "{:.1f}"),
+            ]
+        )
     return out
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-                     + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+    return "\n".join(
+        ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    )
 
 
 def html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -90,22 +125,55 @@ def html_table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-CONSISTENCY_HEADERS = ["data", "scale", "LR", "model", "PSNR off", "PSNR proj bicubic", "PSNR proj k-space",
-                       "residual bicubic", "residual k-space"]
+CONSISTENCY_HEADERS = [
+    "data",
+    "scale",
+    "LR",
+    "model",
+    "PSNR off",
+    "PSNR proj bicubic",
+    "PSNR proj k-space",
+    "residual bicubic",
+    "residual k-space",
+]
 
 
 def consistency_table(entries: list[dict]) -> list[list[str]]:
     """Residuals are means over slices, marked ✓ when the largest is within ``RESIDUAL_TARGET``."""
+
     def res(e, p):
         mean, worst = e[f"residual_{p}"], e[f"residual_{p}_max"]
         return "–" if not np.isfinite(mean) else f"{mean:.1e} {'✓' if worst <= RESIDUAL_TARGET else '✗'}"
-    return [[e["dataset"], f"×{e['scale']}", e["lr"], e["model"], _num(e["psnr_off"], "{:.2f}"),
-             _num(e["psnr_bicubic"], "{:.2f}"), _num(e["psnr_kspace"], "{:.2f}"), res(e, "bicubic"), res(e, "kspace")]
-            for e in entries]
+
+    return [
+        [
+            e["dataset"],
+            f"×{e['scale']}",
+            e["lr"],
+            e["model"],
+            _num(e["psnr_off"], "{:.2f}"),
+            _num(e["psnr_bicubic"], "{:.2f}"),
+            _num(e["psnr_kspace"], "{:.2f}"),
+            res(e, "bicubic"),
+            res(e, "kspace"),
+        ]
+        for e in entries
+    ]
 
 
-TUMOUR_HEADERS = ["scale", "LR", "volume", "method", "core PSNR", "core ΔPSNR", "core SSIM", "oedema PSNR",
-                  "oedema ΔPSNR", "oedema SSIM", "⚠ worse than bicubic in tumour"]
+TUMOUR_HEADERS = [
+    "scale",
+    "LR",
+    "volume",
+    "method",
+    "core PSNR",
+    "core ΔPSNR",
+    "core SSIM",
+    "oedema PSNR",
+    "oedema ΔPSNR",
+    "oedema SSIM",
+    "⚠ worse than bicubic in tumour",
+]
 
 
 def tumour_table(rows: list[dict], methods: Sequence[str], flags: list[dict]) -> list[list[str]]:
@@ -114,7 +182,8 @@ def tumour_table(rows: list[dict], methods: Sequence[str], flags: list[dict]) ->
     flagged: dict[tuple, list[str]] = {}
     for f in flags:
         flagged.setdefault((f["scale"], f["lr"], f["image"], f["method"]), []).append(
-            f"{f['region']} ({', '.join(f['worse_in'])})")
+            f"{f['region']} ({', '.join(f['worse_in'])})"
+        )
     out = []
     for s, lr, img, m in dict.fromkeys((r["scale"], r["lr"], r["image"], r["method"]) for r in tum):
         cells = [f"×{s}", lr, img, m]
@@ -124,8 +193,11 @@ def tumour_table(rows: list[dict], methods: Sequence[str], flags: list[dict]) ->
                 cells += ["–"] * 3
                 continue
             d = r["psnr"] - b["psnr"] if b is not None else float("nan")
-            cells += [_num(r["psnr"], "{:.2f}"), "–" if m == REFERENCE else _num(d, "{:+.2f}"),
-                      _num(r["ssim"], "{:.4f}")]
+            cells += [
+                _num(r["psnr"], "{:.2f}"),
+                "–" if m == REFERENCE else _num(d, "{:+.2f}"),
+                _num(r["ssim"], "{:.4f}"),
+            ]
         cells.append("⚠ " + "; ".join(flagged[(s, lr, img, m)]) if (s, lr, img, m) in flagged else "")
         out.append(cells)
     return out
@@ -136,8 +208,11 @@ def tumour_table(rows: list[dict], methods: Sequence[str], flags: list[dict]) ->
 
 def rows_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["dataset", "scale", "lr", "image", "method", "region", "n_pixels", "hr_shape",
-                                        *METRICS], lineterminator="\n")
+    w = csv.DictWriter(
+        buf,
+        fieldnames=["dataset", "scale", "lr", "image", "method", "region", "n_pixels", "hr_shape", *METRICS],
+        lineterminator="\n",
+    )
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -154,25 +229,60 @@ def _sections(summary: dict, rows: list[dict], model_names: dict, flags: list[di
             for lr_kind, res in by_lr.items():
                 n = max((e[region]["psnr"]["n"] for e in res.values() if region in e), default=0)
                 info = summary["models"][s]
-                out.append((f"{ds}, ×{s}, {lr_kind} LR — region {region}, n = {n}",
-                            MAIN_HEADERS, main_table(res, region, info, summary["timing"].get(s, {})),
-                            (ds, int(s), lr_kind)))
-    mrows = [[f"×{s}", m, i["role"], str(i["arch"]), json.dumps(i["kwargs"]), f"{i['params']:,}", i["consistency"],
-              str(i["sha256"])[:12], i["path"]]
-             for s, info in summary["models"].items() for m, i in info.items() if i["role"] != "baseline"]
+                out.append(
+                    (
+                        f"{ds}, ×{s}, {lr_kind} LR — region {region}, n = {n}",
+                        MAIN_HEADERS,
+                        main_table(res, region, info, summary["timing"].get(s, {})),
+                        (ds, int(s), lr_kind),
+                    )
+                )
+    mrows = [
+        [
+            f"×{s}",
+            m,
+            i["role"],
+            str(i["arch"]),
+            json.dumps(i["kwargs"]),
+            f"{i['params']:,}",
+            i["consistency"],
+            str(i["sha256"])[:12],
+            i["path"],
+        ]
+        for s, info in summary["models"].items()
+        for m, i in info.items()
+        if i["role"] != "baseline"
+    ]
     if mrows:
-        out.append(("Models (main rows use each card's recommended consistency projection)",
-                    ["scale", "name", "role", "arch", "kwargs", "params", "consistency", "sha256", "weights"], mrows,
-                    None))
+        out.append(
+            (
+                "Models (main rows use each card's recommended consistency projection)",
+                ["scale", "name", "role", "arch", "kwargs", "params", "consistency", "sha256", "weights"],
+                mrows,
+                None,
+            )
+        )
     if summary["consistency"]:
-        out.append((f"Consistency: PSNR with the output projected onto the LR input; residual ‖D(SR) − LR‖/‖LR‖ after "
-                    f"projection (✓: every slice ≤ {RESIDUAL_TARGET:g})",
-                    CONSISTENCY_HEADERS, consistency_table(summary["consistency"]), None))
+        out.append(
+            (
+                f"Consistency: PSNR with the output projected onto the LR input; residual ‖D(SR) − LR‖/‖LR‖ after "
+                f"projection (✓: every slice ≤ {RESIDUAL_TARGET:g})",
+                CONSISTENCY_HEADERS,
+                consistency_table(summary["consistency"]),
+                None,
+            )
+        )
     tum_methods = list(dict.fromkeys(m for s in model_names.values() for m in s))
     trows = tumour_table([r for r in rows if r["dataset"] == "volumes"], tum_methods, flags)
     if trows:
-        out.append(("Tumour regions (volumes with --label): PSNR/SSIM inside core (1|4) and oedema (2), Δ vs bicubic",
-                    TUMOUR_HEADERS, trows, None))
+        out.append(
+            (
+                "Tumour regions (volumes with --label): PSNR/SSIM inside core (1|4) and oedema (2), Δ vs bicubic",
+                TUMOUR_HEADERS,
+                trows,
+                None,
+            )
+        )
     return out
 
 
@@ -183,13 +293,19 @@ def markdown(o: Outcome) -> str:
     for title, heads, trs, _ in _sections(summary, o.rows, o.model_names, flags):
         lines += [f"## {title}", "", md_table(heads, trs), ""]
     s_timing = summary["config"]["timing_input"]
-    lines.append(f"ms/slice: median of {summary['config']['timing_runs']} calls after warm-up, "
-                 f"{summary['config']['threads']} threads, model load excluded; LR → SR "
-                 + ", ".join(f"×{s}: {v}" for s, v in s_timing.items()) + ".")
+    lines.append(
+        f"ms/slice: median of {summary['config']['timing_runs']} calls after warm-up, "
+        f"{summary['config']['threads']} threads, model load excluded; LR → SR "
+        + ", ".join(f"×{s}: {v}" for s, v in s_timing.items())
+        + "."
+    )
     if flags:
         lines += ["", f"⚠ {len(flags)} case(s) worse than bicubic inside the tumour:"]
-        lines += [f"- ×{f['scale']} {f['lr']} {f['image']} {f['method']} {f['region']}: ΔPSNR {f['dpsnr']:+.2f} dB, "
-                  f"ΔSSIM {f['dssim']:+.4f}" for f in flags]
+        lines += [
+            f"- ×{f['scale']} {f['lr']} {f['image']} {f['method']} {f['region']}: ΔPSNR {f['dpsnr']:+.2f} dB, "
+            f"ΔSSIM {f['dssim']:+.4f}"
+            for f in flags
+        ]
     for n in summary["notes"]:
         lines.append(f"\nnote: {n}")
     return "\n".join(lines)
@@ -204,17 +320,25 @@ max-width:200px}.note{color:#555;font-size:13px}.warn{color:#b00}img.plot{max-wi
 
 def html_page(folder: Path, o: Outcome) -> str:
     """``report.html``, its figures written under ``folder/img``."""
-    summary, rows, main_methods, flags, examples, disagreement = (o.summary, o.rows, o.main_methods, o.flags,
-                                                                  o.examples, o.disagreement)
+    summary, rows, main_methods, flags, examples, disagreement = (
+        o.summary,
+        o.rows,
+        o.main_methods,
+        o.flags,
+        o.examples,
+        o.disagreement,
+    )
     rep = Report(folder)
     cfg = summary["config"]
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>BrainSR benchmark</title><style>{_CSS}</style>"
-             "</head><body><h1>BrainSR benchmark</h1>",
-             f"<p class=note>Split: {html.escape(cfg['split'])} ({html.escape(summary['split']['origin'])}, "
-             f"val_fraction {summary['split']['val_fraction']}, seed {summary['split']['seed']}). "
-             f"Images: {html.escape(', '.join(cfg['images']) or '–')}; volumes: "
-             f"{html.escape(', '.join(v['name'] for v in summary['split']['volumes']['volumes']) or '–')}. "
-             f"torch {summary['machine']['torch']}, {cfg['threads']} threads.</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>BrainSR benchmark</title><style>{_CSS}</style>"
+        "</head><body><h1>BrainSR benchmark</h1>",
+        f"<p class=note>Split: {html.escape(cfg['split'])} ({html.escape(summary['split']['origin'])}, "
+        f"val_fraction {summary['split']['val_fraction']}, seed {summary['split']['seed']}). "
+        f"Images: {html.escape(', '.join(cfg['images']) or '–')}; volumes: "
+        f"{html.escape(', '.join(v['name'] for v in summary['split']['volumes']['volumes']) or '–')}. "
+        f"torch {summary['machine']['torch']}, {cfg['threads']} threads.</p>",
+    ]
     for n in summary["notes"]:
         parts.append(f"<p class=warn>note: {html.escape(n)}</p>")
     for title, heads, trs, key in _sections(summary, rows, o.model_names, flags):
@@ -223,14 +347,27 @@ def html_page(folder: Path, o: Outcome) -> str:
             ds, s, lr_kind = key
             sel = [r for r in rows if (r["dataset"], r["scale"], r["lr"]) == key]
             res = summary["results"][ds][str(s)][lr_kind]
-            parts.append(rep.plot(gain_plot(sel, main_methods[s], res, MAIN_REGION[ds], f"{ds} x{s} {lr_kind}"),
-                                  f"gain-{ds}-x{s}-{lr_kind}"))
-    parts.append(f"<p class=note>ms/slice: median of {cfg['timing_runs']} calls after warm-up, model load excluded, "
-                 + ", ".join(f"×{s}: {v}" for s, v in cfg["timing_input"].items()) + ".</p>")
+            parts.append(
+                rep.plot(
+                    gain_plot(sel, main_methods[s], res, MAIN_REGION[ds], f"{ds} x{s} {lr_kind}"),
+                    f"gain-{ds}-x{s}-{lr_kind}",
+                )
+            )
+    parts.append(
+        f"<p class=note>ms/slice: median of {cfg['timing_runs']} calls after warm-up, model load excluded, "
+        + ", ".join(f"×{s}: {v}" for s, v in cfg["timing_input"].items())
+        + ".</p>"
+    )
     if flags:
-        parts.append("<h2 class=warn>⚠ Worse than bicubic inside the tumour</h2><ul>" + "".join(
-            f"<li>×{f['scale']} {html.escape(f['lr'])} {html.escape(f['image'])} <b>{html.escape(f['method'])}</b> "
-            f"{f['region']}: ΔPSNR {f['dpsnr']:+.2f} dB, ΔSSIM {f['dssim']:+.4f}</li>" for f in flags) + "</ul>")
+        parts.append(
+            "<h2 class=warn>⚠ Worse than bicubic inside the tumour</h2><ul>"
+            + "".join(
+                f"<li>×{f['scale']} {html.escape(f['lr'])} {html.escape(f['image'])} <b>{html.escape(f['method'])}</b> "
+                f"{f['region']}: ΔPSNR {f['dpsnr']:+.2f} dB, ΔSSIM {f['dssim']:+.4f}</li>"
+                for f in flags
+            )
+            + "</ul>"
+        )
     for s in summary["config"]["scales"]:
         order = ["nearest", "bicubic", *o.model_names[s]]
         for ds in ("images", "volumes"):
@@ -247,31 +384,54 @@ def html_page(folder: Path, o: Outcome) -> str:
             outs = {m: (np.clip(o, *case.clip) if case.clip else o) for m, o in ex["outputs"].items()}
             k, crop = example_crop(ex, s)
             if label is not None and label.any():
-                parts.append(f"<h2>Tumour zoom ×{s}: {html.escape(case.name)}, evaluated slice {k} "
-                             f"({ex['lr_kind']} LR)</h2>")
+                parts.append(
+                    f"<h2>Tumour zoom ×{s}: {html.escape(case.name)}, evaluated slice {k} ({ex['lr_kind']} LR)</h2>"
+                )
             else:
-                parts.append(f"<h2>Example ×{s}: {html.escape(case.name)}"
-                             f"{f', evaluated slice {k}' if hr.ndim == 3 else ''} ({ex['lr_kind']} LR)</h2>")
-            parts.append(comparison_panels(rep, f"x{s}-{ds}", stack[k, :H, :W], {m: o[k] for m, o in outs.items()},
-                                           crop, label=None if label is None else label[k], order=order))
+                parts.append(
+                    f"<h2>Example ×{s}: {html.escape(case.name)}"
+                    f"{f', evaluated slice {k}' if hr.ndim == 3 else ''} ({ex['lr_kind']} LR)</h2>"
+                )
+            parts.append(
+                comparison_panels(
+                    rep,
+                    f"x{s}-{ds}",
+                    stack[k, :H, :W],
+                    {m: o[k] for m, o in outs.items()},
+                    crop,
+                    label=None if label is None else label[k],
+                    order=order,
+                )
+            )
         d = disagreement.get(s)
         if d is not None:
             tiles = []
             if "gan_vs_fidelity" in d:
                 g = d["gan_vs_fidelity"]
-                tiles.append((f"|{d['pair'][0]} − {d['pair'][1]}| (mean {g.mean():.2g}, max {g.max():.3g})",
-                              colour(g, float(np.percentile(g, 99.5)) or 1.0)))
+                tiles.append(
+                    (
+                        f"|{d['pair'][0]} − {d['pair'][1]}| (mean {g.mean():.2g}, max {g.max():.3g})",
+                        colour(g, float(np.percentile(g, 99.5)) or 1.0),
+                    )
+                )
             t = d["tta_std"]
-            tiles.append((f"{d['tta_model']}: std over 8 flips/rot90 (mean {t.mean():.2g}, max {t.max():.3g})",
-                          colour(t, float(np.percentile(t, 99.5)) or 1.0)))
-            parts.append(f"<h2>Disagreement ×{s}: {html.escape(d['image'])}</h2>"
-                         "<p class=note>Where these maps are bright the model's detail is least certain: "
-                         "GAN texture that the fidelity model does not produce, or output that changes when the "
-                         "input is merely flipped or rotated. Same crop as the example above; each map has its own "
-                         "scale (black 0 → pale yellow at its 99.5th percentile).</p>"
-                         + rep.figure_row(tiles, f"x{s}-disagree"))
-    parts.append("<p class=note>AI-enhanced images are not for primary diagnosis. Tumour labels are an automatic "
-                 "majority-vote segmentation, not expert ground truth.</p></body></html>")
+            tiles.append(
+                (
+                    f"{d['tta_model']}: std over 8 flips/rot90 (mean {t.mean():.2g}, max {t.max():.3g})",
+                    colour(t, float(np.percentile(t, 99.5)) or 1.0),
+                )
+            )
+            parts.append(
+                f"<h2>Disagreement ×{s}: {html.escape(d['image'])}</h2>"
+                "<p class=note>Where these maps are bright the model's detail is least certain: "
+                "GAN texture that the fidelity model does not produce, or output that changes when the "
+                "input is merely flipped or rotated. Same crop as the example above; each map has its own "
+                "scale (black 0 → pale yellow at its 99.5th percentile).</p>" + rep.figure_row(tiles, f"x{s}-disagree")
+            )
+    parts.append(
+        "<p class=note>AI-enhanced images are not for primary diagnosis. Tumour labels are an automatic "
+        "majority-vote segmentation, not expert ground truth.</p></body></html>"
+    )
     return "\n".join(parts)
 
 

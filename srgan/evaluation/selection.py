@@ -8,6 +8,7 @@ in the validation share of its source. ``--split all`` measures everything.
 Each dataset has its main-table region (``MAIN_REGION``): the whole image for 2D images (as training validation and
 the contract check measure) and the head foreground for volumes (their zero background would inflate PSNR).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,16 @@ from srgan.evaluation.evaluate import Case, collect_inputs, image_case, volume_c
 
 MAIN_REGION = {"images": "whole", "volumes": "foreground"}
 
-__all__ = ["MAIN_REGION", "SplitConfig", "heldout_images", "image_cases", "looks_like_label_map", "split_config",
-           "volume_cases", "volume_held_out"]
+__all__ = [
+    "MAIN_REGION",
+    "SplitConfig",
+    "heldout_images",
+    "image_cases",
+    "looks_like_label_map",
+    "split_config",
+    "volume_cases",
+    "volume_held_out",
+]
 
 
 # ---- the split
@@ -33,11 +42,12 @@ __all__ = ["MAIN_REGION", "SplitConfig", "heldout_images", "image_cases", "looks
 @dataclass
 class SplitConfig:
     """What ``srgan.training.data`` needs to reproduce a training run's train/validation split of one source."""
+
     val_fraction: float = 0.1
     seed: int = 0
     exclude: list[str] = field(default_factory=list)
     max_items_per_source: int = 0
-    min_side: int = 96                 # training's patch size: smaller images were never loaded
+    min_side: int = 96  # training's patch size: smaller images were never loaded
     sources: list[str] = field(default_factory=list)
     origin: str = "training defaults"
 
@@ -45,6 +55,7 @@ class SplitConfig:
 def split_config(train_config: str | Path | None = None) -> SplitConfig:
     """The split of a run (its ``config.json``), or of ``srgan train`` with default settings."""
     from srgan.training.train import TrainConfig
+
     if train_config is None:
         cfg = TrainConfig()
         origin = "training defaults (srgan.training.train.TrainConfig)"
@@ -55,19 +66,28 @@ def split_config(train_config: str | Path | None = None) -> SplitConfig:
             raise InputError(train_config, f"not a readable training config ({e})") from None
         origin = str(train_config)
     d = cfg.data
-    return SplitConfig(val_fraction=d.val_fraction, seed=cfg.seed, exclude=list(d.exclude),
-                       max_items_per_source=d.max_items_per_source, min_side=cfg.patch_size,
-                       sources=[str(s) for s in d.sources], origin=origin)
+    return SplitConfig(
+        val_fraction=d.val_fraction,
+        seed=cfg.seed,
+        exclude=list(d.exclude),
+        max_items_per_source=d.max_items_per_source,
+        min_side=cfg.patch_size,
+        sources=[str(s) for s in d.sources],
+        origin=origin,
+    )
 
 
 def _data_cfg(split: SplitConfig) -> Any:
     from srgan.training.data import DataConfig
-    return DataConfig(val_fraction=split.val_fraction, exclude=list(split.exclude),
-                      max_items_per_source=split.max_items_per_source)
+
+    return DataConfig(
+        val_fraction=split.val_fraction, exclude=list(split.exclude), max_items_per_source=split.max_items_per_source
+    )
 
 
 def _stub_item(path: Path, group: str) -> Any:
     from srgan.training.data import Item
+
     return Item(array=np.empty(0, np.float32), path=str(path), group=group, eight_bit=False, norms=[])
 
 
@@ -83,6 +103,7 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
     from srgan.training import data as sdata  # imports torch
     from srgan.training.data import IMAGE_SUFFIXES
     from srgan.training.data import split as split_items
+
     root = Path(root)
     if not root.exists():
         raise InputError(root, "image folder not found")
@@ -111,8 +132,7 @@ def heldout_images(root: str | Path, split: SplitConfig) -> tuple[list[tuple[str
         if cfg.max_items_per_source and len(items) >= cfg.max_items_per_source:
             break
     train, val = split_items(items, cfg.val_fraction, split.seed, all_groups=groups)
-    return ([(it.group, Path(it.path)) for it in val] + small + excluded,
-            [(it.group, Path(it.path)) for it in train])
+    return ([(it.group, Path(it.path)) for it in val] + small + excluded, [(it.group, Path(it.path)) for it in train])
 
 
 def volume_held_out(path: str | Path, root: str | Path | None, split: SplitConfig) -> bool:
@@ -125,6 +145,7 @@ def volume_held_out(path: str | Path, root: str | Path | None, split: SplitConfi
     from srgan.training import data as sdata  # imports torch
     from srgan.training.data import NIFTI_SUFFIXES
     from srgan.training.data import split as split_items
+
     path = Path(path)
     root = Path(root) if root is not None else path.parent.parent
     cfg = _data_cfg(split)
@@ -133,8 +154,13 @@ def volume_held_out(path: str | Path, root: str | Path | None, split: SplitConfi
         return True
     if not root.is_dir():
         return False
-    groups = sorted({sdata.group_of(p, root) for p in sdata.find_files(root, NIFTI_SUFFIXES)
-                     if not sdata.is_excluded(p, sdata.group_of(p, root), cfg)})
+    groups = sorted(
+        {
+            sdata.group_of(p, root)
+            for p in sdata.find_files(root, NIFTI_SUFFIXES)
+            if not sdata.is_excluded(p, sdata.group_of(p, root), cfg)
+        }
+    )
     _, val = split_items([_stub_item(root / g, g) for g in groups], cfg.val_fraction, split.seed)
     return group in {it.group for it in val}
 
@@ -144,6 +170,7 @@ def looks_like_label_map(path: Path) -> bool:
     import nibabel as nib
 
     from srgan.training import data as sdata  # imports torch
+
     try:
         img: Any = nib.load(str(path))
         if not np.issubdtype(img.get_data_dtype(), np.integer):
@@ -157,8 +184,14 @@ def looks_like_label_map(path: Path) -> bool:
 # ---- the cases
 
 
-def image_cases(roots: Sequence[str | Path], split: SplitConfig, *, split_mode: str = "heldout",
-                max_images: int = 0, say: Callable[[str], None] = print) -> tuple[list[Case], dict]:
+def image_cases(
+    roots: Sequence[str | Path],
+    split: SplitConfig,
+    *,
+    split_mode: str = "heldout",
+    max_images: int = 0,
+    say: Callable[[str], None] = print,
+) -> tuple[list[Case], dict]:
     """The image cases of ``roots`` (held out, or all with ``split_mode="all"``), at most ``max_images`` per root
     spread evenly over the sorted names (every class, not the first one), and what was picked per root."""
     cases: list[Case] = []
@@ -172,19 +205,30 @@ def image_cases(roots: Sequence[str | Path], split: SplitConfig, *, split_mode: 
             picked = [picked[i] for i in np.unique(np.linspace(0, len(picked) - 1, max_images).round().astype(int))]
         if split.sources and not any(Path(s).resolve() == root.resolve() for s in split.sources):
             say(f"note: {root} is not a source of {split.origin}: its split is reproduced as if it were")
-        info["roots"][str(root)] = {"held_out": len(held), "trained_on": len(train), "benchmarked": len(picked),
-                                   "images": [g for g, _ in picked]}
+        info["roots"][str(root)] = {
+            "held_out": len(held),
+            "trained_on": len(train),
+            "benchmarked": len(picked),
+            "images": [g for g, _ in picked],
+        }
         for group, path in picked:
             cases.append(image_case(group, path))
     return cases, info
 
 
-def volume_cases(inputs: Sequence[str | Path], split: SplitConfig, *, label: Path | None = None,
-                 split_mode: str = "heldout", max_slices: int = 16,
-                 say: Callable[[str], None] = print) -> tuple[list[Case], dict]:
+def volume_cases(
+    inputs: Sequence[str | Path],
+    split: SplitConfig,
+    *,
+    label: Path | None = None,
+    split_mode: str = "heldout",
+    max_slices: int = 16,
+    say: Callable[[str], None] = print,
+) -> tuple[list[Case], dict]:
     """The volume cases of ``inputs`` (NIfTI files or folders), label maps and patients trained on left out
     (unless ``split_mode="all"``); ``label`` goes with the volumes in its own folder."""
     from srgan.io.nifti import is_nifti
+
     if label is not None and not label.is_file():
         raise InputError(label, "label map not found")
     cases: list[Case] = []
@@ -206,6 +250,8 @@ def volume_cases(inputs: Sequence[str | Path], split: SplitConfig, *, label: Pat
             for n in cases[-1].notes:
                 say(f"note: {name}: {n}")
     if info["skipped_trained_on"]:
-        say(f"note: left out {len(info['skipped_trained_on'])} volume(s) of patients trained on "
-            "(--split all keeps them)")
+        say(
+            f"note: left out {len(info['skipped_trained_on'])} volume(s) of patients trained on "
+            "(--split all keeps them)"
+        )
     return cases, info

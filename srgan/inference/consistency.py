@@ -8,10 +8,11 @@ with a bicubic LR it never came from is pulled towards the wrong low frequencies
 
 Which projection an acquisition gets (``auto``) is decided by ``srgan.inference.plan``.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,9 +47,9 @@ def _bicubic_matrices(n_hr: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
     eye = torch.eye(n_hr, dtype=torch.float64)[None, None]
     d = F.interpolate(eye, size=(n_hr // scale, n_hr), mode="bicubic", antialias=True, align_corners=False)[0, 0]
-    d = d.numpy()
-    right_inverse = d.T @ np.linalg.inv(d @ d.T)
-    return d, right_inverse
+    dm = d.numpy()
+    right_inverse = dm.T @ np.linalg.inv(dm @ dm.T)
+    return dm, right_inverse
 
 
 def degrade(sr: np.ndarray, scale: int, kind: str) -> np.ndarray:
@@ -61,7 +62,7 @@ def degrade(sr: np.ndarray, scale: int, kind: str) -> np.ndarray:
 def relative_residual(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str) -> float:
     """‖D(SR) − LR‖ / ‖LR‖: 0 for a perfectly consistent image."""
     lr = np.asarray(lr, dtype=np.float64)
-    return float(np.linalg.norm(degrade(sr, scale, kind) - lr) / max(np.linalg.norm(lr), 1e-12))
+    return float(np.linalg.norm(degrade(sr, scale, kind) - lr) / max(float(np.linalg.norm(lr)), 1e-12))
 
 
 @lru_cache(maxsize=32)
@@ -75,28 +76,28 @@ def _kspace_matrices(n_hr: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     n_lr = n_hr // scale
     ramp = np.exp(2j * np.pi * (scale - 1) / 2 * np.fft.fftfreq(n_hr))
     lo = n_hr // 2 - n_lr // 2
-    k = np.fft.fftshift(np.fft.fft(np.eye(n_hr), axis=0) * ramp[:, None], axes=0)[lo:lo + n_lr]
+    k = np.fft.fftshift(np.fft.fft(np.eye(n_hr), axis=0) * ramp[:, None], axes=0)[lo : lo + n_lr]
     down = np.fft.ifft(np.fft.ifftshift(k, axes=0), axis=0) / scale
     padded = np.zeros((n_hr, n_lr), dtype=np.complex128)
-    padded[lo:lo + n_lr] = np.fft.fftshift(np.fft.fft(np.eye(n_lr), axis=0), axes=0) * scale
+    padded[lo : lo + n_lr] = np.fft.fftshift(np.fft.fft(np.eye(n_lr), axis=0), axes=0) * scale
     up = np.fft.ifft(np.fft.ifftshift(padded, axes=0) / ramp[:, None], axis=0)
     return down, up
 
 
 class _Bicubic(NamedTuple):
-    down: object     # (n_lr, n_hr) torch tensors
-    down_t: object
-    up: object       # right inverse, (n_hr, n_lr)
-    up_t: object
+    down: Any  # (n_lr, n_hr) torch tensors
+    down_t: Any
+    up: Any  # right inverse, (n_hr, n_lr)
+    up_t: Any
 
 
 class _Kspace(NamedTuple):
-    down_re: object  # real and imaginary parts of down (n_lr, n_hr): a real image needs two real products
-    down_im: object
-    down_t: object   # complex
-    up: object       # complex, (n_hr, n_lr)
-    up_t_re: object  # only the real part of a lift is kept: two real products
-    up_t_im: object
+    down_re: Any  # real and imaginary parts of down (n_lr, n_hr): a real image needs two real products
+    down_im: Any
+    down_t: Any  # complex
+    up: Any  # complex, (n_hr, n_lr)
+    up_t_re: Any  # only the real part of a lift is kept: two real products
+    up_t_im: Any
 
 
 # The projections run in torch, on torch's own threads: numpy's BLAS threads, started right after the generator,
@@ -115,10 +116,14 @@ def _kspace_operators(n_hr: int, scale: int, single: bool) -> _Kspace:
 
     real, cplx = (torch.float32, torch.complex64) if single else (torch.float64, torch.complex128)
     down, up = _kspace_matrices(n_hr, scale)
-    return _Kspace(down_re=torch.tensor(down.real, dtype=real), down_im=torch.tensor(down.imag, dtype=real),
-                   down_t=torch.tensor(down.T, dtype=cplx), up=torch.tensor(up, dtype=cplx),
-                   up_t_re=torch.tensor(up.T.real.copy(), dtype=real),
-                   up_t_im=torch.tensor(up.T.imag.copy(), dtype=real))
+    return _Kspace(
+        down_re=torch.tensor(down.real, dtype=real),
+        down_im=torch.tensor(down.imag, dtype=real),
+        down_t=torch.tensor(down.T, dtype=cplx),
+        up=torch.tensor(up, dtype=cplx),
+        up_t_re=torch.tensor(up.T.real.copy(), dtype=real),
+        up_t_im=torch.tensor(up.T.imag.copy(), dtype=real),
+    )
 
 
 def _kspace_complex(x, scale: int):
@@ -140,8 +145,16 @@ def _kspace_lift(r, scale: int, hr_shape: tuple[int, int]):
     return left.real @ cols.up_t_re - left.imag @ cols.up_t_im
 
 
-def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float = 1e-5, max_iter: int = 30,
-            steps: int | None = None) -> np.ndarray:
+def project(
+    sr: np.ndarray,
+    lr: np.ndarray,
+    scale: int,
+    kind: str,
+    *,
+    tol: float = 1e-5,
+    max_iter: int = 30,
+    steps: int | None = None,
+) -> np.ndarray:
     """SR corrected to be consistent with ``lr`` under degradation ``kind``; float32 like the input.
 
     Bicubic: one exact linear projection (the operator is linear and separable). k-space: alternating projection
@@ -158,29 +171,29 @@ def project(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str, *, tol: float
 
     single = steps is not None
     x = torch.tensor(np.asarray(sr), dtype=torch.float32 if single else torch.float64)
-    lr = torch.tensor(np.asarray(lr), dtype=x.dtype)
+    y = torch.tensor(np.asarray(lr), dtype=x.dtype)
     H, W = x.shape
-    if (H // scale, W // scale) != tuple(lr.shape) or H % scale or W % scale:
-        raise ValueError(f"SR shape {tuple(x.shape)} is not LR shape {tuple(lr.shape)} × {scale}")
+    if (H // scale, W // scale) != tuple(y.shape) or H % scale or W % scale:
+        raise ValueError(f"SR shape {tuple(x.shape)} is not LR shape {tuple(y.shape)} × {scale}")
     if kind == "bicubic":
         rows, cols = _bicubic_operators(H, scale, single), _bicubic_operators(W, scale, single)
-        x += rows.up @ (lr - rows.down @ x @ cols.down_t) @ cols.up_t
+        x += rows.up @ (y - rows.down @ x @ cols.down_t) @ cols.up_t
         return x.numpy().astype(np.float32)
     # The magnitude makes the model non-linear: each step keeps the phase of the current complex LR image and
     # moves only its magnitude onto the measured LR (a Gerchberg–Saxton-style alternating projection).
-    if single:
+    if steps is not None:
         for _ in range(steps):
             c = _kspace_complex(x, scale)
-            x += _kspace_lift(torch.polar(lr, torch.angle(c)) - c, scale, (H, W))
+            x += _kspace_lift(torch.polar(y, torch.angle(c)) - c, scale, (H, W))
         return x.numpy()
-    norm = max(float(torch.linalg.norm(lr)), 1e-12)
+    norm = max(float(torch.linalg.norm(y)), 1e-12)
     best, best_err = x.clone(), np.inf
     for _ in range(max_iter):
         c = _kspace_complex(x, scale)
-        err = float(torch.linalg.norm(c.abs() - lr)) / norm
+        err = float(torch.linalg.norm(c.abs() - y)) / norm
         if err < best_err:
             best, best_err = x.clone(), err
         if err <= tol:
             break
-        x += _kspace_lift(torch.polar(lr, torch.angle(c)) - c, scale, (H, W))
+        x += _kspace_lift(torch.polar(y, torch.angle(c)) - c, scale, (H, W))
     return best.numpy().astype(np.float32)

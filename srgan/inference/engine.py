@@ -4,6 +4,7 @@ Images go in and come out in their own intensity units: each image is normalised
 (``srgan.normalize``), enhanced, and mapped back with the same two numbers. Large images are cut into overlapping
 tiles whose margins exceed the network's receptive field, so tiled and untiled outputs agree (no seams).
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,8 +24,15 @@ from srgan.normalize import Normalizer
 from srgan.options import CONSISTENCY_MODES, resolve_device
 from srgan.provenance import Provenance
 
-__all__ = ["Enhancer", "default_threads", "for_inference", "interpolate", "kind_sample", "model_input",
-           "resolve_device"]
+__all__ = [
+    "Enhancer",
+    "default_threads",
+    "for_inference",
+    "interpolate",
+    "kind_sample",
+    "model_input",
+    "resolve_device",
+]
 
 
 def for_inference(model, device):
@@ -60,8 +68,9 @@ def interpolate(image: np.ndarray, scale: int, method: str = "bicubic") -> np.nd
         from PIL import Image
 
         h, w = a.shape
-        return np.asarray(Image.fromarray(a, mode="F").resize((w * scale, h * scale), Image.Resampling.LANCZOS),
-                          dtype=np.float32)
+        return np.asarray(
+            Image.fromarray(a, mode="F").resize((w * scale, h * scale), Image.Resampling.LANCZOS), dtype=np.float32
+        )
     mode = {"bicubic": "bicubic", "nearest": "nearest-exact", "bilinear": "bilinear"}.get(method)
     if mode is None:
         raise ValueError(f"unknown interpolation {method!r}")
@@ -80,9 +89,19 @@ class Enhancer:
     second thread (e.g. an export) may share it safely, one call at a time.
     """
 
-    def __init__(self, *, scale: int = 2, model: str | None = None, weights: str | Path | None = None,
-                 device: str = "auto", threads: int | None = None, tile: int = 192, margin: int = 32,
-                 batch: int = 8, consistency: str | None = None):
+    def __init__(
+        self,
+        *,
+        scale: int = 2,
+        model: str | None = None,
+        weights: str | Path | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        tile: int = 192,
+        margin: int = 32,
+        batch: int = 8,
+        consistency: str | None = None,
+    ):
         import torch
 
         if scale not in (2, 4):
@@ -101,11 +120,16 @@ class Enhancer:
         # None: what the model card recommends (the degradation the model was made for), else off.
         self.consistency = consistency or self.card.get("consistency", "off")
         if self.consistency not in CONSISTENCY_MODES:
-            raise InputError(None, f"unknown consistency {self.consistency!r}; "
-                                   f"choose from {', '.join(CONSISTENCY_MODES)}")
-        self.provenance = Provenance(model=self.card["arch"], weights_name=self.card.get("name", path.stem),
-                                     weights_sha256=self.card["sha256"], scale=self.scale,
-                                     consistency=describe(self.consistency))
+            raise InputError(
+                None, f"unknown consistency {self.consistency!r}; choose from {', '.join(CONSISTENCY_MODES)}"
+            )
+        self.provenance = Provenance(
+            model=self.card["arch"],
+            weights_name=self.card.get("name", path.stem),
+            weights_sha256=self.card["sha256"],
+            scale=self.scale,
+            consistency=describe(self.consistency),
+        )
         self._lock = threading.Lock()
 
     @property
@@ -158,15 +182,20 @@ class Enhancer:
                 continue
         shapes = [p.shape for p in planes]
         if not shapes:
-            raise InputError(getattr(series, "files", [None])[0],
-                             "none of the series' sample slices could be decoded")
+            raise InputError(getattr(series, "files", [None])[0], "none of the series' sample slices could be decoded")
         common = max(set(shapes), key=shapes.count)  # parts of a series may differ in size: plan from the most
         picks = [k for k, p in zip(picks, planes) if p.shape == common]
         plan = self.plan(np.stack([p for p in planes if p.shape == common]))
-        return replace(plan, outputs={(volume, picks[i]): out for i, out in plan.outputs.items()})
+        outputs: dict[Hashable, np.ndarray] = {(volume, picks[cast(int, i)]): out for i, out in plan.outputs.items()}
+        return replace(plan, outputs=outputs)
 
-    def _plan(self, stack: np.ndarray, p_kspace: float | None, consistency: str | None,
-              norms: Sequence[Normalizer] | None = None) -> Plan:
+    def _plan(
+        self,
+        stack: np.ndarray,
+        p_kspace: float | None,
+        consistency: str | None,
+        norms: Sequence[Normalizer] | None = None,
+    ) -> Plan:
         consistency = consistency or self.consistency
         if p_kspace is None:
             p_kspace = self.p_kspace(stack)
@@ -178,17 +207,23 @@ class Enhancer:
         ratio = float(np.median([residual_log_ratio(outputs[k], stack[k], self.scale) for k in picks]))
         plan = decide(consistency, p_kspace, self.scale, ratio)
         # the test's outputs are what enhancing would compute only if the generator's input stays the same
-        return replace(plan, outputs=outputs) if plan.model_p == p_kspace else plan
+        made: dict[Hashable, np.ndarray] = {k: v for k, v in outputs.items()}
+        return replace(plan, outputs=made) if plan.model_p == p_kspace else plan
 
-    def _raw(self, stack: np.ndarray, picks: Sequence[int], norms: Mapping[int, Normalizer] | Sequence[Normalizer],
-             model_p: float | None) -> dict[int, np.ndarray]:
+    def _raw(
+        self,
+        stack: np.ndarray,
+        picks: Sequence[int],
+        norms: Mapping[int, Normalizer] | Sequence[Normalizer],
+        model_p: float | None,
+    ) -> dict[int, np.ndarray]:
         """Generator outputs in modality units (no projection) of the slices ``picks``, by index (``norms``: the
         slices' normalisers, indexed the same way)."""
         import torch
 
         out = {}
         for i in range(0, len(picks), self.batch):
-            chunk = picks[i:i + self.batch]
+            chunk = picks[i : i + self.batch]
             x = np.stack([norms[k].forward(stack[k]) for k in chunk])[:, None]
             y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), model_p).numpy()[:, 0]
             for j, k in enumerate(chunk):
@@ -215,15 +250,25 @@ class Enhancer:
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
                 tile_x = model_input(x[:, :, ya:yb, xa:xb], self.device)
-                sr = (self.model(tile_x, **extra) if base is None
-                      else self.model(tile_x, base[:, :, ya * s:yb * s, xa * s:xb * s], **extra)).cpu()
-                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, (y0 - ya) * s:(y1 - ya) * s,
-                                                             (x0 - xa) * s:(x1 - xa) * s]
+                sr = (
+                    self.model(tile_x, **extra)
+                    if base is None
+                    else self.model(tile_x, base[:, :, ya * s : yb * s, xa * s : xb * s], **extra)
+                ).cpu()
+                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = sr[
+                    :, :, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
+                ]
         return out
 
-    def enhance_stack(self, images: np.ndarray, plan: Plan | None = None, *, keys: Sequence[Hashable] | None = None,
-                      progress: Callable[[int, int], None] | None = None,
-                      cancel: Callable[[], bool] | None = None) -> np.ndarray:
+    def enhance_stack(
+        self,
+        images: np.ndarray,
+        plan: Plan | None = None,
+        *,
+        keys: Sequence[Hashable] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """``(N, H, W)`` in any intensity units → ``(N, s·H, s·W)`` float32 in the same units.
 
         Each image gets its own normaliser, so images of one stack may differ in range. ``plan``: the

@@ -4,6 +4,7 @@ volume, a DICOM folder. Qt-free; the CLI only parses arguments and calls :func:`
 Failure rules: a bad file is named in one sentence; in a folder it is skipped while the rest are enhanced; nothing
 is written for an input that fails; every file or series is written atomically (temporary name, then rename).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -117,8 +118,9 @@ def _series_folder_name(series) -> str:
     return f"S{int(series.series_number or 0):04d}_{desc}"
 
 
-def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, include_non_anatomy: bool = False,
-                         scan_result=None) -> EnhanceReport:
+def enhance_dicom_folder(
+    folder: Path, output: Path, enhancer, log: Log, *, include_non_anatomy: bool = False, scan_result=None
+) -> EnhanceReport:
     """Every series under ``folder`` → a derived series. One series is written into ``output`` itself; several go
     into one sub-folder each, assembled in a temporary folder beside ``output`` and renamed at the end.
     """
@@ -142,10 +144,16 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
         label = f"series {first.series_number} {first.series_description!r}"
         try:
             plan = enhancer.plan_series(first)
-            derived = write_derived_series(parts, enhancer, dest, scale=enhancer.scale, plan=plan,
-                                           provenance=enhancer.provenance,
-                                           include_non_anatomy=include_non_anatomy,
-                                           progress=lambda d, n: log(f"{label}: {d}/{n} files"))
+            derived = write_derived_series(
+                parts,
+                enhancer,
+                dest,
+                scale=enhancer.scale,
+                plan=plan,
+                provenance=enhancer.provenance,
+                include_non_anatomy=include_non_anatomy,
+                progress=lambda d, n: log(f"{label}: {d}/{n} files"),
+            )
         except InputError as e:
             report.failed.append((e.path or folder, e.problem))
             log(f"skipped {label}: {e}")
@@ -157,10 +165,13 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
         return derived.files
 
     def nothing_written() -> InputError:
-        return InputError(folder, "no derived image could be written"
-                          + (f" ({report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""))
+        return InputError(
+            folder,
+            "no derived image could be written"
+            + (f" ({report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""),
+        )
 
-    if len(by_uid) == 1:   # the writer builds its folder atomically itself
+    if len(by_uid) == 1:  # the writer builds its folder atomically itself
         (parts,) = by_uid.values()
         report.written = write(parts, output)
         if not report.written:
@@ -175,8 +186,15 @@ def enhance_dicom_folder(folder: Path, output: Path, enhancer, log: Log, *, incl
     return report
 
 
-def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: int | None = None,
-                 log: Log = lambda s: None, include_non_anatomy: bool = False) -> EnhanceReport:
+def enhance_path(
+    input_path: str | Path,
+    output: str | Path,
+    enhancer,
+    *,
+    axis: int | None = None,
+    log: Log = lambda s: None,
+    include_non_anatomy: bool = False,
+) -> EnhanceReport:
     """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced."""
     from srgan.io.images import IMAGE_SUFFIXES, find_images
     from srgan.io.nifti import is_nifti
@@ -201,8 +219,11 @@ def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: 
     if images:
         report = enhance_image_folder(src, out, enhancer, images, log)
         if not report.written:
-            raise InputError(src, "none of its images could be enhanced: "
-                             + "; ".join(f"{p.name}: {why}" for p, why in report.failed[:5]))
+            raise InputError(
+                src,
+                "none of its images could be enhanced: "
+                + "; ".join(f"{p.name}: {why}" for p, why in report.failed[:5]),
+            )
         return report
     from srgan.io.dicom_series import scan
 
@@ -210,8 +231,8 @@ def enhance_path(input_path: str | Path, output: str | Path, enhancer, *, axis: 
         result = scan(src)
     except InputError as e:
         if e.problem == "holds no DICOM image":
-            raise InputError(src, "holds no DICOM image and no 2D image (.png, .jpg, .tif); "
-                                  "nothing to enhance") from None
+            raise InputError(
+                src, "holds no DICOM image and no 2D image (.png, .jpg, .tif); nothing to enhance"
+            ) from None
         raise
-    return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy,
-                                scan_result=result)
+    return enhance_dicom_folder(src, out, enhancer, log, include_non_anatomy=include_non_anatomy, scan_result=result)

@@ -26,6 +26,7 @@ The thresholds were chosen on *training* slices only; ``benchmarks/auto_consiste
 Whatever was asked for, a k-space projection runs ``KSPACE_STEPS`` single-precision updates: one rule, so the same
 decision projects the same way whether a user asked for ``kspace`` or ``auto`` chose it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
@@ -53,7 +54,7 @@ def residual_test_slices(n: int) -> list[int]:
     """The (at most ``TEST_SLICES``) middle ones of ``kind_sample(n)``: the slices the residual test generates."""
     sample = kind_sample(n)
     middle = len(sample) // 2
-    return [int(k) for k in sample[max(0, middle - TEST_SLICES // 2):][:TEST_SLICES]]
+    return [int(k) for k in sample[max(0, middle - TEST_SLICES // 2) :][:TEST_SLICES]]
 
 
 def check_mode(requested: str) -> None:
@@ -148,9 +149,24 @@ def describe(requested: str) -> str:
     """``requested`` for a provenance line: ``auto`` spelled out, since what it did depends on each acquisition."""
     if requested != "auto":
         return requested
-    return (f"auto (k-space if P(k-space LR) >= {AUTO_KSPACE}, else by which degradation reproduces the LR "
-            "from the output: k-space, bicubic or off)")
+    return (
+        f"auto (k-space if P(k-space LR) >= {AUTO_KSPACE}, else by which degradation reproduces the LR "
+        "from the output: k-space, bicubic or off)"
+    )
 
 
-__all__ = ["AUTO_KSPACE", "KIND_SLICES", "KSPACE_STEPS", "PROJECTIONS", "RATIO_BICUBIC", "RATIO_KSPACE",
-           "TEST_SLICES", "Plan", "decide", "describe", "kind_sample", "needs_test", "residual_test_slices"]
+__all__ = [
+    "AUTO_KSPACE",
+    "KIND_SLICES",
+    "KSPACE_STEPS",
+    "PROJECTIONS",
+    "RATIO_BICUBIC",
+    "RATIO_KSPACE",
+    "TEST_SLICES",
+    "Plan",
+    "decide",
+    "describe",
+    "kind_sample",
+    "needs_test",
+    "residual_test_slices",
+]

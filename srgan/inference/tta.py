@@ -9,6 +9,7 @@ nowhere, so what the map shows is the model's own doing.
 The viewer's disagreement overlay (``viewer.difference``) and the benchmark report's disagreement panel
 (``srgan.evaluation.comparison``) both use this one implementation. Qt-free and torch-free.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

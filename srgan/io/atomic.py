@@ -8,6 +8,7 @@ from it. Folders (a derived DICOM series, a report) are built the same way in a 
 Paths are made absolute once, here, so a relative destination and the absolute paths of what is written in it
 never meet (``Path.relative_to`` refuses to mix them).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,9 @@ def write_text(dest: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def check_new_folder(output: str | Path, sources: Iterable[str | Path] = (), *,
-                     accept: Callable[[Path], bool] | None = None) -> Path:
+def check_new_folder(
+    output: str | Path, sources: Iterable[str | Path] = (), *, accept: Callable[[Path], bool] | None = None
+) -> Path:
     """``output`` as an absolute path if a new folder may be built there, else :class:`InputError` naming it.
 
     Refused: an existing file; an existing folder that is not empty (unless ``accept(folder)`` says it may be
@@ -65,8 +67,11 @@ def check_new_folder(output: str | Path, sources: Iterable[str | Path] = (), *,
         folders.add(Path(os.path.realpath(p if p.is_dir() else p.parent)))
     for folder in folders:
         if real == folder or folder in real.parents:
-            raise InputError(output, "refusing to write inside the source folder (or into it); choose another "
-                                     "folder so the original images stay untouched")
+            raise InputError(
+                output,
+                "refusing to write inside the source folder (or into it); choose another "
+                "folder so the original images stay untouched",
+            )
     if out.is_file() or (out.exists() and not out.is_dir()):
         raise InputError(output, "exists and is a file, not a folder; choose a new or empty folder")
     if out.is_dir() and any(out.iterdir()) and not (accept is not None and accept(out)):

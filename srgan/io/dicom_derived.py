@@ -66,6 +66,7 @@ beside the destination (:func:`srgan.io.atomic.atomic_folder`): any other failur
 cancel removes it, so the output folder appears complete or not at all. A cancel raises
 :class:`WriteCancelled`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -97,7 +98,7 @@ Key = tuple[int, ...]
 #: The viewer's cache of enhanced slices: ``lookup(volume, slice)`` is that slice enhanced, (s·H, s·W) float32 in
 #: modality units, or None when it has not been enhanced yet.
 Lookup = Callable[[int, int], "np.ndarray | None"]
-_Ident = tuple[Path, "int | None", "int | None"]   # (file, frame index, mosaic tile index) as the reader has them
+_Ident = tuple[Path, "int | None", "int | None"]  # (file, frame index, mosaic tile index) as the reader has them
 
 ENHANCED_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.3", "1.2.840.10008.5.1.4.1.1.2.1"}
 
@@ -109,13 +110,29 @@ SERIES_NUMBER_OFFSET = 1000
 _LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}  # JPEG baseline / extended: always lossy
 # Enhanced MR Pulse Sequence / Bulk Motion Synchronization attributes: the IOD conditions them on ImageType
 # value 1 ORIGINAL or MIXED and dciodvfy rejects them on DERIVED images; the source still holds them
-_ORIGINAL_ONLY = ("PulseSequenceName", "MRAcquisitionType", "EchoPulseSequence", "MultipleSpinEcho",
-                  "MultiPlanarExcitation", "PhaseContrast", "VelocityEncodingAcquisitionSequence",
-                  "TimeOfFlightContrast", "ArterialSpinLabelingContrast", "SteadyStatePulseSequence",
-                  "EchoPlanarPulseSequence", "SaturationRecovery", "SpectrallySelectedSuppression",
-                  "OversamplingPhase", "GeometryOfKSpaceTraversal", "RectilinearPhaseEncodeReordering",
-                  "SegmentedKSpaceTraversal", "CoverageOfKSpace", "NumberOfKSpaceTrajectories",
-                  "BulkMotionCompensationTechnique", "BulkMotionSignalSource")
+_ORIGINAL_ONLY = (
+    "PulseSequenceName",
+    "MRAcquisitionType",
+    "EchoPulseSequence",
+    "MultipleSpinEcho",
+    "MultiPlanarExcitation",
+    "PhaseContrast",
+    "VelocityEncodingAcquisitionSequence",
+    "TimeOfFlightContrast",
+    "ArterialSpinLabelingContrast",
+    "SteadyStatePulseSequence",
+    "EchoPlanarPulseSequence",
+    "SaturationRecovery",
+    "SpectrallySelectedSuppression",
+    "OversamplingPhase",
+    "GeometryOfKSpaceTraversal",
+    "RectilinearPhaseEncodeReordering",
+    "SegmentedKSpaceTraversal",
+    "CoverageOfKSpace",
+    "NumberOfKSpaceTrajectories",
+    "BulkMotionCompensationTechnique",
+    "BulkMotionSignalSource",
+)
 
 
 class WriteCancelled(Exception):
@@ -126,7 +143,7 @@ class WriteCancelled(Exception):
 class DerivedReport:
     out_dir: Path
     files: list[Path] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)   # (source file, reason)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (source file, reason)
     notes: list[str] = field(default_factory=list)
     series_instance_uid: str = ""
 
@@ -245,8 +262,9 @@ def _parts(series: Series | Sequence[Series]) -> list[Series]:
         raise InputError(None, "no series given to write")
     uids = {p.uid for p in parts}
     if len(uids) > 1:
-        raise InputError(parts[0].files[0].parent,
-                         f"the series parts belong to {len(uids)} series; write one series at a time")
+        raise InputError(
+            parts[0].files[0].parent, f"the series parts belong to {len(uids)} series; write one series at a time"
+        )
     return parts
 
 
@@ -276,8 +294,20 @@ def _read(path: Path) -> Dataset:
         src = pydicom.dcmread(path)
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the reader says
         raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
-    missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Rows", "Columns",
-                             "BitsAllocated", "BitsStored", "PixelRepresentation") if kw not in src]
+    missing = [
+        kw
+        for kw in (
+            "SOPClassUID",
+            "SOPInstanceUID",
+            "SeriesInstanceUID",
+            "Rows",
+            "Columns",
+            "BitsAllocated",
+            "BitsStored",
+            "PixelRepresentation",
+        )
+        if kw not in src
+    ]
     if missing:
         raise _Skip(f"not a DICOM image (no {', '.join(missing)})")
     if int(src.get("SamplesPerPixel", 1)) != 1:
@@ -299,8 +329,15 @@ class _Slices:
     """Enhanced slices for the writer: the viewer's ``lookup`` first, the enhancer for the rest (with the series'
     plan and the slices' keys, so the plan's outputs are reused)."""
 
-    def __init__(self, enhancer: Any, plan: Plan | None, lookup: Lookup | None, first: Series, scale: int,
-                 cancel: Callable[[], bool] | None):
+    def __init__(
+        self,
+        enhancer: Any,
+        plan: Plan | None,
+        lookup: Lookup | None,
+        first: Series,
+        scale: int,
+        cancel: Callable[[], bool] | None,
+    ):
         self.enhancer, self.plan, self.lookup, self.first = enhancer, plan, lookup, first
         self.scale, self.cancel = scale, cancel
 
@@ -318,8 +355,9 @@ class _Slices:
         arr = np.asarray(got, dtype=np.float32)
         return arr if arr.shape == (shape[0] * self.scale, shape[1] * self.scale) else None
 
-    def get(self, keys: list[Key | None], shape: tuple[int, int],
-            source: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+    def get(
+        self, keys: list[Key | None], shape: tuple[int, int], source: Callable[[list[int]], np.ndarray]
+    ) -> np.ndarray:
         """(N, s·H, s·W) for the N slices ``keys`` of one file; ``source(rows)`` decodes the source slices
         ``rows`` (only those the lookup lacks)."""
         out = np.empty((len(keys), shape[0] * self.scale, shape[1] * self.scale), dtype=np.float32)
@@ -350,10 +388,19 @@ class _Slices:
         return hr
 
 
-def write_derived_series(series: Series | Sequence[Series], enhancer: Any, out_dir: str | Path, *,
-                         scale: int, provenance: Provenance, plan: Plan | None = None, lookup: Lookup | None = None,
-                         include_non_anatomy: bool = False, progress: Callable[[int, int], None] | None = None,
-                         cancel: Callable[[], bool] | None = None) -> DerivedReport:
+def write_derived_series(
+    series: Series | Sequence[Series],
+    enhancer: Any,
+    out_dir: str | Path,
+    *,
+    scale: int,
+    provenance: Provenance,
+    plan: Plan | None = None,
+    lookup: Lookup | None = None,
+    include_non_anatomy: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> DerivedReport:
     """Write the ×``scale`` derived series of one source series into the new folder ``out_dir``.
 
     ``series``: the :class:`srgan.io.dicom_series.Series` the reader built, or the list of parts the reader split
@@ -374,10 +421,10 @@ def write_derived_series(series: Series | Sequence[Series], enhancer: Any, out_d
     s = int(scale)
 
     excluded: dict[str, int] = {}
-    work: list[tuple[Path, list[int] | None]] = []   # (file, kept frame indices for multi-frame else None)
+    work: list[tuple[Path, list[int] | None]] = []  # (file, kept frame indices for multi-frame else None)
     for path, frames in by_file.items():
         indexed = sorted((fr for fr in frames if fr.frame_index is not None), key=lambda fr: fr.frame_index or 0)
-        if indexed:   # the reader read the file frame by frame
+        if indexed:  # the reader read the file frame by frame
             kept = []
             for fr in indexed:
                 reason = None if include_non_anatomy else reason_of_kind(fr.kind)
@@ -388,7 +435,7 @@ def write_derived_series(series: Series | Sequence[Series], enhancer: Any, out_d
             if kept:
                 work.append((path, kept))
             continue
-        reason = None if include_non_anatomy else reason_of_kind(frames[0].kind)   # mosaic tiles share one kind
+        reason = None if include_non_anatomy else reason_of_kind(frames[0].kind)  # mosaic tiles share one kind
         if reason is not None:
             excluded[f"{reason} images"] = excluded.get(f"{reason} images", 0) + 1
             continue
@@ -399,8 +446,10 @@ def write_derived_series(series: Series | Sequence[Series], enhancer: Any, out_d
 
     first_folder = next(iter(by_file)).parent
     if not work:
-        raise InputError(first_folder, "no magnitude anatomy image to enhance in this series"
-                         + (f" ({'; '.join(notes())})" if excluded else ""))
+        raise InputError(
+            first_folder,
+            "no magnitude anatomy image to enhance in this series" + (f" ({'; '.join(notes())})" if excluded else ""),
+        )
 
     slices = _Slices(enhancer, plan, lookup, parts[0], s, cancel)
     uid_map: dict = {"series": generate_uid()}
@@ -429,8 +478,11 @@ def write_derived_series(series: Series | Sequence[Series], enhancer: Any, out_d
             if report.skipped:
                 bad, why = report.skipped[0]
                 raise InputError(bad, f"none of the series' images could be used: {why}")
-            raise InputError(first_folder, "no magnitude anatomy image to enhance in this series"
-                             + (f" ({'; '.join(report.notes)})" if report.notes else ""))
+            raise InputError(
+                first_folder,
+                "no magnitude anatomy image to enhance in this series"
+                + (f" ({'; '.join(report.notes)})" if report.notes else ""),
+            )
     report.files = [out / w for w in written]
     return report
 
@@ -439,8 +491,16 @@ class _Excluded(Exception):
     """This single-frame file is not magnitude anatomy though its ImageType says so; the message says what."""
 
 
-def _derive_file(path: Path, frame_ids: list[int] | None, keys: dict[_Ident, Key], slices: _Slices, s: int,
-                 provenance: Provenance, uid_map: dict, include_non_anatomy: bool) -> Dataset:
+def _derive_file(
+    path: Path,
+    frame_ids: list[int] | None,
+    keys: dict[_Ident, Key],
+    slices: _Slices,
+    s: int,
+    provenance: Provenance,
+    uid_map: dict,
+    include_non_anatomy: bool,
+) -> Dataset:
     """The derived dataset of one source file (its kept frames, or its only image, or its mosaic tiles)."""
     src = _read(path)
     multi = str(src.get("SOPClassUID", "")) in ENHANCED_SOP_CLASSES and "PerFrameFunctionalGroupsSequence" in src
@@ -453,25 +513,35 @@ def _derive_file(path: Path, frame_ids: list[int] | None, keys: dict[_Ident, Key
     rows, cols = int(src.Rows), int(src.Columns)
     try:
         if frame_ids is not None:
-            hr = slices.get([keys.get((path, i, None)) for i in frame_ids], (rows, cols),
-                            lambda todo: np.stack([dicom_pixels.frame_pixels(src, frame_ids[k]) for k in todo]))
+            hr = slices.get(
+                [keys.get((path, i, None)) for i in frame_ids],
+                (rows, cols),
+                lambda todo: np.stack([dicom_pixels.frame_pixels(src, frame_ids[k]) for k in todo]),
+            )
         elif dicom_pixels.is_mosaic(src):
             n, g = dicom_pixels.mosaic_tile_count(src), dicom_pixels.mosaic_grid(src)
             if rows % g or cols % g:
-                raise _Skip(f"Siemens mosaic cannot be split into tiles: mosaic of {rows}×{cols} does not split "
-                            f"into a {g}×{g} grid")
-            hr = slices.get([keys.get((path, None, k)) for k in range(n)], (rows // g, cols // g),
-                            lambda todo: dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)[todo])
+                raise _Skip(
+                    f"Siemens mosaic cannot be split into tiles: mosaic of {rows}×{cols} does not split "
+                    f"into a {g}×{g} grid"
+                )
+            hr = slices.get(
+                [keys.get((path, None, k)) for k in range(n)],
+                (rows // g, cols // g),
+                lambda todo: dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)[todo],
+            )
         else:
-            hr = slices.get([keys.get((path, None, None))], (rows, cols),
-                            lambda todo: dicom_pixels.frame_pixels(src)[None])
+            hr = slices.get(
+                [keys.get((path, None, None))], (rows, cols), lambda todo: dicom_pixels.frame_pixels(src)[None]
+            )
         return _derive(src, frame_ids, hr, s, provenance, uid_map)
     except InputError as e:  # this file's own problem (e.g. a mosaic without tile count)
         raise _Skip(e.problem) from e
 
 
-def _derive(src: Dataset, frames: list[int] | None, hr: np.ndarray, scale: int, provenance: Provenance,
-            uid_map: dict) -> Dataset:
+def _derive(
+    src: Dataset, frames: list[int] | None, hr: np.ndarray, scale: int, provenance: Provenance, uid_map: dict
+) -> Dataset:
     """``src`` derived: ``hr`` holds the enhanced slices (its kept frames, its mosaic tiles or its only image)."""
     ds = copy.deepcopy(src)
     lo, hi, dtype = _stored_range(src)
@@ -499,15 +569,20 @@ def _derive(src: Dataset, frames: list[int] | None, hr: np.ndarray, scale: int, 
         rescales = [dicom_pixels.frame_rescale(src, i) for i in frames]
         slopes = [_choose_rescale(hr[k], m, b, hi) for k, (m, b) in enumerate(rescales)]
         if any(new != m for new, (m, _) in zip(slopes, rescales)) and not _per_frame_rescale(src):
-            slopes = [max(slopes)] * len(frames)   # one shared (or implicit) rescale for every frame
+            slopes = [max(slopes)] * len(frames)  # one shared (or implicit) rescale for every frame
         pixels = np.stack([_quantise(hr[k], slopes[k], rescales[k][1], lo, hi, dtype) for k in range(len(frames))])
         _derive_frames(ds, src, frames, rescales, slopes, s, provenance.long()[:1024])
         ds.NumberOfFrames = len(frames)
 
     ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
     _mark_derived(ds, src, provenance, uid_map)
-    for kw in ("SmallestImagePixelValue", "LargestImagePixelValue", "IconImageSequence",
-               "ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+    for kw in (
+        "SmallestImagePixelValue",
+        "LargestImagePixelValue",
+        "IconImageSequence",
+        "ExtendedOffsetTable",
+        "ExtendedOffsetTableLengths",
+    ):
         if kw in ds:
             del ds[kw]
     if str(src.file_meta.get("TransferSyntaxUID", "")) in _LOSSY_SYNTAXES:
@@ -536,8 +611,15 @@ def _per_frame_rescale(src: Dataset) -> bool:
     return bool(groups) and "PixelValueTransformationSequence" in groups[0]
 
 
-def _derive_frames(ds: Dataset, src: Dataset, frames: list[int], rescales: list[tuple[float, float]],
-                   slopes: list[float], s: int, description: str) -> None:
+def _derive_frames(
+    ds: Dataset,
+    src: Dataset,
+    frames: list[int],
+    rescales: list[tuple[float, float]],
+    slopes: list[float],
+    s: int,
+    description: str,
+) -> None:
     """Enhanced MR: keep the chosen frames' functional groups, refine their geometry, rescale, derivation."""
     shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
     src_shared = src.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
@@ -634,7 +716,7 @@ def _mark_derived(ds: Dataset, src: Dataset, provenance: Provenance, uid_map: di
     ds.SeriesNumber = number if number < 2**31 - 1 else SERIES_NUMBER_OFFSET
     mark = f"AI super-resolution x{provenance.scale}"
     base = str(src.get("SeriesDescription", "") or "").strip()
-    ds.SeriesDescription = f"{base[:64 - len(mark) - 1]} {mark}" if base else mark
+    ds.SeriesDescription = f"{base[: 64 - len(mark) - 1]} {mark}" if base else mark
 
     values = [str(v) for v in src.get("ImageType", [])]
     ds.ImageType = ["DERIVED", "PRIMARY" if enhanced else "SECONDARY"] + values[2:]

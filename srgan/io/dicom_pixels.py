@@ -6,6 +6,7 @@ per frame for enhanced MR, because Philips stores magnitude and field-map frames
 rescales in one file). A Siemens mosaic holds a whole volume as a ``g × g`` grid of tiles in one 2D
 image; its ImagePositionPatient refers to the corner of the whole mosaic, not to the first tile.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,8 +88,10 @@ def mosaic_tile_count(ds: pydicom.Dataset) -> int:
         items = _csa_value(_csa_image_header(ds), "NumberOfImagesInMosaic")
         n = int(items[0]) if items else None
     if not n:
-        raise InputError(getattr(ds, "filename", None),
-                         "is a Siemens MOSAIC but gives no NumberOfImagesInMosaic (0019,100A or CSA header)")
+        raise InputError(
+            getattr(ds, "filename", None),
+            "is a Siemens MOSAIC but gives no NumberOfImagesInMosaic (0019,100A or CSA header)",
+        )
     return n
 
 
@@ -215,8 +218,9 @@ def _ensure_transfer_syntax(ds: pydicom.Dataset) -> None:
 
     if meta is None:
         ds.file_meta = meta = FileMetaDataset()
-    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
-                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    )
 
 
 def decode_frames(ds: pydicom.Dataset, index: int | None = None) -> np.ndarray:
@@ -239,8 +243,10 @@ def decode_frames(ds: pydicom.Dataset, index: int | None = None) -> np.ndarray:
             arr = pixel_array(ds, index=index)
             several = False
     except Exception as err:
-        raise InputError(filename if isinstance(filename, str) else None,
-                         f"pixel data could not be decoded ({_transfer_syntax(ds)}): {err}") from err
+        raise InputError(
+            filename if isinstance(filename, str) else None,
+            f"pixel data could not be decoded ({_transfer_syntax(ds)}): {err}",
+        ) from err
     return _as_frames(ds, np.asarray(arr), several)
 
 

@@ -6,6 +6,7 @@ per enhanced multi-frame frame or per Siemens mosaic tile. Slices are ordered by
 slice normal (LPS mm); images that share a position (fMRI time points, diffusion directions, the
 Philips field map next to its magnitude) become separate volumes. Pixels are decoded only when asked.
 """
+
 from __future__ import annotations
 
 import os
@@ -106,9 +107,19 @@ class Frame:
 
 
 _SERIES_KEYWORDS = (
-    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PatientName", "PatientID", "PatientPosition",
-    "StudyDescription", "StudyDate",
-    "SeriesDescription", "SeriesNumber", "Modality", "Manufacturer", "SOPClassUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "PatientName",
+    "PatientID",
+    "PatientPosition",
+    "StudyDescription",
+    "StudyDate",
+    "SeriesDescription",
+    "SeriesNumber",
+    "Modality",
+    "Manufacturer",
+    "SOPClassUID",
 )
 
 
@@ -190,8 +201,11 @@ def _classic_frame(ds: pydicom.Dataset, path: Path) -> Frame:
     if spacing is None:
         spacing = _vec(ds.get("ImagerPixelSpacing"), 2)
     return Frame(
-        path=path, frame_index=None, tile_index=None,
-        rows=int(ds.Rows), cols=int(ds.Columns),
+        path=path,
+        frame_index=None,
+        tile_index=None,
+        rows=int(ds.Rows),
+        cols=int(ds.Columns),
         position=_vec(ds.get("ImagePositionPatient"), 3),
         orientation=_vec(ds.get("ImageOrientationPatient"), 6),
         pixel_spacing=(1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1])),
@@ -257,29 +271,35 @@ def _enhanced_frames(ds: pydicom.Dataset, path: Path) -> list[Frame]:
             spacing = _vec(ds.get("PixelSpacing"), 2)
         position = _vec(plane.get("ImagePositionPatient"), 3) if plane is not None else None
         orientation = _vec(orient.get("ImageOrientationPatient"), 6) if orient is not None else None
-        frames.append(Frame(
-            path=path, frame_index=i, tile_index=None,
-            rows=int(ds.Rows), cols=int(ds.Columns),
-            position=position if position is not None else _vec(ds.get("ImagePositionPatient"), 3),
-            orientation=orientation if orientation is not None else _vec(ds.get("ImageOrientationPatient"), 6),
-            pixel_spacing=(1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1])),
-            slice_thickness=(_float(measures.get("SliceThickness")) if measures is not None
-                             else _float(ds.get("SliceThickness"))),
-            instance_number=_int(ds.get("InstanceNumber")),
-            sop_instance_uid=_str(ds.get("SOPInstanceUID")),
-            image_type=top_types,
-            frame_type=_types(ftype.get("FrameType")) if ftype is not None else (),
-            complex_component=(_str(ftype.get("ComplexImageComponent")) or None) if ftype is not None else None,
-            window=_windows(voi) or _windows(ds),
-            rescale=dp.frame_rescale(ds, i),
-            acquisition_number=_int(content.get("FrameAcquisitionNumber")) if content is not None else None,
-            acquisition_time=_str(content.get("FrameAcquisitionDateTime")) or None if content is not None else None,
-            temporal_position=_int(content.get("TemporalPositionIndex")) if content is not None else None,
-            stack_position=_int(content.get("InStackPositionNumber")) if content is not None else None,
-            echo_time=_float(echo.get("EffectiveEchoTime")) if echo is not None else None,
-            b_value=_float(diffusion.get("DiffusionBValue")) if diffusion is not None else None,
-            diffusion_isotropic=diffusion is not None and _isotropic_diffusion(diffusion),
-        ))
+        frames.append(
+            Frame(
+                path=path,
+                frame_index=i,
+                tile_index=None,
+                rows=int(ds.Rows),
+                cols=int(ds.Columns),
+                position=position if position is not None else _vec(ds.get("ImagePositionPatient"), 3),
+                orientation=orientation if orientation is not None else _vec(ds.get("ImageOrientationPatient"), 6),
+                pixel_spacing=(1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1])),
+                slice_thickness=(
+                    _float(measures.get("SliceThickness")) if measures is not None else _float(ds.get("SliceThickness"))
+                ),
+                instance_number=_int(ds.get("InstanceNumber")),
+                sop_instance_uid=_str(ds.get("SOPInstanceUID")),
+                image_type=top_types,
+                frame_type=_types(ftype.get("FrameType")) if ftype is not None else (),
+                complex_component=(_str(ftype.get("ComplexImageComponent")) or None) if ftype is not None else None,
+                window=_windows(voi) or _windows(ds),
+                rescale=dp.frame_rescale(ds, i),
+                acquisition_number=_int(content.get("FrameAcquisitionNumber")) if content is not None else None,
+                acquisition_time=_str(content.get("FrameAcquisitionDateTime")) or None if content is not None else None,
+                temporal_position=_int(content.get("TemporalPositionIndex")) if content is not None else None,
+                stack_position=_int(content.get("InStackPositionNumber")) if content is not None else None,
+                echo_time=_float(echo.get("EffectiveEchoTime")) if echo is not None else None,
+                b_value=_float(diffusion.get("DiffusionBValue")) if diffusion is not None else None,
+                diffusion_isotropic=diffusion is not None and _isotropic_diffusion(diffusion),
+            )
+        )
     return frames
 
 
@@ -422,11 +442,21 @@ def scan(folder: str | Path, progress: Callable[[int, int], None] | None = None)
         series.extend(_build_series(infos[key], frames))
     if not series:
         if problems:
-            raise InputError(root, f"holds no readable DICOM image ({len(problems)} unreadable file(s), "
-                                   f"e.g. {problems[0].path.name}: {problems[0].message})")
+            raise InputError(
+                root,
+                f"holds no readable DICOM image ({len(problems)} unreadable file(s), "
+                f"e.g. {problems[0].path.name}: {problems[0].message})",
+            )
         raise InputError(root, "holds no DICOM image")
-    series.sort(key=lambda s: (s.study_date, s.study_uid, s.series_number if s.series_number is not None else 1 << 30,
-                               s.uid, s.part))
+    series.sort(
+        key=lambda s: (
+            s.study_date,
+            s.study_uid,
+            s.series_number if s.series_number is not None else 1 << 30,
+            s.uid,
+            s.part,
+        )
+    )
     return ScanResult(series=series, problems=problems)
 
 
@@ -493,7 +523,8 @@ def _build_series(info: dict, frames: list[Frame]) -> list[Series]:
         if len(keys) > 1:
             part_problems.append(
                 f"the series mixes {len(keys)} image sizes/orientations; split into parts, this is part "
-                f"{i + 1} of {len(keys)} ({_describe_geometry(key)}, {len(parts[key])} images)")
+                f"{i + 1} of {len(keys)} ({_describe_geometry(key)}, {len(parts[key])} images)"
+            )
         out.append(Series(info, parts[key], part=i if len(keys) > 1 else 0, problems=part_problems))
     return out
 
@@ -554,8 +585,9 @@ class _DatasetCache:
             ds = self.dataset(frame.path)
             arr = dp.split_mosaic(arr, dp.mosaic_tile_count(ds))[frame.tile_index]
         if arr.shape != (frame.rows, frame.cols):
-            raise InputError(frame.path, f"decoded image is {arr.shape[0]}×{arr.shape[1]}, the header says "
-                                         f"{frame.rows}×{frame.cols}")
+            raise InputError(
+                frame.path, f"decoded image is {arr.shape[0]}×{arr.shape[1]}, the header says {frame.rows}×{frame.cols}"
+            )
         return arr
 
 
@@ -616,7 +648,8 @@ class Series:
             left = sum(counts) - n_volumes * len(stacks)
             self.problems.append(
                 f"slice positions hold unequal numbers of images ({n_volumes} to {max(counts)}): only "
-                f"{n_volumes} complete volume(s) kept, {left} image(s) left out")
+                f"{n_volumes} complete volume(s) kept, {left} image(s) left out"
+            )
         self.n_positions = len(stacks)
         return [[stacks[s][v] for s in range(len(stacks))] for v in range(n_volumes)]
 
@@ -660,12 +693,14 @@ class Series:
             missing = round(steps[i] / median) - 1
             self.problems.append(
                 f"gap between slices {i} and {i + 1} ({d[i]:.2f} → {d[i + 1]:.2f} mm along the normal): "
-                f"about {missing} slice(s) missing")
+                f"about {missing} slice(s) missing"
+            )
         uneven = [s for i, s in enumerate(steps) if i not in gaps and abs(s - median) > tol]
         if uneven:
             self.problems.append(
                 f"uneven slice spacing: {len(uneven)} step(s) differ from {median:.3f} mm "
-                f"(from {min(uneven):.3f} to {max(uneven):.3f} mm)")
+                f"(from {min(uneven):.3f} to {max(uneven):.3f} mm)"
+            )
 
     def _default_window(self) -> tuple[float, float] | None:
         volume = self._grid[0]
@@ -723,4 +758,3 @@ class Series:
 
     def __repr__(self) -> str:
         return f"Series({self.description!r}, shape={self.shape}, uid={self.uid!r})"
-

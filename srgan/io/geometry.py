@@ -4,6 +4,7 @@ One convention everywhere (bicubic degradation, k-space truncation, DICOM positi
 LR pixel i is centred on HR position i·s + (s−1)/2. So the HR pixel 0 centre lies (s−1)/(2s) LR pixels
 before the LR pixel 0 centre.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,4 +33,6 @@ def refine_position(ipp, row_dir, col_dir, pixel_spacing, scale: int) -> np.ndar
     """
     dr, dc = float(pixel_spacing[0]), float(pixel_spacing[1])
     s = float(scale)
-    return np.asarray(ipp, float) - (s - 1) / (2 * s) * (dc * np.asarray(row_dir, float) + dr * np.asarray(col_dir, float))
+    return np.asarray(ipp, float) - (s - 1) / (2 * s) * (
+        dc * np.asarray(row_dir, float) + dr * np.asarray(col_dir, float)
+    )

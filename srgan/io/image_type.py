@@ -5,6 +5,7 @@ the derived-series writer (:mod:`srgan.io.dicom_derived`, what is left out of an
 Values 1 and 2 (ORIGINAL/DERIVED, PRIMARY/SECONDARY) say nothing about the content; the tokens looked up here
 are values 3 and on, which are vendor-defined.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -12,14 +13,39 @@ from collections.abc import Iterable
 #: ImageType / FrameType values (3 and on) that mark an image as something other than magnitude anatomy, and
 #: the kind each one names.
 KIND_TOKENS: dict[str, str] = {
-    "LOCALIZER": "localizer", "SCOUT": "localizer", "SURVEY": "localizer",
-    "FIELD_MAP": "field_map", "FIELDMAP": "field_map", "B0": "field_map", "B0_MAP": "field_map",
-    "B0MAP": "field_map", "B0 MAP": "field_map", "B1": "field_map", "B1_MAP": "field_map", "FM": "field_map",
-    "P": "phase", "PHASE": "phase", "PHA": "phase", "PHASE MAP": "phase", "PHASE_MAP": "phase",
-    "R": "real", "REAL": "real", "I": "imaginary", "IMAGINARY": "imaginary",
-    "ADC": "adc", "EADC": "adc", "TRACEW": "trace", "TRACE": "trace", "ISOTROPIC": "trace",
-    "FA": "fa", "COLFA": "fa", "DIFFUSION_ANISO": "fa",
-    "T1_MAP": "map", "T2_MAP": "map", "T2_STAR_MAP": "map", "PERFUSION": "map",
+    "LOCALIZER": "localizer",
+    "SCOUT": "localizer",
+    "SURVEY": "localizer",
+    "FIELD_MAP": "field_map",
+    "FIELDMAP": "field_map",
+    "B0": "field_map",
+    "B0_MAP": "field_map",
+    "B0MAP": "field_map",
+    "B0 MAP": "field_map",
+    "B1": "field_map",
+    "B1_MAP": "field_map",
+    "FM": "field_map",
+    "P": "phase",
+    "PHASE": "phase",
+    "PHA": "phase",
+    "PHASE MAP": "phase",
+    "PHASE_MAP": "phase",
+    "R": "real",
+    "REAL": "real",
+    "I": "imaginary",
+    "IMAGINARY": "imaginary",
+    "ADC": "adc",
+    "EADC": "adc",
+    "TRACEW": "trace",
+    "TRACE": "trace",
+    "ISOTROPIC": "trace",
+    "FA": "fa",
+    "COLFA": "fa",
+    "DIFFUSION_ANISO": "fa",
+    "T1_MAP": "map",
+    "T2_MAP": "map",
+    "T2_STAR_MAP": "map",
+    "PERFUSION": "map",
 }
 
 #: Philips writes e.g. ``P_SE`` (phase, spin echo): a value starting so marks a phase image.
@@ -27,9 +53,15 @@ PHASE_PREFIX = "P_"
 
 #: How the writer's report names each non-magnitude kind ("32 field map frames left out: ...").
 KIND_REASONS: dict[str, str] = {
-    "phase": "phase", "real": "real/imaginary", "imaginary": "real/imaginary", "field_map": "field map",
-    "adc": "diffusion map (ADC/trace/FA)", "trace": "diffusion map (ADC/trace/FA)",
-    "fa": "diffusion map (ADC/trace/FA)", "map": "map", "localizer": "localizer",
+    "phase": "phase",
+    "real": "real/imaginary",
+    "imaginary": "real/imaginary",
+    "field_map": "field map",
+    "adc": "diffusion map (ADC/trace/FA)",
+    "trace": "diffusion map (ADC/trace/FA)",
+    "fa": "diffusion map (ADC/trace/FA)",
+    "map": "map",
+    "localizer": "localizer",
 }
 
 

@@ -5,6 +5,7 @@ MR slices exported as images are grayscale; an RGB file is read as its luminance
 16-bit /65535) so metrics with ``data_range=1`` mean the same thing for both, and writing back at the same
 bit depth is exact. Float TIFFs keep their values (no [0, 1] guarantee, ``bit_depth`` 32).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from srgan.io import atomic
 from srgan.errors import InputError
+from srgan.io import atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -23,8 +24,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 @dataclass
 class Image2D:
     """One grayscale image: ``data`` (H, W) float32 in [0, 1] (float TIFF: as stored)."""
+
     data: np.ndarray
-    bit_depth: int                 # 8 or 16 (integer files), 32 (float TIFF)
+    bit_depth: int  # 8 or 16 (integer files), 32 (float TIFF)
     was_rgb: bool = False
     path: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -51,15 +53,15 @@ def load_image(path: str | Path) -> Image2D:
     _check_file(p)
     notes: list[str] = []
     try:
-        with Image.open(p) as im:
-            n_frames = getattr(im, "n_frames", 1)
-            im.load()
+        with Image.open(p) as opened:
+            n_frames = getattr(opened, "n_frames", 1)
+            opened.load()
             if n_frames > 1:
                 notes.append(f"multi-page file: read page 1 of {n_frames}")
-            oriented = ImageOps.exif_transpose(im)
-            if oriented is not None and oriented.size != im.size:
+            oriented = ImageOps.exif_transpose(opened)
+            if oriented is not None and oriented.size != opened.size:
                 notes.append("EXIF orientation applied")
-            im = oriented if oriented is not None else im
+            im: Image.Image = oriented if oriented is not None else opened
             mode = im.mode
             if mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -84,10 +86,11 @@ def load_image(path: str | Path) -> Image2D:
                 notes.append("colour file with identical channels read as grayscale")
         else:
             from skimage.color import rgb2gray
+
             was_rgb = True
             notes.append("RGB image converted to grayscale (luminance)")
             depth = 16 if arr.dtype == np.uint16 else 8
-            gray = rgb2gray(arr[..., :3].astype(np.float64) / (2 ** depth - 1)).astype(np.float32)
+            gray = rgb2gray(arr[..., :3].astype(np.float64) / (2**depth - 1)).astype(np.float32)
             if mode == "RGB" and p.suffix.lower() == ".png" and _png_bit_depth(p) == 16:
                 notes.append("16-bit RGB PNG read at 8 bits per channel")
             return Image2D(gray, depth, True, p, notes)
@@ -128,8 +131,11 @@ def save_image(path: str | Path, data: np.ndarray, bit_depth: int = 8, text: dic
     a = np.asarray(data)
     if a.ndim != 2:
         raise ValueError(f"expected (H, W) data, got shape {a.shape}")
-    if bit_depth not in (8, 16, 32) or (bit_depth == 32 and ext not in (".tif", ".tiff")) \
-            or (bit_depth == 16 and ext in (".jpg", ".jpeg")):
+    if (
+        bit_depth not in (8, 16, 32)
+        or (bit_depth == 32 and ext not in (".tif", ".tiff"))
+        or (bit_depth == 16 and ext in (".jpg", ".jpeg"))
+    ):
         raise ValueError(f"bit depth {bit_depth} cannot be written as {ext}")
     if not out.parent.is_dir():
         raise InputError(out.parent, "output folder does not exist")
@@ -137,7 +143,7 @@ def save_image(path: str | Path, data: np.ndarray, bit_depth: int = 8, text: dic
     if bit_depth == 32:
         im = Image.fromarray(a.astype(np.float32), mode=None)
     else:
-        top = 2 ** bit_depth - 1
+        top = 2**bit_depth - 1
         levels = np.rint(np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * top)
         im = Image.fromarray(levels.astype(np.uint8 if bit_depth == 8 else np.uint16))
     kwargs: dict = {}

@@ -8,18 +8,19 @@ Output data type: always float32 (no ``scl_slope`` scaling). A super-resolved vo
 overshoot the source range (ringing), so writing it back into int16 would clip and quantise it; float32 keeps
 what the model produced at twice the size of an int16 file. The sidecar JSON records the source data type.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import nibabel as nib
 import numpy as np
 
-from srgan.io import atomic
 from srgan.errors import InputError
+from srgan.io import atomic
 from srgan.io.geometry import refine_affine
 from srgan.provenance import Provenance
 
@@ -34,6 +35,7 @@ class Volume:
     ``affine`` (4, 4) maps voxel (i, j, k, 1) to world mm (RAS+ as nibabel reports it); ``header`` is the
     source nibabel header (None for a volume built in memory); ``path`` the file it came from.
     """
+
     data: np.ndarray
     affine: np.ndarray
     header: nib.Nifti1Header | None = None
@@ -43,7 +45,8 @@ class Volume:
     @property
     def zooms(self) -> tuple[float, float, float]:
         """Voxel spacing (mm) along the three spatial axes, from the affine's column lengths."""
-        return tuple(float(z) for z in np.linalg.norm(np.asarray(self.affine)[:3, :3], axis=0))
+        x, y, z = (float(v) for v in np.linalg.norm(np.asarray(self.affine)[:3, :3], axis=0))
+        return x, y, z
 
 
 def nifti_stem(path: str | Path) -> str:
@@ -91,8 +94,13 @@ def load_nifti(path: str | Path) -> Volume:
         raise InputError(p, f"has {data.ndim} dimensions {data.shape}; expected a 3D or 4D volume")
     if not np.all(np.isfinite(img.affine)):
         raise InputError(p, "has no valid affine (non-finite values in qform/sform)")
-    return Volume(data=np.ascontiguousarray(data), affine=np.asarray(img.affine, dtype=np.float64),
-                  header=img.header, path=p, source_dtype=str(img.get_data_dtype()))
+    return Volume(
+        data=np.ascontiguousarray(data),
+        affine=np.asarray(img.affine, dtype=np.float64),
+        header=img.header,
+        path=p,
+        source_dtype=str(img.get_data_dtype()),
+    )
 
 
 def through_plane_axis(affine_or_zooms, override: int | None = None) -> int:
@@ -114,8 +122,9 @@ def through_plane_axis(affine_or_zooms, override: int | None = None) -> int:
     return int(np.nonzero(zooms >= top * (1 - 1e-3))[0][-1])
 
 
-def enhance_volume(vol: Volume, enhance_stack: Callable[[np.ndarray], np.ndarray], scale: int,
-                   axis: int | None = None) -> Volume:
+def enhance_volume(
+    vol: Volume, enhance_stack: Callable[[np.ndarray], np.ndarray], scale: int, axis: int | None = None
+) -> Volume:
     """Super-resolve every slice of ``vol`` in-plane by ``scale``.
 
     The through-plane axis (:func:`through_plane_axis`, or ``axis``) is taken as the stack axis:
@@ -125,7 +134,8 @@ def enhance_volume(vol: Volume, enhance_stack: Callable[[np.ndarray], np.ndarray
     """
     s = int(scale)
     k = through_plane_axis(vol.affine, axis)
-    inplane = tuple(ax for ax in (0, 1, 2) if ax != k)
+    a, b = (ax for ax in (0, 1, 2) if ax != k)
+    inplane = (a, b)
     data = vol.data if vol.data.ndim == 4 else vol.data[..., None]
     order = (k, *inplane)
     back = tuple(np.argsort(order))
@@ -138,8 +148,13 @@ def enhance_volume(vol: Volume, enhance_stack: Callable[[np.ndarray], np.ndarray
             raise ValueError(f"enhance_stack returned {out.shape}, expected {(n, s * h, s * w)}")
         frames.append(np.transpose(out, back))
     new = np.stack(frames, axis=3) if vol.data.ndim == 4 else frames[0]
-    return Volume(data=np.ascontiguousarray(new), affine=refine_affine(vol.affine, s, inplane),
-                  header=vol.header, path=vol.path, source_dtype=vol.source_dtype)
+    return Volume(
+        data=np.ascontiguousarray(new),
+        affine=refine_affine(vol.affine, s, inplane),
+        header=vol.header,
+        path=vol.path,
+        source_dtype=vol.source_dtype,
+    )
 
 
 def _xform_codes(header) -> tuple[int, int]:
@@ -189,8 +204,13 @@ def save_nifti(vol: Volume, path: str | Path, provenance: Provenance | None = No
         nib.save(img, str(tmp))
     if provenance is not None:
         side = out.with_name(nifti_stem(out) + ".json")
-        record = {**provenance.as_dict(), "source": None if vol.path is None else str(vol.path),
-                  "source_dtype": vol.source_dtype, "output_dtype": "float32",
-                  "shape": list(data.shape), "zooms_mm": list(vol.zooms)}
+        record = {
+            **provenance.as_dict(),
+            "source": None if vol.path is None else str(vol.path),
+            "source_dtype": vol.source_dtype,
+            "output_dtype": "float32",
+            "shape": list(data.shape),
+            "zooms_mm": list(vol.zooms),
+        }
         atomic.write_text(side, json.dumps(record, indent=2) + "\n")
     return out

@@ -4,6 +4,7 @@ Generators take ``(B, 1, h, w)`` intensities normalised to about [0, 1] and retu
 Discriminators take ``(B, 1, H, W)`` and return logits ``(B, 1)``. Every class has keyword-only constructor
 arguments and a ``TINY`` dict of kwargs small enough for unit tests.
 """
+
 from __future__ import annotations
 
 from .discriminator import PooledDiscriminator, SeedDiscriminator

@@ -1,4 +1,5 @@
 """Discriminators. Both return logits ``(B, 1)``; ``predict`` gives the probability the seed design names."""
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,14 @@ class SeedDiscriminator(_Discriminator):
 
     TINY = {"channels": (4, 4, 8, 8), "dense": 8, "patch_size": 16}
 
-    def __init__(self, *, patch_size: int = 96, in_channels: int = 1, channels: tuple[int, ...] = _SEED_CHANNELS,
-                 dense: int = 1024):
+    def __init__(
+        self,
+        *,
+        patch_size: int = 96,
+        in_channels: int = 1,
+        channels: tuple[int, ...] = _SEED_CHANNELS,
+        dense: int = 1024,
+    ):
         super().__init__()
         channels = tuple(channels)
         down = 2 ** (len(channels) // 2)
@@ -41,8 +48,12 @@ class SeedDiscriminator(_Discriminator):
             raise ValueError(f"patch_size must be divisible by {down}, got {patch_size}")
         self.features = _conv_blocks(in_channels, channels, batch_norm=True, spectral=False)
         side = patch_size // down
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * side * side, dense),
-                                  nn.LeakyReLU(0.2, inplace=True), nn.Linear(dense, 1))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels[-1] * side * side, dense),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(dense, 1),
+        )
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -54,12 +65,22 @@ class PooledDiscriminator(_Discriminator):
 
     TINY = {"channels": (4, 4, 8, 8), "dense": 8}
 
-    def __init__(self, *, in_channels: int = 1, channels: tuple[int, ...] = (32, 32, 64, 64, 128, 128, 256, 256),
-                 dense: int = 256):
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        channels: tuple[int, ...] = (32, 32, 64, 64, 128, 128, 256, 256),
+        dense: int = 256,
+    ):
         super().__init__()
         self.features = _conv_blocks(in_channels, tuple(channels), batch_norm=False, spectral=True)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], dense),
-                                  nn.LeakyReLU(0.2, inplace=True), nn.Linear(dense, 1))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels[-1], dense),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(dense, 1),
+        )
 
     def forward(self, x):
         return self.head(self.features(x))

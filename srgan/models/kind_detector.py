@@ -13,6 +13,7 @@ band whole, while separable bicubic attenuates its corners twice. All features a
 the intensity scale and offset the normaliser applies (its accuracy on held-out slices: docs/benchmarks.md). It
 must see a whole slice: a crop's spectrum leaks at its cut edges.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -83,11 +84,11 @@ def spectral_features(lr: torch.Tensor) -> torch.Tensor:
     x = lr.detach().to(torch.float64)
     x = x - x.mean(dim=(-2, -1), keepdim=True)
     h, w = x.shape[-2:]
-    power = torch.fft.fft2(x[:, 0]).abs() ** 2   # (B, h, w)
+    power = torch.fft.fft2(x[:, 0]).abs() ** 2  # (B, h, w)
     # The mean 1-D power spectrum of the rows (columns) is, by Parseval along the other axis, the 2-D power summed
     # over the other frequency / that axis' length²: one FFT instead of three.
-    rows = power[..., : w // 2 + 1].sum(dim=-2) / (h * h)   # (B, w//2+1)
-    cols = power[..., : h // 2 + 1, :].sum(dim=-1) / (w * w)   # (B, h//2+1)
+    rows = power[..., : w // 2 + 1].sum(dim=-2) / (h * h)  # (B, w//2+1)
+    cols = power[..., : h // 2 + 1, :].sum(dim=-1) / (w * w)  # (B, h//2+1)
     lb = (_band_log_power(rows) + _band_log_power(cols)) / 2
     lb = lb - lb[:, :1]
     cells = _cell_log_power(power)
@@ -100,6 +101,7 @@ class KindDetector(nn.Module):
     Its state is buffers (feature mean/std, logistic weights), saved and hash-checked with the generator that
     owns it. Unfitted (``fitted == 0``) it answers 0.5 for every slice.
     """
+
     mean: torch.Tensor
     std: torch.Tensor
     weight: torch.Tensor
@@ -154,6 +156,7 @@ class KindDetector(nn.Module):
                 loss = nn.functional.binary_cross_entropy_with_logits(logit, y) + l2 * (w[:-1] ** 2).sum()
                 loss.backward()
             return loss
+
         opt.step(closure)
         self.mean.copy_(mean)
         self.std.copy_(std)

@@ -4,6 +4,7 @@
 conv + BN added to the head output; one upsampling block per factor 2 (nearest ×2, conv3×3 with 256 filters, ReLU);
 a 9×9 output conv. Its upsampling convs run at full resolution with 256 channels, which is why it is slow on a CPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,15 @@ class SeedResidualBlock(nn.Module):
 class SeedGenerator(nn.Module):
     TINY = {"channels": 8, "num_blocks": 1, "upsample_channels": 8}
 
-    def __init__(self, *, scale: int = 4, in_channels: int = 1, channels: int = 64, num_blocks: int = 3,
-                 upsample_channels: int = 256):
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        in_channels: int = 1,
+        channels: int = 64,
+        num_blocks: int = 3,
+        upsample_channels: int = 256,
+    ):
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f"scale must be 2, 4 or 8, got {scale}")
@@ -40,8 +48,11 @@ class SeedGenerator(nn.Module):
         self.post = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
         ups, c = [], channels
         for _ in range(int(math.log2(scale))):
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, upsample_channels, 3, padding=1),
-                    nn.ReLU(inplace=True)]
+            ups += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c, upsample_channels, 3, padding=1),
+                nn.ReLU(inplace=True),
+            ]
             c = upsample_channels
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(c, in_channels, 9, padding=4)

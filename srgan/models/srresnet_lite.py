@@ -22,6 +22,7 @@ fixed (docs/benchmarks.md). The network learns more easily from a smooth base th
 ringing; ``bicubic`` is the default and what the bundled models use. No BatchNorm: statistics of small MRI patches
 are unstable and BN makes DDP on CPU diverge from single-process training.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -73,9 +74,19 @@ class ResidualBlock(nn.Module):
 class SRResNetLite(nn.Module):
     TINY = {"channels": 8, "num_blocks": 1}
 
-    def __init__(self, *, scale: int = 2, in_channels: int = 1, channels: int = 32, num_blocks: int = 8,
-                 res_scale: float = 1.0, base: str = "bicubic", upsampler: str = "shuffle",
-                 up_channels: int | None = None, kind_input: bool = False):
+    def __init__(
+        self,
+        *,
+        scale: int = 2,
+        in_channels: int = 1,
+        channels: int = 32,
+        num_blocks: int = 8,
+        res_scale: float = 1.0,
+        base: str = "bicubic",
+        upsampler: str = "shuffle",
+        up_channels: int | None = None,
+        kind_input: bool = False,
+    ):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")

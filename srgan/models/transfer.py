@@ -9,6 +9,7 @@ Tensors are copied where names and shapes agree. Where they differ:
   convolution zeroed (net2deeper), so the deeper model starts with the shallower one's function;
 - anything else (e.g. the ×2 tail of weights used for a ×4 model) keeps the new model's initialisation.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,13 @@ def transfer_weights(model: nn.Module, source: dict[str, torch.Tensor]) -> int:
         o = own[k]
         if o.shape == v.shape:
             picked[k] = v
-        elif o.ndim == 4 and v.ndim == 4 and o.shape[0] == v.shape[0] and o.shape[2:] == v.shape[2:] \
-                and o.shape[1] > v.shape[1]:
+        elif (
+            o.ndim == 4
+            and v.ndim == 4
+            and o.shape[0] == v.shape[0]
+            and o.shape[2:] == v.shape[2:]
+            and o.shape[1] > v.shape[1]
+        ):
             picked[k] = torch.cat([v, v.new_zeros(v.shape[0], o.shape[1] - v.shape[1], *v.shape[2:])], dim=1)
     if not picked:
         return 0

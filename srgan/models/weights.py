@@ -4,6 +4,7 @@ safetensors holds tensors only, so loading weights can never execute code (no pi
 the architecture and its kwargs, so the model is rebuilt from the registry, and carries the file's sha256, which is
 checked on every load: a truncated or swapped file is refused rather than silently producing wrong images.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,8 +60,15 @@ def save_weights(path: str | Path, model, card: dict) -> Path:
     card["sha256"] = hashlib.sha256(data).hexdigest()
     card["size_bytes"] = len(data)
     card["parameters"] = int(sum(t.numel() for t in tensors.values()))
-    card.setdefault("versions", {"brainsr": srgan.__version__, "torch": torch.__version__, "numpy": np.__version__,
-                                 "python": platform.python_version()})
+    card.setdefault(
+        "versions",
+        {
+            "brainsr": srgan.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    )
     atomic.write_bytes(json_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return st_path
 
@@ -91,8 +99,11 @@ def load_weights(path: str | Path, *, device="cpu"):
     card = read_card(st_path)
     digest = sha256_file(st_path)
     if card.get("sha256") != digest:
-        raise InputError(st_path, f"sha256 {digest[:16]}… does not match the model card "
-                                  f"({str(card.get('sha256'))[:16]}…): the file is corrupt or not the one described")
+        raise InputError(
+            st_path,
+            f"sha256 {digest[:16]}… does not match the model card "
+            f"({str(card.get('sha256'))[:16]}…): the file is corrupt or not the one described",
+        )
     if card.get("arch") not in GENERATORS:
         raise InputError(st_path, f"unknown architecture {card.get('arch')!r} in the model card")
     try:
@@ -136,6 +147,9 @@ def bundled_weights(scale: int, name: str | None = None, directory: str | Path |
         return Path(hits[0]["path"])
     hits = [c for c in cards if c.get("kwargs", {}).get("scale") == scale and c.get("kind", "fidelity") == "fidelity"]
     if not hits:
-        raise InputError(None, f"no bundled x{scale} weights in {BUNDLED_DIR if directory is None else directory}: "
-                               "pass --weights PATH (see README: training)")
+        raise InputError(
+            None,
+            f"no bundled x{scale} weights in {BUNDLED_DIR if directory is None else directory}: "
+            "pass --weights PATH (see README: training)",
+        )
     return Path(hits[0]["path"])

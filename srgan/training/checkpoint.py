@@ -6,6 +6,7 @@ validation), ``best`` (best stage-1 validation: ``gain_db``, ``step``) and ``kin
 was fitted), and ``elapsed_s`` (training seconds over all invocations). Only tensors, strings and numbers, so it
 loads with ``weights_only=True``; it is written atomically, so a run killed mid-save keeps its previous one.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,13 @@ def rng_state() -> dict:
     """RNG states as tensors / strings / ints so the checkpoint loads with ``weights_only=True``."""
     import numpy as np
     import torch
+
     name, keys, pos, has_gauss, gauss = cast(tuple, np.random.get_state())
-    state = {"torch": torch.get_rng_state(), "numpy": json.dumps([name, keys.tolist(), pos, has_gauss, gauss]),
-             "python": json.dumps(random.getstate())}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": json.dumps([name, keys.tolist(), pos, has_gauss, gauss]),
+        "python": json.dumps(random.getstate()),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -35,6 +40,7 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     import numpy as np
     import torch
+
     torch.set_rng_state(state["torch"])
     name, keys, pos, has_gauss, gauss = json.loads(state["numpy"])
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
@@ -44,14 +50,31 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, *, config: dict, step: int, modules: dict[str, Any], metrics: dict, best: dict,
-         kind_info: dict, elapsed_s: float) -> None:
+def save(
+    path: Path,
+    *,
+    config: dict,
+    step: int,
+    modules: dict[str, Any],
+    metrics: dict,
+    best: dict,
+    kind_info: dict,
+    elapsed_s: float,
+) -> None:
     """Write the checkpoint; ``modules`` maps the state-dict keys above to objects with ``state_dict()``."""
     import torch
-    ck = {"format": FORMAT, "config": config, "step": step,
-          **{k: m.state_dict() for k, m in modules.items()},
-          "rng": rng_state(), "metrics": json.dumps(metrics), "best": json.dumps(best),
-          "kind_info": json.dumps(kind_info), "elapsed_s": elapsed_s}
+
+    ck = {
+        "format": FORMAT,
+        "config": config,
+        "step": step,
+        **{k: m.state_dict() for k, m in modules.items()},
+        "rng": rng_state(),
+        "metrics": json.dumps(metrics),
+        "best": json.dumps(best),
+        "kind_info": json.dumps(kind_info),
+        "elapsed_s": elapsed_s,
+    }
     with atomic.atomic_path(path) as tmp:
         torch.save(ck, tmp)
 
@@ -59,6 +82,7 @@ def save(path: Path, *, config: dict, step: int, modules: dict[str, Any], metric
 def read(path: Path, device: Any = "cpu") -> dict:
     """The checkpoint's contents, its JSON strings decoded; ``InputError`` when missing or unreadable."""
     import torch
+
     if not path.is_file():
         raise InputError(path, "no training checkpoint to resume from")
     try:

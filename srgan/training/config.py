@@ -8,6 +8,7 @@ so no default is written twice. Nested fields (``data.*``, ``degradation.*``) ar
 Importing this module does not import torch (``srgan train --help`` answers at once): the nested configs come
 from modules that do, so they are imported when a ``TrainConfig`` is built.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,13 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def _data_config(**kw: Any) -> DataConfig:
     from srgan.training.data import DataConfig  # imports torch: kept out of `srgan train --help`
+
     return DataConfig(**kw)
 
 
 def _degradation_config(**kw: Any) -> DegradationConfig:
     from srgan.degrade import DegradationConfig
+
     return DegradationConfig(**kw)
 
 
@@ -50,14 +53,20 @@ class TrainConfig:
     Learning rates follow a linear warm-up then cosine decay to ``lr_min_ratio`` within each stage;
     stage 2 starts the generator at ``lr * stage2_lr_ratio``.
     """
+
     generator: str = field(default="srresnet_lite", metadata=_help("generator name (srgan.models.GENERATORS)"))
-    generator_kwargs: dict = field(default_factory=dict, metadata=_help(
-        'e.g. \'{"channels": 48, "num_blocks": 12}\'', metavar="JSON"))
+    generator_kwargs: dict = field(
+        default_factory=dict, metadata=_help('e.g. \'{"channels": 48, "num_blocks": 12}\'', metavar="JSON")
+    )
     discriminator: str = field(default="pooled", metadata=_help("discriminator name (srgan.models.DISCRIMINATORS)"))
     discriminator_kwargs: dict = field(default_factory=dict, metadata=_help(metavar="JSON"))
     scale: int = field(default=2, metadata=_help(choices=(2, 3, 4)))
-    data: DataConfig = field(default_factory=_data_config, metadata=_help(
-        "HR sources (data.sources): image folders, NIfTI files/folders, DICOM folders", nargs="+", metavar="PATH"))
+    data: DataConfig = field(
+        default_factory=_data_config,
+        metadata=_help(
+            "HR sources (data.sources): image folders, NIfTI files/folders, DICOM folders", nargs="+", metavar="PATH"
+        ),
+    )
     degradation: DegradationConfig = field(default_factory=_degradation_config)
     patch_size: int = field(default=96, metadata=_help("HR patch side in px (multiple of the scale)"))
     batch_size: int = field(default=16, metadata=_help("global batch, split across DDP ranks"))
@@ -74,27 +83,39 @@ class TrainConfig:
     w_pixel: float = field(default=1.0, metadata=_help("weight of the pixel loss"))
     w_content: float = field(default=0.1, metadata=_help("weight of the content loss (stage 2)"))
     w_adv: float = field(default=5e-3, metadata=_help("weight of the adversarial loss (stage 2)"))
-    content: str = field(default="gradient+fft", metadata=_help(
-        "content loss: gradient, fft, vgg, none or a sum like gradient+fft"))
+    content: str = field(
+        default="gradient+fft", metadata=_help("content loss: gradient, fft, vgg, none or a sum like gradient+fft")
+    )
     adversarial: str = field(default="relativistic", metadata=_help(choices=("bce", "relativistic")))
-    vgg: str | None = field(default=None, metadata=_help(
-        "torchvision-layout VGG19 state dict for --content vgg", metavar="PATH"))
+    vgg: str | None = field(
+        default=None, metadata=_help("torchvision-layout VGG19 state dict for --content vgg", metavar="PATH")
+    )
     ema_decay: float = field(default=0.999, metadata=_help("decay of the generator's EMA (validated and exported)"))
     seed: int = 0
     device: str = field(default="auto", metadata=_help(choices=DEVICES))
-    out: str = field(default="runs/train", metadata=_help(
-        "run folder: config.json, log.csv, val.csv, tb/, ckpt.pt, exported weights"))
+    out: str = field(
+        default="runs/train",
+        metadata=_help("run folder: config.json, log.csv, val.csv, tb/, ckpt.pt, exported weights"),
+    )
     name: str = field(default="", metadata=_help("weights name prefix (empty: brainsr-x<scale>)"))
     log_every: int = 10
     val_every: int = 250
     ckpt_every: int = 250
-    init_from: str | None = field(default=None, metadata=_help(
-        "start the generator from saved weights (.safetensors)", flag="--init", metavar="WEIGHTS"))
-    time_budget_min: float = field(default=0.0, metadata=_help(
-        "stop cleanly (checkpoint + export) after this many minutes (0 = no limit)", flag="--time-budget",
-        metavar="MIN"))
-    stop_after: int = field(default=0, metadata=_help(
-        "stop cleanly after N steps of this invocation (0 = no limit)", metavar="N"))
+    init_from: str | None = field(
+        default=None,
+        metadata=_help("start the generator from saved weights (.safetensors)", flag="--init", metavar="WEIGHTS"),
+    )
+    time_budget_min: float = field(
+        default=0.0,
+        metadata=_help(
+            "stop cleanly (checkpoint + export) after this many minutes (0 = no limit)",
+            flag="--time-budget",
+            metavar="MIN",
+        ),
+    )
+    stop_after: int = field(
+        default=0, metadata=_help("stop cleanly after N steps of this invocation (0 = no limit)", metavar="N")
+    )
     num_threads: int = field(default=0, metadata=_help("torch CPU threads (0 = torch's default)"))
 
     def __post_init__(self) -> None:
@@ -146,13 +167,17 @@ def _default_text(f: dataclasses.Field) -> str:
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """``srgan train``'s parser: ``--config``, ``--resume``, one flag per ``TrainConfig`` field, ``--set``."""
-    ap = argparse.ArgumentParser(prog="srgan train", description=description,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="Any config field, nested ones too: --set degradation.p_noise=0.5 "
-                                        "--set data.slice_axes=[2]. Precedence: defaults < --config < flags.")
+    ap = argparse.ArgumentParser(
+        prog="srgan train",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Any config field, nested ones too: --set degradation.p_noise=0.5 "
+        "--set data.slice_axes=[2]. Precedence: defaults < --config < flags.",
+    )
     ap.add_argument("--config", help="JSON file of TrainConfig fields (e.g. a run's config.json)")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue the run in --out from its checkpoint (flags given override)")
+    ap.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint (flags given override)"
+    )
     for f in dataclasses.fields(TrainConfig):
         if f.name in _NOT_FLAGS:
             continue
@@ -182,8 +207,7 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Trai
             d.update(json.loads(Path(args.config).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(args.config, f"not a readable JSON config ({e})") from None
-    flat = {k: v for k, v in vars(args).items()
-            if v is not None and k not in ("config", "resume", "set", "data")}
+    flat = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume", "set", "data")}
     d.update(flat)
     if args.data:
         d.setdefault("data", {})

@@ -12,6 +12,7 @@ The generator's LR-kind detector is fitted here (``fit_kind_detector``), not in 
 is fitted on whole training planes drawn and degraded exactly as the patches are (``kind_examples``), which only
 this module knows how to do, while the detector itself stays a model that knows nothing of training data.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,6 +45,7 @@ class DataConfig:
     ``slice_axes`` are the volume axes slices are cut across; an axis is used only where the two in-plane
     spacings agree within 10 %, so anisotropic slices never enter training.
     """
+
     sources: list[str] = field(default_factory=list)
     val_fraction: float = 0.1
     exclude: list[str] = field(default_factory=lambda: list(ALWAYS_EXCLUDED))
@@ -53,7 +55,7 @@ class DataConfig:
     max_tries: int = 10
     source_weights: list[float] | None = None
     max_items_per_source: int = 0  # 0 = all; tests use a few
-    val_crop: int = 192            # HR validation crops (centre), px
+    val_crop: int = 192  # HR validation crops (centre), px
     val_slices_per_volume: int = 4
 
     def as_dict(self) -> dict:
@@ -67,6 +69,7 @@ class Item:
     Each plane has its own ``Normalizer`` fitted on its bicubic LR, because that is what inference does
     (``srgan.inference.engine`` fits one per image/slice); ``norms[j]`` belongs to ``slices[j]`` (one entry for 2D).
     """
+
     array: np.ndarray
     path: str
     group: str
@@ -90,6 +93,7 @@ class Item:
 def load_gray(path: str | Path) -> tuple[np.ndarray, bool]:
     """A 2D image as float32 in [0, 1] and whether it was 8-bit (16-bit scaled by 65535, like contract_check)."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as im:
             a = np.asarray(im)
@@ -137,8 +141,13 @@ def _usable_slices(vol: np.ndarray, zooms, axes, cfg: DataConfig, *, scale: int,
 def find_files(root: Path, suffixes) -> list[Path]:
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes)
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name.lower().endswith(suffixes)
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def group_of(path: Path, root: Path) -> str:
@@ -154,8 +163,9 @@ def is_excluded(path: Path, group: str, cfg: DataConfig) -> bool:
     return any(n and (n in group or n in str(path)) for n in names)
 
 
-def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: int,
-                groups_out: list[str] | None = None) -> list[Item]:
+def load_source(
+    source: str | Path, cfg: DataConfig, *, scale: int, min_side: int, groups_out: list[str] | None = None
+) -> list[Item]:
     """Every usable HR image/volume under ``source`` (a file or folder), normalised; excluded patients left out.
 
     ``groups_out`` receives the groups of every candidate image, too small ones included, so that ``split`` can
@@ -169,6 +179,7 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
     images = [p for p in find_files(root, IMAGE_SUFFIXES) if p.name.lower().endswith(IMAGE_SUFFIXES)]
     if nifti:
         import nibabel as nib
+
         for p in nifti:
             group = group_of(p, root)
             if is_excluded(p, group, cfg):
@@ -183,8 +194,9 @@ def load_source(source: str | Path, cfg: DataConfig, *, scale: int, min_side: in
             if data.ndim != 3 or is_label_map(data, img.get_data_dtype()):
                 continue
             vol = np.nan_to_num(data.astype(np.float32))
-            slices, norms = _usable_slices(vol, img.header.get_zooms(), cfg.slice_axes, cfg, scale=scale,
-                                           min_side=min_side)
+            slices, norms = _usable_slices(
+                vol, img.header.get_zooms(), cfg.slice_axes, cfg, scale=scale, min_side=min_side
+            )
             if slices:
                 items.append(Item(vol, str(p), group, False, norms, slices))
             if cfg.max_items_per_source and len(items) >= cfg.max_items_per_source:
@@ -214,6 +226,7 @@ def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> li
     series (an fMRI run's hundreds of repeats would swamp the rest), slices in its acquisition plane, grouped
     by PatientID. Series with non-square pixels or too small for a patch are skipped."""
     from srgan.io import dicom_series
+
     try:
         result = dicom_series.scan(root)
     except InputError:
@@ -239,8 +252,9 @@ def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> li
     return items
 
 
-def split(items: list[Item], val_fraction: float, seed: int,
-          all_groups: list[str] | None = None) -> tuple[list[Item], list[Item]]:
+def split(
+    items: list[Item], val_fraction: float, seed: int, all_groups: list[str] | None = None
+) -> tuple[list[Item], list[Item]]:
     """(train, val) by group with a seeded shuffle; a source with one group keeps it in training.
 
     ``all_groups``: every group of the source (``load_source``'s ``groups_out``), when some were not loaded."""
@@ -276,8 +290,17 @@ class PatchSampler:
     P(k-space LR), made as at inference: on the whole LR plane with its noise and rounding.
     """
 
-    def __init__(self, sources: list[list[Item]], *, patch_size: int, degradation: DegradationConfig,
-                 seed: int, cfg: DataConfig, base: str | None = None, kind_detector=None):
+    def __init__(
+        self,
+        sources: list[list[Item]],
+        *,
+        patch_size: int,
+        degradation: DegradationConfig,
+        seed: int,
+        cfg: DataConfig,
+        base: str | None = None,
+        kind_detector=None,
+    ):
         self.sources = [s for s in sources if s]
         if not self.sources:
             raise ValueError("no training items")
@@ -294,7 +317,7 @@ class PatchSampler:
         self.weights = source_probabilities(sources, cfg)
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.kind_detector = kind_detector
-        self._kind_cache: dict[tuple, torch.Tensor] = {}   # noise-free planes' detector output, keyed like _cache
+        self._kind_cache: dict[tuple, torch.Tensor] = {}  # noise-free planes' detector output, keyed like _cache
 
     def _crop(self, rng: np.random.Generator, item: Item) -> tuple[int, int, int, np.ndarray]:
         """(plane j, y, x, normalised HR crop (p, p)) of a random plane of ``item``, mostly foreground.
@@ -307,7 +330,7 @@ class PatchSampler:
             raw = item.array if item.slices is None else np.take(item.array, item.slices[j][1], axis=item.slices[j][0])
             H, W = raw.shape[0] // s * s, raw.shape[1] // s * s
             y, x = s * int(rng.integers((H - p) // s + 1)), s * int(rng.integers((W - p) // s + 1))
-            crop = item.norms[j].forward(raw[y:y + p, x:x + p])
+            crop = item.norms[j].forward(raw[y : y + p, x : x + p])
             fg = float((crop > self.cfg.foreground_level).mean())
             if fg > best_fg:
                 best, best_fg = (j, y, x, crop), fg
@@ -328,7 +351,7 @@ class PatchSampler:
             return self._cache[ckey]
         plane, norm = item.plane(j)
         s = self.scale
-        hr = torch.from_numpy(np.ascontiguousarray(plane[:plane.shape[0] // s * s, :plane.shape[1] // s * s]))
+        hr = torch.from_numpy(np.ascontiguousarray(plane[: plane.shape[0] // s * s, : plane.shape[1] // s * s]))
         lr = degrade.resample(hr[None, None], params, source=(norm.low, norm.high))
         out = (lr, degrade.zerofill_base(lr, s) if self.base else None)
         if not blur:
@@ -363,20 +386,26 @@ class PatchSampler:
         s, p, q = self.scale, self.patch, self.patch // self.scale
         norm = item.norms[j]
         lr_plane, base_plane = self._lr_plane((si, ii), item, j, params)
-        clean = lr_plane[:, :, y // s:y // s + q, x // s:x // s + q]
+        clean = lr_plane[:, :, y // s : y // s + q, x // s : x // s + q]
         lr = degrade.finish(clean, params, source=(norm.low, norm.high))
         kind = self._kind((si, ii), j, lr_plane, params, (norm.low, norm.high))
         base = None
         if base_plane is not None:
             # zero-filling is linear: the whole clean slice's base, plus the patch's noise/rounding zero-filled
             # on its own (white, so the crop's periodic wrap does not matter)
-            base = base_plane[:, :, y:y + p, x:x + p] + degrade.zerofill_base(lr - clean, s)
+            base = base_plane[:, :, y : y + p, x : x + p] + degrade.zerofill_base(lr - clean, s)
 
         def orient(a):  # the pixel-centre convention is symmetric, so resampling commutes with the dihedral group
             a = np.rot90(np.asarray(a), k)
             return torch.from_numpy(np.ascontiguousarray(a[:, ::-1] if flip else a, dtype=np.float32))[None]
-        return (orient(lr[0, 0].numpy()), orient(crop), params,
-                None if base is None else orient(base[0, 0].numpy()), kind)
+
+        return (
+            orient(lr[0, 0].numpy()),
+            orient(crop),
+            params,
+            None if base is None else orient(base[0, 0].numpy()),
+            kind,
+        )
 
     def batch(self, step: int, indices) -> Batch:
         """lr (n, 1, p/s, p/s), hr (n, 1, p, p), params, base (n, 1, p, p) or None, kind (n,) or None, for the
@@ -384,8 +413,9 @@ class PatchSampler:
         out = [self.sample(step, int(i)) for i in indices]
         base = None if out[0][3] is None else torch.stack([o[3] for o in out])
         kind = None if out[0][4] is None else torch.cat([o[4] for o in out])
-        return Batch(torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), [o[2] for o in out], base,
-                     kind)
+        return Batch(
+            torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), [o[2] for o in out], base, kind
+        )
 
 
 class Batch(NamedTuple):
@@ -396,8 +426,16 @@ class Batch(NamedTuple):
     kind: torch.Tensor | None = None
 
 
-def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bicubic", "kspace"),
-                   max_images: int = 32, base: str | None = None, kind_detector=None) -> list[dict]:
+def validation_set(
+    items: list[Item],
+    *,
+    scale: int,
+    cfg: DataConfig,
+    kinds=("bicubic", "kspace"),
+    max_images: int = 32,
+    base: str | None = None,
+    kind_detector=None,
+) -> list[dict]:
     """Fixed held-out pairs: centre crops of images and a few evenly spaced slices of volumes.
 
     Each entry: ``{"name", "kind", "lr" (1, 1, h, w), "hr" (1, 1, s·h, s·w)}`` in normalised units; LR made as
@@ -411,8 +449,14 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
         if it.slices:
             axial = [j for j, sl in enumerate(it.slices) if sl[0] == 2] or list(range(len(it.slices)))
             pick = np.linspace(0, len(axial) - 1, min(cfg.val_slices_per_volume, len(axial))).round().astype(int)
-            planes += [(f"{Path(it.path).name}[axis {it.slices[axial[i]][0]}, {it.slices[axial[i]][1]}]",
-                        *it.plane(axial[i]), it) for i in pick]
+            planes += [
+                (
+                    f"{Path(it.path).name}[axis {it.slices[axial[i]][0]}, {it.slices[axial[i]][1]}]",
+                    *it.plane(axial[i]),
+                    it,
+                )
+                for i in pick
+            ]
         else:
             planes.append((Path(it.path).name, *it.plane(), it))
     planes = planes[:max_images]
@@ -422,14 +466,18 @@ def validation_set(items: list[Item], *, scale: int, cfg: DataConfig, kinds=("bi
         c = min(cfg.val_crop, H, W) // scale * scale
         y, x = (H - c) // 2 // scale * scale, (W - c) // 2 // scale * scale
         whole = torch.from_numpy(np.ascontiguousarray(plane[:H, :W], dtype=np.float32))[None, None]
-        hr = whole[..., y:y + c, x:x + c]
+        hr = whole[..., y : y + c, x : x + c]
         for kind in kinds:
             params = {"scale": scale, "kind": kind, "quantize_levels": 255 if it.eight_bit else 0}
             lr = degrade.apply(whole, params, source=(norm.low, norm.high))
-            entry = {"name": name, "kind": kind, "hr": hr,
-                     "lr": lr[..., y // scale:(y + c) // scale, x // scale:(x + c) // scale]}
+            entry = {
+                "name": name,
+                "kind": kind,
+                "hr": hr,
+                "lr": lr[..., y // scale : (y + c) // scale, x // scale : (x + c) // scale],
+            }
             if base == "zerofill":
-                entry["base"] = degrade.zerofill_base(lr, scale)[..., y:y + c, x:x + c]
+                entry["base"] = degrade.zerofill_base(lr, scale)[..., y : y + c, x : x + c]
             if kind_detector is not None:
                 with torch.no_grad():
                     entry["kind_p"] = kind_detector(lr).float()
@@ -464,8 +512,9 @@ def describe(train: list[list[Item]], val: list[Item], cfg: DataConfig) -> dict:
     }
 
 
-def kind_examples(sources: list[list[Item]], *, degradation: DegradationConfig, cfg: DataConfig, seed: int,
-                  n_planes: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
+def kind_examples(
+    sources: list[list[Item]], *, degradation: DegradationConfig, cfg: DataConfig, seed: int, n_planes: int = 300
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Spectral features ``(2·n, F)`` and labels ``(2·n,)`` (1 = k-space) to fit a generator's LR-kind detector.
 
     Whole training planes, drawn by ``source_weights`` like the patches, each degraded both ways with the run's
@@ -482,7 +531,7 @@ def kind_examples(sources: list[list[Item]], *, degradation: DegradationConfig, 
         src = sources[int(rng.choice(len(sources), p=w))]
         item = src[int(rng.integers(len(src)))]
         plane, norm = item.plane(int(rng.integers(len(item))))
-        hr = torch.from_numpy(np.ascontiguousarray(plane[:plane.shape[0] // s * s, :plane.shape[1] // s * s]))
+        hr = torch.from_numpy(np.ascontiguousarray(plane[: plane.shape[0] // s * s, : plane.shape[1] // s * s]))
         for kind in degrade.KINDS:
             params = {**degradation.sample(rng, eight_bit=item.eight_bit), "kind": kind}
             params["hamming"] = params["hamming"] and kind == "kspace"
@@ -492,8 +541,9 @@ def kind_examples(sources: list[list[Item]], *, degradation: DegradationConfig, 
     return torch.cat(feats), torch.tensor(labels, dtype=torch.float64)
 
 
-def fit_kind_detector(detector, sources: list[list[Item]], *, degradation: DegradationConfig, cfg: DataConfig,
-                      seed: int) -> dict:
+def fit_kind_detector(
+    detector, sources: list[list[Item]], *, degradation: DegradationConfig, cfg: DataConfig, seed: int
+) -> dict:
     """Fit ``detector`` (a generator's ``KindDetector``) in place on ``kind_examples`` of the training ``sources``
     (the same on every DDP rank: same seed); returns what the weights card says of it."""
     feats, labels = kind_examples(sources, degradation=degradation, cfg=cfg, seed=seed)

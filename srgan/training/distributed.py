@@ -4,6 +4,7 @@
 global batch is split across ranks; the collectives here make every rank compute what one process over the whole
 batch computes (``global_logits``), log global means (``all_mean``) and stop at the same step (``agree``).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ def init_distributed(device_name: str) -> Dist:
         return Dist()
     import torch
     import torch.distributed as dist
+
     d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     cuda = device_name in ("cuda", "auto") and torch.cuda.is_available()
     if cuda:
@@ -44,6 +46,7 @@ def init_distributed(device_name: str) -> Dist:
 
 def close_distributed() -> None:
     import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -53,6 +56,7 @@ def rank_device(d: Dist, name: str) -> Any:
     import torch
 
     from srgan.options import resolve_device
+
     if d.enabled and name in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", d.local_rank)
     return resolve_device(name)
@@ -69,6 +73,7 @@ def global_logits(d: Dist, logits: Any) -> Any:
         return logits
     import torch
     import torch.distributed as dist
+
     parts = [torch.empty_like(logits) for _ in range(d.world)]
     dist.all_gather(parts, logits.detach().contiguous())
     parts[d.rank] = logits
@@ -81,6 +86,7 @@ def all_mean(d: Dist, logs: dict, device: Any) -> dict:
         return logs
     import torch
     import torch.distributed as dist
+
     keys = list(logs)
     t = torch.tensor([float(logs[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -93,6 +99,7 @@ def agree(d: Dist, flag: bool, device: Any) -> bool:
         return flag
     import torch
     import torch.distributed as dist
+
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.broadcast(t, 0)
     return bool(t.item())

@@ -3,6 +3,7 @@
 Kinds: ``fidelity`` (end of stage 1), ``fidelity-best`` (the best stage-1 validation so far), ``gan`` (end of
 stage 2), and ``fidelity-partial`` / ``gan-partial`` for a run stopped early in that stage.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,17 @@ from typing import Any
 from srgan.training.config import TrainConfig
 
 
-def card(cfg: TrainConfig, kind: str, *, step: int, validated_at_step: int, metrics: dict, data_card: dict,
-         kind_info: dict, world: int) -> dict:
+def card(
+    cfg: TrainConfig,
+    kind: str,
+    *,
+    step: int,
+    validated_at_step: int,
+    metrics: dict,
+    data_card: dict,
+    kind_info: dict,
+    world: int,
+) -> dict:
     """The model card of weights of ``kind`` exported at ``step`` (``validated_at_step`` -1: not validated in this
     invocation)."""
     adversarial = kind.startswith("gan")  # "gan" or "gan-partial" (stopped early in stage 2)
@@ -24,24 +34,44 @@ def card(cfg: TrainConfig, kind: str, *, step: int, validated_at_step: int, metr
         "name": f"{cfg.weights_name}-{kind}",
         "data": data_card,
         "degradation": cfg.degradation.as_dict(),
-        "metrics": {"step": step, "validated_at_step": validated_at_step,
-                    "validation": metrics,
-                    "note": "PSNR in normalised units on held-out crops (data range 1)"},
+        "metrics": {
+            "step": step,
+            "validated_at_step": validated_at_step,
+            "validation": metrics,
+            "note": "PSNR in normalised units on held-out crops (data range 1)",
+        },
         **({"kind_detector": kind_info} if kind_info else {}),
-        "normalisation": {"method": "percentile", "p_low": 0.5, "p_high": 99.5,
-                          "fit_on": "each LR input image / slice, applied to input and inverted on output"},
-        "training": {"steps": step, "stage1_steps": cfg.stage1_steps, "stage2_steps": cfg.stage2_steps,
-                     "ema_decay": cfg.ema_decay, "seed": cfg.seed, "patch_size": cfg.patch_size,
-                     "batch_size": cfg.batch_size, "world_size": world,
-                     "losses": {"pixel": cfg.pixel_loss, "content": cfg.content if adversarial else "none",
-                                "adversarial": cfg.adversarial if adversarial else "none",
-                                "w_pixel": cfg.w_pixel, "w_content": cfg.w_content, "w_adv": cfg.w_adv}},
+        "normalisation": {
+            "method": "percentile",
+            "p_low": 0.5,
+            "p_high": 99.5,
+            "fit_on": "each LR input image / slice, applied to input and inverted on output",
+        },
+        "training": {
+            "steps": step,
+            "stage1_steps": cfg.stage1_steps,
+            "stage2_steps": cfg.stage2_steps,
+            "ema_decay": cfg.ema_decay,
+            "seed": cfg.seed,
+            "patch_size": cfg.patch_size,
+            "batch_size": cfg.batch_size,
+            "world_size": world,
+            "losses": {
+                "pixel": cfg.pixel_loss,
+                "content": cfg.content if adversarial else "none",
+                "adversarial": cfg.adversarial if adversarial else "none",
+                "w_pixel": cfg.w_pixel,
+                "w_content": cfg.w_content,
+                "w_adv": cfg.w_adv,
+            },
+        },
     }
 
 
 def export(model: Any, cfg: TrainConfig, kind: str, **card_fields: Any) -> Path:
     """Save ``model`` (the EMA generator) with ``card(cfg, kind, **card_fields)`` into ``cfg.out``."""
     from srgan.models.weights import save_weights
+
     path = save_weights(Path(cfg.out) / f"{cfg.weights_name}-{kind}", model, card(cfg, kind, **card_fields))
     print(f"exported {path}")
     return path

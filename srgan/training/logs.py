@@ -4,6 +4,7 @@
 On resume the CSV files drop the rows written after the checkpoint the run continues from, so they hold each step
 once, as a run that never stopped would.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,6 +54,7 @@ class RunLog:
         self.tb: Any = None
         try:
             from torch.utils.tensorboard import SummaryWriter
+
             self.tb = SummaryWriter(str(run_dir / "tb"))
         except ImportError:
             print("tensorboard not installed: logging to CSV only (pip install tensorboard)")
@@ -73,9 +75,13 @@ class RunLog:
                 for k in ("psnr", "psnr_bicubic", "gain_db"):
                     self.tb.add_scalar(f"val_{kind}/{k}", m[k], step)
         if metrics:
-            write(f"step {step}: " + "; ".join(
-                f"{k} {m['psnr']:.2f} dB (bicubic {m['psnr_bicubic']:.2f}, gain {m['gain_db']:+.2f})"
-                for k, m in metrics.items()))
+            write(
+                f"step {step}: "
+                + "; ".join(
+                    f"{k} {m['psnr']:.2f} dB (bicubic {m['psnr_bicubic']:.2f}, gain {m['gain_db']:+.2f})"
+                    for k, m in metrics.items()
+                )
+            )
 
     def close(self) -> None:
         if self.tb:

@@ -9,6 +9,7 @@ log-magnitude spectrum: high frequencies the L1 pixel loss averages away) work w
 ``vgg`` uses VGG19 features from a state dict the user supplies (torchvision's layout, loaded with
 ``weights_only=True``) — the classic SRGAN perceptual loss, built here in plain torch.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,6 +73,7 @@ class VGG19Features(nn.Module):
     Gray input in [0, 1] is repeated to RGB and ImageNet-normalised. Parameter names match torchvision's
     ``features.N.weight`` so its state dict loads directly.
     """
+
     mean: torch.Tensor
     std: torch.Tensor
 
@@ -85,7 +87,7 @@ class VGG19Features(nn.Module):
             else:
                 layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=False)]
                 c = v
-        self.features = nn.Sequential(*layers[:last + 1])
+        self.features = nn.Sequential(*layers[: last + 1])
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -110,8 +112,9 @@ class VGG19Features(nn.Module):
         picked = {k: v for k, v in state.items() if k in wanted}
         missing = sorted(set(wanted) - set(picked))
         if missing:
-            raise InputError(path, f"not a torchvision VGG19 state dict: missing {missing[0]} "
-                                   f"and {len(missing) - 1} more")
+            raise InputError(
+                path, f"not a torchvision VGG19 state dict: missing {missing[0]} and {len(missing) - 1} more"
+            )
         model.load_state_dict(picked)
         return model.requires_grad_(False).eval()
 

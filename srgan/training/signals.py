@@ -1,5 +1,6 @@
 """Stopping a run cleanly from outside: the first Ctrl-C or SIGTERM lets the current step finish, then the run
 checkpoints, exports and exits 0; a second Ctrl-C aborts."""
+
 from __future__ import annotations
 
 import signal

@@ -14,6 +14,7 @@ The loop is ``train`` below; what it calls lives beside it: ``config`` (``TrainC
 processes, device), ``checkpoint``, ``logs``, ``validation``, ``export``, ``signals``; the weight transfer of
 ``--init`` is ``srgan.models.transfer``.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,17 @@ from srgan.io import atomic
 from srgan.training.checkpoint import CKPT
 from srgan.training.config import TrainConfig, build_parser, config_from_args
 
-__all__ = ["CKPT", "TrainConfig", "build_parser", "config_from_args", "ema_update", "lr_factor", "lr_factor_d",
-           "main", "train"]
+__all__ = [
+    "CKPT",
+    "TrainConfig",
+    "build_parser",
+    "config_from_args",
+    "ema_update",
+    "lr_factor",
+    "lr_factor_d",
+    "main",
+    "train",
+]
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -71,6 +81,7 @@ def start_from(G: Any, path: str, cfg: TrainConfig, *, say: bool) -> dict:
     LR-kind detector info their card gives, when ``G`` took over their fitted detector."""
     from srgan.models.transfer import transfer_weights
     from srgan.models.weights import load_weights
+
     model, card = load_weights(path)
     n_own = len(G.state_dict())
     n = transfer_weights(G, model.state_dict())
@@ -136,6 +147,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
     pixel_loss = F.mse_loss if cfg.pixel_loss == "mse" else F.l1_loss
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
+
         ids = [device.index] if device.type == "cuda" else None
         G_ddp, D_ddp = DDP(G, device_ids=ids), DDP(D, device_ids=ids)
     else:
@@ -149,20 +161,36 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
     if resume:
         ck = checkpoint.read(run_dir / CKPT, device)
         checkpoint.restore(ck, states)
-        step, metrics, best, kind_info, elapsed_before = (int(ck["step"]), ck["metrics"], ck["best"],
-                                                          ck["kind_info"], ck["elapsed_s"])
+        step, metrics, best, kind_info, elapsed_before = (
+            int(ck["step"]),
+            ck["metrics"],
+            ck["best"],
+            ck["kind_info"],
+            ck["elapsed_s"],
+        )
         if dist.main:
             print(f"resumed {run_dir / CKPT} at step {step}")
     detector = getattr(G, "kind", None)
     if detector is not None and not bool(detector.fitted):  # before the sampler uses it; every rank alike
-        kind_info = sdata.fit_kind_detector(detector, train_items, degradation=cfg.degradation, cfg=cfg.data,
-                                            seed=cfg.seed)
+        kind_info = sdata.fit_kind_detector(
+            detector, train_items, degradation=cfg.degradation, cfg=cfg.data, seed=cfg.seed
+        )
         ema.module.get_submodule("kind").load_state_dict(detector.state_dict())
     base = getattr(G, "base", None)  # a global interpolation (zero-fill) must come from the whole slice
-    sampler = sdata.PatchSampler(train_items, patch_size=cfg.patch_size, degradation=cfg.degradation, seed=cfg.seed,
-                                 cfg=cfg.data, base=base, kind_detector=detector)
-    val_set = (sdata.validation_set(val_items, scale=cfg.scale, cfg=cfg.data, base=base, kind_detector=detector)
-               if dist.main else [])
+    sampler = sdata.PatchSampler(
+        train_items,
+        patch_size=cfg.patch_size,
+        degradation=cfg.degradation,
+        seed=cfg.seed,
+        cfg=cfg.data,
+        base=base,
+        kind_detector=detector,
+    )
+    val_set = (
+        sdata.validation_set(val_items, scale=cfg.scale, cfg=cfg.data, base=base, kind_detector=detector)
+        if dist.main
+        else []
+    )
     if detector is not None and dist.main:
         kind_info["val_accuracy"] = kind_accuracy(val_set)
         print(f"LR-kind detector: {kind_info}")
@@ -173,13 +201,30 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
 
     def save_checkpoint() -> None:
         if dist.main:
-            checkpoint.save(run_dir / CKPT, config=cfg.as_dict(), step=step, modules=states, metrics=metrics,
-                            best=best, kind_info=kind_info, elapsed_s=elapsed_before + time.time() - t0)
+            checkpoint.save(
+                run_dir / CKPT,
+                config=cfg.as_dict(),
+                step=step,
+                modules=states,
+                metrics=metrics,
+                best=best,
+                kind_info=kind_info,
+                elapsed_s=elapsed_before + time.time() - t0,
+            )
 
     def export_weights(kind: str) -> None:
         if dist.main:
-            export(ema.module, cfg, kind, step=step, validated_at_step=val_step, metrics=metrics, data_card=data_card,
-                   kind_info=kind_info, world=dist.world)
+            export(
+                ema.module,
+                cfg,
+                kind,
+                step=step,
+                validated_at_step=val_step,
+                metrics=metrics,
+                data_card=data_card,
+                kind_info=kind_info,
+                world=dist.world,
+            )
 
     def validate_and_log(write) -> None:
         """Validate the EMA generator; in stage 1 keep it as ``<name>-fidelity-best`` when its mean gain over
@@ -195,9 +240,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
         atomic.write_text(run_dir / "config.json", json.dumps(cfg.as_dict(), indent=2) + "\n")
         atomic.write_text(run_dir / "data.json", json.dumps(data_card, indent=2) + "\n")
         log = RunLog(run_dir, step)
-        print(f"training {cfg.generator} x{cfg.scale} on {device} "
-              f"({dist.world} process{'es' if dist.world > 1 else ''}); "
-              f"data {data_card['train_items']} train items, {data_card['val_items']} held out; run folder {run_dir}")
+        print(
+            f"training {cfg.generator} x{cfg.scale} on {device} "
+            f"({dist.world} process{'es' if dist.world > 1 else ''}); "
+            f"data {data_card['train_items']} train items, {data_card['val_items']} held out; run folder {run_dir}"
+        )
 
     # ---------------------------------------------------------------- the loop
     start_step = step
@@ -264,8 +311,15 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
                 logs["samples_per_s"] = (step - s_last) * cfg.batch_size / max(1e-9, now - t_last)
                 t_last, s_last = now, step
                 if dist.main:
-                    log.train({"step": step, "stage": 2 if step > cfg.stage1_steps else 1,
-                               "elapsed_s": round(elapsed_before + now - t0, 2), **logs}, logs)
+                    log.train(
+                        {
+                            "step": step,
+                            "stage": 2 if step > cfg.stage1_steps else 1,
+                            "elapsed_s": round(elapsed_before + now - t0, 2),
+                            **logs,
+                        },
+                        logs,
+                    )
                     bar.set_postfix(loss=f"{logs['loss_pixel']:.4f}", sps=f"{logs['samples_per_s']:.1f}")
 
             # validate, export, checkpoint
@@ -280,8 +334,13 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
             over_time = cfg.time_budget_min and (time.time() - t0) > 60 * cfg.time_budget_min
             stop_here = cfg.stop_after and step - start_step >= cfg.stop_after
             if step < cfg.total_steps and agree(dist, bool(over_time or stop_here or stop.name), device):
-                reason = ("time budget reached" if over_time else f"stopped after {cfg.stop_after} steps"
-                          if stop_here else f"stopped by {stop.name}")
+                reason = (
+                    "time budget reached"
+                    if over_time
+                    else f"stopped after {cfg.stop_after} steps"
+                    if stop_here
+                    else f"stopped by {stop.name}"
+                )
                 break
 
     # ---------------------------------------------------------------- the end: checkpoint and weights
@@ -309,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         base = None
         if args.resume:
             from srgan.training import checkpoint
+
             base = checkpoint.read(Path(args.out or TrainConfig.out) / CKPT)["config"]
             base["stop_after"] = 0  # run control, not part of the run: a resumed run goes on unless told
         return train(config_from_args(args, base), resume=args.resume)
@@ -317,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         from srgan.training.distributed import close_distributed
+
         close_distributed()
 
 

@@ -1,5 +1,6 @@
 """Validation of a run: PSNR of the generator and of bicubic on the fixed held-out set
 (``srgan.training.data.validation_set``), per LR kind, in normalised units (data range 1)."""
+
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ def validate(model: Any, val_set: list[dict], *, scale: int, device: Any) -> dic
     import torch
 
     from srgan.degrade import bicubic_up
+
     if not val_set:
         return {}
     rows: dict[str, list] = {}
