@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from viewer.difference import DifferenceOverlay, OpacityControl
+from viewer.difference_overlay import DifferenceOverlay, OpacityControl
 from viewer.roi import RegionStatsRunner, RoiStatsPanel, RoiTool
 from viewer.ruler import RulerTool
 from viewer.series_browser import SeriesBrowser

@@ -10,7 +10,7 @@ threads here only take the next job, run it and emit its result.
   computes the plain interpolation ×s of each (the right viewport's fallback and the "enhancement off" view).
 - :class:`EnhanceWorker` — long-lived thread that owns the ``Enhancer`` (``engine``, built in that thread)
   and works through an :class:`viewer.jobs.EnhanceScheduler`. On demand it also measures the model's
-  disagreement with itself on the current slice (8 flips/rotations, ``viewer.difference.tta_spread``).
+  disagreement with itself on the current slice (8 flips/rotations, ``srgan.inference.tta.tta_spread``).
 
 ``torch`` and ``srgan.inference.engine`` are imported inside the threads, so starting the viewer (or ``--help``)
 does not pay for them.
@@ -26,7 +26,7 @@ from PySide6 import QtCore
 
 from srgan.errors import InputError
 from srgan.inference.plan import Plan
-from viewer.difference import tta_spread
+from srgan.inference.tta import tta_spread
 from viewer.jobs import (
     CONSISTENCY_DEFAULT,
     ArrayCache,

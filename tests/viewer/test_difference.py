@@ -61,7 +61,7 @@ def test_sequential_map_and_bad_cmap():
 def test_overlay_item_and_control(qtbot):
     from PySide6 import QtCore
 
-    from viewer.difference import DifferenceOverlay, OpacityControl
+    from viewer.difference_overlay import DifferenceOverlay, OpacityControl
     rng = np.random.default_rng(1)
     interp = rng.normal(100, 5, (20, 30)).astype(np.float32)
     enhanced = interp.copy()
@@ -90,7 +90,7 @@ def test_overlay_follows_the_enhanced_image_item(qtbot):
     import pyqtgraph as pg
     from PySide6 import QtCore
 
-    from viewer.difference import DifferenceOverlay
+    from viewer.difference_overlay import DifferenceOverlay
     vb = pg.ViewBox()
     enhanced_item = pg.ImageItem(np.zeros((40, 60), np.float32), axisOrder="row-major")
     enhanced_item.setRect(QtCore.QRectF(0, 0, 30, 20))
@@ -105,8 +105,17 @@ def test_overlay_follows_the_enhanced_image_item(qtbot):
     assert overlay.difference() is None
 
 
-def test_the_viewer_spread_is_the_one_in_srgan():
-    """One flip/rotation spread: the viewer's worker and the benchmark report use the same function."""
+def test_the_viewer_spread_is_the_one_in_srgan_and_the_maps_are_qt_free():
+    """One flip/rotation spread (the worker uses ``srgan.inference.tta``'s), and the colouring the Qt-free viewer
+    model may use imports no Qt."""
+    import subprocess
+    import sys
+
     import srgan.inference.tta as tta
-    import viewer.difference as difference
-    assert difference.tta_spread is tta.tta_spread and difference.dihedral is tta.dihedral
+    import viewer.workers as workers
+    assert workers.tta_spread is tta.tta_spread
+    code = ("import sys; sys.modules['PySide6'] = None; sys.modules['pyqtgraph'] = None; "
+            "import viewer.difference as d; print(d.robust_scale(__import__('numpy').ones((4, 4)), 10.0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) > 0

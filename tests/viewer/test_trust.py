@@ -8,7 +8,7 @@ from PySide6 import QtWidgets
 from srgan.inference.consistency import relative_residual
 from srgan.inference.engine import interpolate
 from viewer import app as viewer_app
-from viewer.difference import dihedral, tta_spread
+from srgan.inference.tta import dihedral, tta_spread
 from viewer.main_window import DISAGREEMENT_LABEL, MainWindow
 from viewer.workers import EnhanceConfig, EnhanceWorker
 
