@@ -60,7 +60,7 @@ class Net(nn.Module):
 
 
 def main(argv=None) -> int:
-    from skimage.metrics import peak_signal_noise_ratio as psnr
+    from srgan.evaluation.metrics import psnr
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=int, choices=(2, 4), default=4)
     ap.add_argument("--base", choices=("bicubic", "zerofill"), default="bicubic")
