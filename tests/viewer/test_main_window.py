@@ -498,7 +498,8 @@ def test_scale_and_device_choices(qtbot, window, hfs_folder, tiny_weights_x4):
     assert window.right.corner_text("top_right").startswith("AI-enhanced ×4")
     assert "1024×1024  0.254 mm" in window.right.corner_text("bottom_right")
     window.act_show_enhanced.trigger()
-    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 4), atol=1e-3)
+    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 4, "zerofill"),
+                               atol=1e-3)
 
     import torch
 
