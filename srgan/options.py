@@ -12,7 +12,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PROJECTIONS = ("off", "bicubic", "kspace")  # data-consistency projections
 CONSISTENCY_MODES = PROJECTIONS + ("auto",)  # what may be asked for: a projection, or one chosen per acquisition
 LR_DEGRADATIONS = ("bicubic", "kspace")  # how an evaluation's LR images are made from HR ones
-BASELINES = ("nearest", "bicubic", "lanczos")  # classical interpolations models are compared with
+BASELINES = ("nearest", "bicubic", "lanczos", "zerofill")  # classical interpolations models are compared with
+BASELINE_LABELS = {"nearest": "nearest", "bicubic": "bicubic", "lanczos": "Lanczos", "zerofill": "zero-fill"}
 
 
 def resolve_device(device: str = "auto") -> Any:

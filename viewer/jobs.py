@@ -24,6 +24,26 @@ import numpy as np
 from srgan.errors import InputError
 
 CONSISTENCY_DEFAULT = "model default"
+#: the plain interpolations the right pane compares with (toggle E, the difference overlay, region statistics):
+#: zero-filled k-space (sinc, what the scanner console shows) first, the default, then bicubic
+INTERPOLATIONS = ("zerofill", "bicubic")
+DEFAULT_INTERPOLATION = INTERPOLATIONS[0]
+
+
+def interpolation_key(key: tuple, scale: int, method: str) -> tuple:
+    """Cache key of a slice's plain interpolation: ``(series_key, volume, slice, scale, method)``, so images of
+    two methods (or scales) are never mixed up."""
+    return (*key, int(scale), str(method))
+
+
+def interpolate_slice(original: np.ndarray, scale: int, method: str) -> np.ndarray:
+    """The plain ×``scale`` interpolation of one decoded slice (``srgan.inference.engine.interpolate``: the same
+    pixel-centre convention as the model's output; zero-fill of the whole slice)."""
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"unknown comparison interpolation {method!r} ({', '.join(INTERPOLATIONS)})")
+    from srgan.inference.engine import interpolate
+
+    return interpolate(original, scale, method)
 
 
 def series_key(series: Any) -> str:

@@ -28,6 +28,7 @@ from viewer import docks, menus
 from viewer import window_level as wl
 from viewer.difference import robust_scale
 from viewer.export import export_series_dialog, running_exports, shutdown_exports
+from viewer.jobs import interpolation_key
 from viewer.menus import APPLICATION, HEADER_PRESET, ORGANISATION, settings
 from viewer.model import DISAGREEMENT_LABEL, KEEP, ViewerModel, first_anatomy, reconfigured
 from viewer.state import Plane, ViewState
@@ -63,6 +64,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker = EnhanceWorker(config or EnhanceConfig(), self)
         self.model = ViewerModel(self.state, self.worker.config, enhancing=enhance)
         self.loader.set_scale(self.worker.config.scale)
+        self.model.set_interpolation(menus.stored_interpolation())
+        self.loader.set_method(self.model.interpolation)
         self.state.scale = self.worker.config.scale
         self.stats: wl.ImageStats | None = None  # of the slice first decoded: window presets
         self._header_window: wl.WindowLevel | None = None
@@ -87,6 +90,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tag_timer = QtCore.QTimer(self, singleShot=True, interval=150)
         self.tag_timer.timeout.connect(lambda: docks.update_tags(self))
         docks.build(self)
+        self.roi_panel.set_reference(self.model.interpolation_name())
         menus.build(self)
 
         self.loader.loaded.connect(self._on_loaded)
@@ -227,7 +231,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return {"original": None, "interpolated": None, "enhanced": None}
         return {
             "original": self.loader.originals.get(key),
-            "interpolated": self.loader.interpolations.get((*key, self.state.scale)),
+            "interpolated": self.loader.interpolations.get(
+                interpolation_key(key, self.state.scale, self.model.interpolation)),
             "enhanced": self.worker.cached(self.series, self.state.volume, self.state.slice),
         }
 
@@ -347,6 +352,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.state.set_default_window(window, self.stats.span)
         self._refresh_images()
         self._update_overlays()
+        if self.roi_tool.rect() is not None:  # e.g. the interpolation compared with has just changed
+            docks.update_region_stats(self, self.roi_tool.rect())
 
     def _on_load_failed(self, key: tuple, message: str) -> None:
         if key == self.current_key():
@@ -431,6 +438,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self._request_current()
         self._refresh_images()
         self._update_overlays()
+
+    def set_interpolation(self, method: str) -> None:
+        """Enhance → Comparison interpolation: the plain image the right pane, the difference overlay and the
+        region statistics compare with (kept in the settings); the current slice is interpolated again."""
+        if method == self.model.interpolation:
+            return
+        self.model.set_interpolation(method)
+        self.loader.set_method(method)
+        menus.store_interpolation(method)
+        menus.sync_enhance_menus(self)
+        self.roi_panel.set_reference(self.model.interpolation_name())
+        self._request_current()
+        self._refresh_images()
+        self._update_overlays()
+        if self.roi_tool.rect() is not None:
+            docks.update_region_stats(self, self.roi_tool.rect())
 
     def toggle_cine(self, on: bool | None = None) -> None:
         on = (not self.cine.isActive()) if on is None or not isinstance(on, bool) else on

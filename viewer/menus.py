@@ -3,7 +3,8 @@
 ``build(win)`` makes every ``win.act_*`` action (with its keyboard shortcut), the File/View/Tools/Enhance/Help
 menus, the toolbar and the status bar widgets, and connects them to the window's commands; the attribute names
 are the window's public surface (tests trigger them). ``sync_enhance_menus(win)`` ticks the scale, device,
-consistency and model entries of the configuration in force.
+consistency and model entries of the configuration in force, and the comparison interpolation (kept in the
+settings: ``stored_interpolation`` / ``store_interpolation``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from srgan.options import CONSISTENCY_MODES, DEVICES, SCALES
 from viewer import SAMPLE_SERIES, docks
 from viewer import window_level as wl
 from viewer.export import export_view_png
+from viewer.jobs import DEFAULT_INTERPOLATION, INTERPOLATIONS
 from viewer.model import scale_of_card
 
 if TYPE_CHECKING:
@@ -36,6 +38,9 @@ CONSISTENCY_TIPS = {
             "bicubic when confident it was downsampled, else off",
 }
 PROJECTION_TIP = "Correct each enhanced slice so that degrading it reproduces the original"
+#: menu text of each comparison interpolation (``viewer.jobs.INTERPOLATIONS``) and the settings key it is kept under
+INTERPOLATION_TEXT = {"zerofill": "&Zero-fill (sinc, as the scanner shows)", "bicubic": "&Bicubic"}
+INTERPOLATION_SETTING = "comparison_interpolation"
 
 HELP_HTML = (
     "<table>"
@@ -194,6 +199,14 @@ def _build_menus(win: MainWindow) -> None:
                                           lambda act: win.configure_enhancer(consistency=act.data() or None))
     for act in win.consistency_group.actions():
         act.setToolTip(CONSISTENCY_TIPS.get(act.data(), PROJECTION_TIP))
+    win.interpolation_menu = m.addMenu("Comparison &interpolation")
+    win.interpolation_menu.setToolTipsVisible(True)
+    win.interpolation_group = _choice_group(win, win.interpolation_menu,
+                                            [(INTERPOLATION_TEXT[k], k) for k in INTERPOLATIONS],
+                                            lambda act: win.set_interpolation(str(act.data())))
+    for act in win.interpolation_group.actions():
+        act.setToolTip("The plain interpolation the right view shows when not enhanced (E), and the difference "
+                       "overlay and region statistics compare with")
     win.model_group = QtGui.QActionGroup(win)
     win.model_group.triggered.connect(lambda act: win.configure_enhancer(model=act.data() or None, weights=None))
     m.addSeparator()
@@ -232,7 +245,7 @@ def _build_toolbar(win: MainWindow) -> None:
     tb.addSeparator()
     tb.addWidget(win.opacity_control)
     tb.addAction(win.act_disagreement)
-    for act, text in ((win.act_open, "Open"), (win.act_enhance, "Enhance"), (win.act_show_enhanced, "AI / bicubic"),
+    for act, text in ((win.act_open, "Open"), (win.act_enhance, "Enhance"), (win.act_show_enhanced, "AI / plain"),
                       (win.act_reset_window, "Reset"), (win.act_fit, "Fit"), (win.act_cine, "Cine"),
                       (win.act_region, "Region"), (win.act_ruler, "Ruler"), (win.act_disagreement, "Disagreement")):
         act.setIconText(text)  # the toolbar's short name; a button's own text would revert when the action toggles
@@ -264,6 +277,8 @@ def sync_enhance_menus(win: MainWindow) -> None:
         act.setChecked(act.data() == cfg.device)
     for act in win.consistency_group.actions():
         act.setChecked((act.data() or None) == cfg.consistency)
+    for act in win.interpolation_group.actions():
+        act.setChecked(act.data() == win.model.interpolation)
     win.model_menu.clear()
     for act in win.model_group.actions():
         win.model_group.removeAction(act)
@@ -292,6 +307,16 @@ def settings() -> QtCore.QSettings:
     """The viewer's settings file (INI, user scope): tests redirect it with ``QSettings.setPath``."""
     return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope,
                             ORGANISATION, APPLICATION)
+
+
+def stored_interpolation() -> str:
+    """The comparison interpolation chosen last (settings), else the default: zero-fill."""
+    value = settings().value(INTERPOLATION_SETTING, DEFAULT_INTERPOLATION)
+    return value if value in INTERPOLATIONS else DEFAULT_INTERPOLATION
+
+
+def store_interpolation(method: str) -> None:
+    settings().setValue(INTERPOLATION_SETTING, method)
 
 
 def recent_folders() -> list[str]:

@@ -14,7 +14,14 @@ from typing import Any
 
 from srgan.inference.plan import Plan
 from viewer import overlays
-from viewer.jobs import CONSISTENCY_DEFAULT, EnhanceConfig, result_key, series_key
+from viewer.jobs import (
+    CONSISTENCY_DEFAULT,
+    DEFAULT_INTERPOLATION,
+    INTERPOLATIONS,
+    EnhanceConfig,
+    result_key,
+    series_key,
+)
 from viewer.state import ViewState
 
 Observer = Callable[["ViewerModel", frozenset], None]
@@ -75,6 +82,7 @@ class ViewerModel:
         self.plans: dict[tuple, Plan] = {}  # the worker's plan per (series, volume 0, slice −1, model…) key
         self.last_error: str | None = None
         self.shown: tuple | None = None  # (key, original drawn, interpolation drawn, right-pane state)
+        self.interpolation = DEFAULT_INTERPOLATION  # the plain interpolation compared with (viewer.jobs)
         self._observers: list[Observer] = []
 
     # -- observers -------------------------------------------------------------------------------
@@ -103,6 +111,17 @@ class ViewerModel:
         self.enhancing = bool(on)
         self.enhance_error = None
         self._notify("enhancing", "enhance_error")
+
+    def set_interpolation(self, method: str) -> None:
+        """The comparison interpolation: what toggle E, the difference overlay and region statistics show."""
+        if method not in INTERPOLATIONS:
+            raise ValueError(f"unknown comparison interpolation {method!r} ({', '.join(INTERPOLATIONS)})")
+        if method != self.interpolation:
+            self.interpolation = method
+            self._notify("interpolation")
+
+    def interpolation_name(self) -> str:
+        return overlays.interpolation_name(self.interpolation)
 
     def set_disagreement(self, on: bool) -> None:
         self.disagreement = bool(on)
@@ -211,7 +230,7 @@ class ViewerModel:
         """Top-right text of the enhanced pane: what the image is, and for a model output its model, the plan
         (``Plan.lines()``; the configured consistency before the plan is known) and the disclaimer, last."""
         model, version = self.model_name_version()
-        label = overlays.enhanced_label(self.view.scale, model, version, state)
+        label = overlays.enhanced_label(self.view.scale, model, version, state, self.interpolation)
         if state == "ready":
             plan = self.plan()
             extra = plan.lines() if plan is not None else [f"data consistency: {self.consistency_in_force()}"]
@@ -260,12 +279,13 @@ class ViewerModel:
         return overlays.orientation_markers(frame.orientation if frame.orientation is not None else series.orientation)
 
     def provenance_text(self) -> str:
-        """The provenance line written into an exported view."""
+        """The provenance line written into an exported view; it names the comparison interpolation."""
+        name = self.interpolation_name()
         if self.model_info:
-            return self.model_info.get("provenance", "")
+            return f"{self.model_info.get('provenance', '')} Comparison interpolation: {name}.".lstrip()
         from srgan.provenance import DISCLAIMER
 
-        return f"BrainSR viewer: interpolated ×{self.view.scale}, no model output shown. {DISCLAIMER}."
+        return f"BrainSR viewer: interpolated ×{self.view.scale} ({name}), no model output shown. {DISCLAIMER}."
 
     def model_info_html(self) -> str:
         info = self.model_info

@@ -145,18 +145,28 @@ def display_lines(center: float, width: float, zoom_px_per_mm: float, pixel_spac
     ]
 
 
-def enhanced_label(scale: int, model: str | None, version: str | None, state: str = "ready") -> list[str]:
-    """Top-right block of the enhanced viewport. ``state``: "ready", "enhancing", "interpolated", "error".
+def interpolation_name(method: str) -> str:
+    """How a comparison interpolation reads on screen: ``zerofill`` → "zero-fill", ``bicubic`` → "bicubic"."""
+    from srgan.options import BASELINE_LABELS
 
-    The first line always says what the image is ("AI-enhanced ×s" or "Interpolated ×s"), so even a
-    narrow viewport that elides the rest keeps that.
+    return BASELINE_LABELS.get(method, method)
+
+
+def enhanced_label(scale: int, model: str | None, version: str | None, state: str = "ready",
+                   interpolation: str = "zerofill") -> list[str]:
+    """Top-right block of the enhanced viewport. ``state``: "ready", "enhancing", "interpolated", "error";
+    ``interpolation``: the plain interpolation shown when it is not the model's output (``viewer.jobs``).
+
+    The first line always says what the image is ("AI-enhanced ×s" or "Interpolated ×s (zero-fill)"), so even
+    a narrow viewport that elides the rest keeps that.
     """
+    plain = f"Interpolated ×{scale} ({interpolation_name(interpolation)})"
     if state == "interpolated":
-        return [f"Interpolated ×{scale} (bicubic)", "not AI-enhanced"]
+        return [plain, "not AI-enhanced"]
     if state == "enhancing":
-        return [f"Interpolated ×{scale} (bicubic)", "AI enhancing…"]
+        return [plain, "AI enhancing…"]
     if state == "error":
-        return [f"Interpolated ×{scale} (bicubic)", "AI enhancement failed"]
+        return [plain, "AI enhancement failed"]
     lines = [f"AI-enhanced ×{scale}"]
     if model:
         lines.append(model + (f" · {version}" if version else ""))

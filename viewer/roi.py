@@ -362,8 +362,9 @@ class RoiStatsPanel(QtWidgets.QWidget):
     ROWS = ("mean", "std", "min", "max", "pixels", "PSNR (dB)", "SSIM")
     METRIC_ROWS = ("PSNR (dB)", "SSIM")   # one value across both columns: enhanced vs interpolated original
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, parent: QtWidgets.QWidget | None = None, reference: str = "zero-fill"):
         super().__init__(parent)
+        self.reference = reference  # how the interpolation compared with reads ("zero-fill", "bicubic")
         self.table = QtWidgets.QTableWidget(len(self.ROWS), 2, self)
         self.table.setHorizontalHeaderLabels(["original", "enhanced"])
         self.table.setVerticalHeaderLabels(list(self.ROWS))
@@ -376,11 +377,8 @@ class RoiStatsPanel(QtWidgets.QWidget):
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
         self.table.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         for name in self.METRIC_ROWS:
-            row = self.ROWS.index(name)
-            self.table.setSpan(row, 0, 1, 2)
-            self.table.verticalHeaderItem(row).setToolTip(
-                "Enhanced compared with the interpolated original inside the region: how much the model changed it "
-                "(∞ / 1 = unchanged). Not a quality measure: there is no ground truth here.")
+            self.table.setSpan(self.ROWS.index(name), 0, 1, 2)
+        self._tooltips()
         self.caption = QtWidgets.QLabel("No region. Shift+drag on an image to draw one.", self)
         self.caption.setWordWrap(True)
         layout = QtWidgets.QVBoxLayout(self)
@@ -389,6 +387,17 @@ class RoiStatsPanel(QtWidgets.QWidget):
         layout.addWidget(self.table)
         layout.addStretch(1)
         self.set_comparison(None)
+
+    def _tooltips(self) -> None:
+        for name in self.METRIC_ROWS:
+            self.table.verticalHeaderItem(self.ROWS.index(name)).setToolTip(
+                f"Enhanced compared with the {self.reference}-interpolated original inside the region: how much the "
+                "model changed it (∞ / 1 = unchanged). Not a quality measure: there is no ground truth here.")
+
+    def set_reference(self, reference: str) -> None:
+        """Name the interpolation the metrics compare with (the next ``set_comparison`` shows it)."""
+        self.reference = reference
+        self._tooltips()
 
     def set_comparison(self, cmp: RegionComparison | None) -> None:
         """Show ``cmp`` (or blank the table for None)."""
@@ -404,7 +413,7 @@ class RoiStatsPanel(QtWidgets.QWidget):
             for row, v in enumerate((s.mean, s.std, s.min, s.max)):
                 self._put(row, col, _fmt(v))
             self._put(4, col, str(s.n_pixels))
-        self._put(5, 0, _fmt(cmp.psnr, 4) + "  (vs interpolated)")
+        self._put(5, 0, _fmt(cmp.psnr, 4) + f"  (vs {self.reference} interpolation)")
         self._put(6, 0, _fmt(cmp.ssim, 4) + ("" if cmp.ssim is not None else "  (region < 3 px)"))
 
     def cell(self, row_name: str, side: str) -> str:

@@ -29,12 +29,16 @@ from srgan.inference.plan import Plan
 from srgan.inference.tta import tta_spread
 from viewer.jobs import (
     CONSISTENCY_DEFAULT,
+    DEFAULT_INTERPOLATION,
+    INTERPOLATIONS,
     ArrayCache,
     EnhanceConfig,
     EnhanceScheduler,
     Job,
     JobQueue,
     error_message,
+    interpolate_slice,
+    interpolation_key,
     nearest_first,
     series_key,
 )
@@ -111,11 +115,12 @@ class _QueueThread(QtCore.QThread):
 
 
 class SliceLoader(_QueueThread):
-    """Decodes slices (and their plain ×scale interpolation) for display, current slice first.
+    """Decodes slices (and their plain ×scale interpolation, ``method`` one of ``viewer.jobs.INTERPOLATIONS``)
+    for display, current slice first.
 
     ``loaded(key, original, interpolated)`` with ``key = (series_key, volume, slice)``; ``interpolated`` is
     None when ``scale`` is 1. Results are also kept in ``originals`` / ``interpolations`` (keyed by ``key`` and
-    ``(*key, scale)``) so revisiting a slice is instant.
+    ``viewer.jobs.interpolation_key(key, scale, method)``) so revisiting a slice is instant.
     """
 
     loaded = QtCore.Signal(object, object, object)
@@ -126,7 +131,19 @@ class SliceLoader(_QueueThread):
         self.originals = ArrayCache(cache_bytes // 4)
         self.interpolations = ArrayCache(cache_bytes - cache_bytes // 4)
         self._scale = 2
-        self._method = "bicubic"
+        self._method = DEFAULT_INTERPOLATION
+
+    def set_method(self, method: str) -> None:
+        """The interpolation of the slices loaded from now on (request them again to get it for these)."""
+        if method not in INTERPOLATIONS:
+            raise ValueError(f"unknown comparison interpolation {method!r} ({', '.join(INTERPOLATIONS)})")
+        with self.jobs.cond:
+            self._method = method
+
+    @property
+    def method(self) -> str:
+        with self.jobs.cond:
+            return self._method
 
     def set_scale(self, scale: int) -> None:
         with self.jobs.cond:
@@ -146,7 +163,7 @@ class SliceLoader(_QueueThread):
 
     def _do(self, job: Job) -> None:
         key = (series_key(job.series), job.volume, job.slice)
-        scale = self.scale
+        scale, method = self.scale, self.method
         try:
             original = self.originals.get(key)
             if original is None:
@@ -154,12 +171,11 @@ class SliceLoader(_QueueThread):
                 self.originals.put(key, original)
             interpolated = None
             if scale > 1:
-                interpolated = self.interpolations.get((*key, scale))
+                ikey = interpolation_key(key, scale, method)
+                interpolated = self.interpolations.get(ikey)
                 if interpolated is None:
-                    from srgan.inference.engine import interpolate
-
-                    interpolated = interpolate(original, scale, self._method)
-                    self.interpolations.put((*key, scale), interpolated)
+                    interpolated = interpolate_slice(original, scale, method)
+                    self.interpolations.put(ikey, interpolated)
         except Exception as err:
             if self.jobs.is_current(job):
                 self.failed.emit(key, error_message(err))

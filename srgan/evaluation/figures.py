@@ -169,8 +169,13 @@ def comparison_panels(
 
 
 def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: str, title: str):
-    ref = {r["image"]: r["psnr"] for r in rows if r["method"] == REFERENCE and r["region"] == region}
-    ms = [m for m in methods if m != REFERENCE and m in results and region in results[m]]
+    """Per-image and mean PSNR gains over the best classical baseline of ``results`` (``psnr_gain_best``)."""
+    best = next(
+        (e[region]["psnr_gain_best"]["reference"] for e in results.values() if "psnr_gain_best" in e.get(region, {})),
+        REFERENCE,
+    )
+    ref = {r["image"]: r["psnr"] for r in rows if r["method"] == best and r["region"] == region}
+    ms = [m for m in methods if m != best and m in results and region in results[m]]
 
     def draw(plt):
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4))
@@ -181,13 +186,13 @@ def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: s
                 if r["method"] == m and r["region"] == region and r["image"] in ref and np.isfinite(r["psnr"])
             ]
             a.scatter(np.full(len(g), i) + np.linspace(-0.15, 0.15, len(g)) if g else [], g, s=10)
-            e = results[m][region].get("psnr_gain", {})
+            e = results[m][region].get("psnr_gain_best", {})
             if e and e.get("mean") is not None and np.isfinite(e["mean"]):
                 b.bar(i, e["mean"], yerr=[[e["mean"] - e["lo"]], [e["hi"] - e["mean"]]], capsize=4)
         for ax in (a, b):
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xticks(range(len(ms)), ms, rotation=20, ha="right", fontsize=8)
-        a.set_ylabel("PSNR gain over bicubic, dB")
+        a.set_ylabel(f"PSNR gain over {best}, dB")
         a.set_title(f"{title}: per image", fontsize=9)
         b.set_title(f"{title}: mean, 95% CI", fontsize=9)
         return fig

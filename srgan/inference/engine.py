@@ -59,10 +59,18 @@ def model_input(x, device):
 
 def interpolate(image: np.ndarray, scale: int, method: str = "bicubic") -> np.ndarray:
     """Plain interpolation ``(H, W) → (s·H, s·W)`` float32 under the pixel-centre convention of
-    ``srgan.io.geometry`` (LR pixel i centred on HR position i·s + (s−1)/2)."""
+    ``srgan.io.geometry`` (LR pixel i centred on HR position i·s + (s−1)/2).
+
+    ``method`` is one of ``srgan.options.BASELINES`` (or ``bilinear``). ``zerofill`` is zero-filled k-space
+    (sinc) interpolation, what MR scanners and consoles show: ``srgan.degrade.zerofill_up`` of the whole slice
+    in float64 (periodic, no mirrored border), unclipped so modality units survive."""
     import torch
     import torch.nn.functional as F
 
+    if method == "zerofill":
+        from srgan.degrade import zerofill_up
+
+        return np.asarray(zerofill_up(np.asarray(image, dtype=np.float64), scale), dtype=np.float32)
     a = np.asarray(image, dtype=np.float32)
     if method == "lanczos":
         from PIL import Image

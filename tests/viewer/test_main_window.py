@@ -42,7 +42,9 @@ def test_opens_the_real_series_at_the_middle_slice(qtbot, window, hfs_folder):
     assert (s.n_volumes, s.n_slices, s.slice) == (1, 35, 17)
     assert window.left.image.image.shape == (256, 256)
     assert window.right.image.image.shape == (512, 512)
-    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 2), atol=1e-3)
+    # the default comparison is what the scanner shows: zero-filled k-space of the whole slice
+    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 2, "zerofill"),
+                               atol=1e-3)
     assert "Im 18/35" in window.left.corner_text("bottom_left")
     assert "Interpolated ×2" in window.right.corner_text("top_right"), "enhancement off: labelled interpolation"
     assert {k: m.text() for k, m in window.left.markers.items()} == dict(left="A", right="P", top="S", bottom="I")
@@ -337,6 +339,47 @@ def test_export_view_png_is_labelled(qtbot, window, hfs_folder, tmp_path, monkey
     assert "not for primary diagnosis" in image.text("Disclaimer")
 
 
+def _choose_interpolation(window, method):
+    act = next(a for a in window.interpolation_group.actions() if a.data() == method)
+    act.trigger()
+
+
+def test_comparison_interpolation_choice_changes_label_pixels_stats_and_provenance(qtbot, window, hfs_folder,
+                                                                                  tmp_path, monkeypatch):
+    """Enhance → Comparison interpolation: zero-fill by default (what the scanner shows), bicubic on request; the
+    label, the right pane's pixels, the region statistics and the PNG provenance say which; the choice persists."""
+    _open(qtbot, window, hfs_folder)
+    left = window.left.image.image
+    assert window.right.corner_text("top_right").startswith("Interpolated ×2 (zero-fill)")
+    assert [a.data() for a in window.interpolation_group.actions() if a.isChecked()] == ["zerofill"]
+    zerofill = window.right.image.image.copy()
+    np.testing.assert_allclose(zerofill, interpolate(left, 2, "zerofill"), atol=1e-3)
+    window.roi_tool.set_rect((100.0, 80.0, 40.0, 30.0))
+    qtbot.waitUntil(lambda: "zero-fill interpolation" in window.roi_panel.cell("PSNR (dB)", "original"),
+                    timeout=30_000)
+
+    _choose_interpolation(window, "bicubic")
+    qtbot.waitUntil(window.is_settled, timeout=30_000)
+    assert window.right.corner_text("top_right").startswith("Interpolated ×2 (bicubic)")
+    bicubic = window.right.image.image
+    np.testing.assert_allclose(bicubic, interpolate(left, 2, "bicubic"), atol=1e-3)
+    assert np.abs(bicubic - zerofill).max() > 0.01 * float(np.ptp(left)), "the pixels changed with the choice"
+    qtbot.waitUntil(lambda: "bicubic interpolation" in window.roi_panel.cell("PSNR (dB)", "original"),
+                    timeout=30_000)
+    out = tmp_path / "view.png"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PNG image (*.png)"))
+    window.act_export_png.trigger()
+    assert "(bicubic)" in QtGui.QImage(str(out)).text("Description")
+    assert settings().value("comparison_interpolation") == "bicubic"
+
+    again = _make_window(qtbot, window.worker.config.weights)   # a new window starts with the stored choice
+    try:
+        assert again.model.interpolation == "bicubic" and again.loader.method == "bicubic"
+        assert [a.data() for a in again.interpolation_group.actions() if a.isChecked()] == ["bicubic"]
+    finally:
+        again.shutdown()
+
+
 def test_export_enhanced_series_runs_in_the_background(qtbot, window, hfs_folder, tmp_path, monkeypatch):
     _open(qtbot, window, hfs_folder)
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
@@ -455,7 +498,8 @@ def test_scale_and_device_choices(qtbot, window, hfs_folder, tiny_weights_x4):
     assert window.right.corner_text("top_right").startswith("AI-enhanced ×4")
     assert "1024×1024  0.254 mm" in window.right.corner_text("bottom_right")
     window.act_show_enhanced.trigger()
-    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 4), atol=1e-3)
+    np.testing.assert_allclose(window.right.image.image, interpolate(window.left.image.image, 4, "zerofill"),
+                               atol=1e-3)
 
     import torch
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from srgan.inference.plan import Plan, decide
 from viewer.jobs import EnhanceConfig, EnhanceScheduler, JobQueue, nearest_first, result_key
@@ -183,7 +184,16 @@ def test_enhanced_label_takes_the_plan_lines_and_keeps_the_disclaimer_last(hfs_s
     m.set_enhancing(True)
     before = m.enhanced_label("ready")
     assert before[0] == "AI-enhanced ×2" and before[-2:] == ["data consistency: auto", "not for primary diagnosis"]
+    assert m.enhanced_label("enhancing") == ["Interpolated ×2 (zero-fill)", "AI enhancing…"]
+    seen = []
+    m.subscribe(lambda _, changed: seen.append(changed))
+    m.set_interpolation("bicubic")
     assert m.enhanced_label("enhancing") == ["Interpolated ×2 (bicubic)", "AI enhancing…"]
+    assert seen[-1] == {"interpolation"} and "(bicubic)" in m.provenance_text()
+    with pytest.raises(ValueError, match="lanczos"):
+        m.set_interpolation("lanczos")
+    m.set_interpolation("zerofill")
+    assert "(zero-fill)" in m.provenance_text()
 
     plan = decide("auto", 0.93, 2, log_ratio=-0.8)
     assert m.add_plan(result_key(hfs_series, 0, -1, m.config), plan) is True
@@ -219,7 +229,7 @@ def test_corners_of_a_real_series(hfs_series):
     assert corners["left"]["top_right"] == (["Original", "MR"], "dim")
     assert corners["left"]["bottom_left"][0][0] == "Im 18/35"
     lines, tone = corners["right"]["top_right"]
-    assert lines[:2] == ["Interpolated ×2 (bicubic)", "AI enhancing…"] and tone == "ai"
+    assert lines[:2] == ["Interpolated ×2 (zero-fill)", "AI enhancing…"] and tone == "ai"
     assert corners["right"]["top_left"][0][-2:] == [DISAGREEMENT_LABEL, "waiting for the enhanced slice…"]
     assert m.corners("ready", None)["right"]["top_left"][0][-1] == "computing… (8 flips/rotations)"
     assert m.corners("ready", 12.345)["right"]["top_left"][0][-1] == "yellow → magenta: s.d. 0 → 12.3"

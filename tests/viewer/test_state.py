@@ -152,9 +152,10 @@ def test_overlay_text():
     assert lines == ["W 1563  L 816", "Zoom 2.00 px/mm", "200×256  1.02 × 0.5 mm"]
     assert overlays.enhanced_label(2, "tiny", "v1", "ready") == ["AI-enhanced ×2", "tiny · v1",
                                                                  "not for primary diagnosis"]
-    assert overlays.enhanced_label(4, "m", None, "enhancing") == ["Interpolated ×4 (bicubic)", "AI enhancing…"]
-    assert overlays.enhanced_label(2, None, None, "error") == ["Interpolated ×2 (bicubic)", "AI enhancement failed"]
-    assert overlays.enhanced_label(2, "m", "v", "interpolated")[0] == "Interpolated ×2 (bicubic)"
+    assert overlays.enhanced_label(4, "m", None, "enhancing") == ["Interpolated ×4 (zero-fill)", "AI enhancing…"]
+    assert overlays.enhanced_label(2, None, None, "error") == ["Interpolated ×2 (zero-fill)", "AI enhancement failed"]
+    assert overlays.enhanced_label(2, "m", "v", "interpolated")[0] == "Interpolated ×2 (zero-fill)"
+    assert overlays.enhanced_label(2, "m", "v", "interpolated", "bicubic")[0] == "Interpolated ×2 (bicubic)"
     assert overlays.slice_position_mm((10, 20, 30), (0, 1, 0, 0, 0, -1)) == pytest.approx(-10)
 
 

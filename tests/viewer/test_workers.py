@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from srgan.inference.engine import Enhancer, interpolate
+from viewer.jobs import interpolation_key
 from viewer.workers import (
     ArrayCache,
     EnhanceConfig,
@@ -78,11 +79,23 @@ def test_loader_decodes_current_slice_first_with_its_interpolation(qtbot, hfs_se
         key, original, interpolated = got[0]
         assert key == (series_key(hfs_series), 0, 17), "the requested slice comes first"
         np.testing.assert_array_equal(original, hfs_series.pixels(0, 17))
-        np.testing.assert_allclose(interpolated, interpolate(original, 2), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(interpolated, interpolate(original, 2, "zerofill"), rtol=1e-5, atol=1e-3)
         qtbot.waitUntil(lambda: not loader.busy, timeout=20_000)
         neighbours = [(series_key(hfs_series), 0, s) for s in (16, 18)]
         assert {k[2] for k in neighbours if loader.originals.get(k) is not None} == {16, 18}
         assert loader.originals.get((series_key(hfs_series), 0, 0)) is None, "prefetch=2 loads only two neighbours"
+        # another comparison interpolation is cached under its own key, beside the first
+        loader.set_method("bicubic")
+        got.clear()
+        loader.request(hfs_series, 0, 17, prefetch=0)
+        key = (series_key(hfs_series), 0, 17)
+        qtbot.waitUntil(lambda: any(g[0] == key for g in got), timeout=20_000)   # neighbours' signals may trail
+        again = next(g[2] for g in got if g[0] == key)
+        np.testing.assert_allclose(again, interpolate(original, 2, "bicubic"), rtol=1e-5, atol=1e-3)
+        both = [loader.interpolations.get(interpolation_key(key, 2, m)) for m in ("zerofill", "bicubic")]
+        assert all(b is not None for b in both) and np.abs(both[0] - both[1]).max() > 1.0
+        with pytest.raises(ValueError, match="zerofill"):
+            loader.set_method("lanczos")
     finally:
         loader.stop()
 

@@ -69,10 +69,14 @@ def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
     summary = json.loads((out / "summary.json").read_text())
     for s, model in (("2", "tiny-x2"), ("4", "tiny-x4")):
         res = summary["results"]["images"][s]["bicubic"]
-        assert set(res) == {"nearest", "bicubic", "lanczos", model}
+        assert set(res) == {"nearest", "bicubic", "lanczos", "zerofill", model}
         assert res["bicubic"]["whole"]["psnr"]["mean"] > res["nearest"]["whole"]["psnr"]["mean"]
         assert res["bicubic"]["whole"]["psnr"]["n"] == 3
         assert res[model]["whole"]["psnr_gain"]["reference"] == "bicubic"
+        # the headline gain is over the best classical baseline of the table, and says which
+        best = max(("nearest", "bicubic", "lanczos", "zerofill"), key=lambda b: res[b]["whole"]["psnr"]["mean"])
+        assert res[model]["whole"]["psnr_gain_best"]["reference"] == best
+        assert res[model]["whole"]["psnr_gain_best"]["mean"] <= res[model]["whole"]["psnr_gain"]["mean"] + 1e-9
         assert summary["models"][s][model]["params"] > 0
         assert summary["timing"][s][model]["ms_per_slice"] > 0
         assert "tumour_core" in summary["results"]["volumes"][s]["bicubic"][model]
@@ -83,12 +87,15 @@ def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
         assert np.isfinite(c["psnr_off"]) and np.isfinite(c["psnr_bicubic"])
     # the tiny random networks are far worse than bicubic in the tumour: every one is flagged
     assert {(f["method"], f["scale"]) for f in summary["tumour_flags"]} == {("tiny-x2", 2), ("tiny-x4", 4)}
+    assert {f["reference"] for f in summary["tumour_flags"]} == {"bicubic", "zerofill"}
     table = (out / "table.md").read_text()
     assert "tiny-x4" in table and "⚠" in table and "ms/slice" in table
+    assert "ΔPSNR vs best baseline dB" in table and "| zerofill |" in table
+    assert re.search(r"\| tiny-x2 \|[^\n]* vs (bicubic|lanczos|zerofill) \|", table)
     with open(out / "per_image.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    # images: 3 × 2 scales × (3 baselines + model + 3 projection variants) × (whole, foreground)
-    assert sum(r["dataset"] == "images" for r in rows) == 3 * 2 * 7 * 2
+    # images: 3 × 2 scales × (4 baselines + model + 3 projection variants) × (whole, foreground)
+    assert sum(r["dataset"] == "images" for r in rows) == 3 * 2 * 8 * 2
     page = (out / "report.html").read_text()
     imgs = re.findall(r'src="(img/[^"]+)"', page)
     assert imgs and all((out / i).is_file() for i in imgs)
