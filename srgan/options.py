@@ -13,6 +13,8 @@ PROJECTIONS = ("off", "bicubic", "kspace")  # data-consistency projections
 CONSISTENCY_MODES = PROJECTIONS + ("auto",)  # what may be asked for: a projection, or one chosen per acquisition
 LR_DEGRADATIONS = ("bicubic", "kspace")  # how an evaluation's LR images are made from HR ones
 BASELINES = ("nearest", "bicubic", "lanczos")  # classical interpolations models are compared with
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")  # where the generator runs on CPU (auto: measured)
+PRECISIONS = ("fp32", "bf16")  # the generator's arithmetic (bf16 only when asked for or the card recommends it)
 
 
 def resolve_device(device: str = "auto") -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 from srgan.errors import InputError
 from srgan.inference.consistency import project, residual_log_ratio
 from srgan.inference.plan import Plan, decide, describe, kind_sample, needs_test, residual_test_slices
+from srgan.inference.runtime import load_generator
 from srgan.models.weights import bundled_weights, load_weights
 from srgan.normalize import Normalizer
 from srgan.options import CONSISTENCY_MODES, resolve_device
@@ -101,7 +102,13 @@ class Enhancer:
         margin: int = 32,
         batch: int = 8,
         consistency: str | None = None,
+        runtime: str = "auto",
+        precision: str | None = None,
+        log: Callable[[str], None] | None = None,
     ):
+        """``runtime``/``precision``: where and in what arithmetic the generator runs on the CPU
+        (``srgan.inference.runtime.load_generator``; precision None: the model card's recommendation, else fp32);
+        ``log``: where a fallback's one line goes (default: ``logging.warning``)."""
         import torch
 
         if scale not in (2, 4):
@@ -112,6 +119,10 @@ class Enhancer:
         path = Path(weights) if weights else bundled_weights(scale, model)
         model, self.card = load_weights(path, device=self.device)
         self.model = for_inference(model, self.device)
+        # the generator call of ``_run``; ``self.model`` keeps the LR-kind detector and the interpolation base
+        self.generator = load_generator(
+            self.model, self.card, device=self.device, runtime=runtime, precision=precision, log=log
+        )
         self.weights_path = path
         self.scale = int(self.card.get("kwargs", {}).get("scale", scale))
         if self.scale != scale:
@@ -129,6 +140,8 @@ class Enhancer:
             weights_sha256=self.card["sha256"],
             scale=self.scale,
             consistency=describe(self.consistency),
+            runtime=self.generator.name,
+            precision=self.generator.precision,
         )
         self._lock = threading.Lock()
 
@@ -241,7 +254,7 @@ class Enhancer:
         # slice (stack) and handed to every tile
         extra = {} if model_p is None else {"kind": torch.full((b,), float(model_p), device=self.device)}
         if h <= t + 2 * m and w <= t + 2 * m:
-            return self.model(model_input(x, self.device), **extra).cpu().contiguous()
+            return self.generator(x, None, extra.get("kind")).cpu().contiguous()
         base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
         out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
         for y0 in range(0, h, t):
@@ -249,12 +262,8 @@ class Enhancer:
                 y1, x1 = min(y0 + t, h), min(x0 + t, w)
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
-                tile_x = model_input(x[:, :, ya:yb, xa:xb], self.device)
-                sr = (
-                    self.model(tile_x, **extra)
-                    if base is None
-                    else self.model(tile_x, base[:, :, ya * s : yb * s, xa * s : xb * s], **extra)
-                ).cpu()
+                tile_base = None if base is None else base[:, :, ya * s : yb * s, xa * s : xb * s]
+                sr = self.generator(x[:, :, ya:yb, xa:xb], tile_base, extra.get("kind")).cpu()
                 out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = sr[
                     :, :, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
                 ]
