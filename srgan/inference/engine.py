@@ -119,10 +119,6 @@ class Enhancer:
         path = Path(weights) if weights else bundled_weights(scale, model)
         model, self.card = load_weights(path, device=self.device)
         self.model = for_inference(model, self.device)
-        # the generator call of ``_run``; ``self.model`` keeps the LR-kind detector and the interpolation base
-        self.generator = load_generator(
-            self.model, self.card, device=self.device, runtime=runtime, precision=precision, log=log
-        )
         self.weights_path = path
         self.scale = int(self.card.get("kwargs", {}).get("scale", scale))
         if self.scale != scale:
@@ -134,6 +130,10 @@ class Enhancer:
             raise InputError(
                 None, f"unknown consistency {self.consistency!r}; choose from {', '.join(CONSISTENCY_MODES)}"
             )
+        # the generator call of ``_run``; ``self.model`` keeps the LR-kind detector and the interpolation base
+        self.generator = load_generator(
+            self.model, self.card, device=self.device, runtime=runtime, precision=precision, log=log
+        )
         self.provenance = Provenance(
             model=self.card["arch"],
             weights_name=self.card.get("name", path.stem),
@@ -252,9 +252,9 @@ class Enhancer:
         s, t, m = self.scale, self.tile, self.margin
         # a global interpolation (zero-filled k-space) and the LR-kind estimate are computed once on the whole
         # slice (stack) and handed to every tile
-        extra = {} if model_p is None else {"kind": torch.full((b,), float(model_p), device=self.device)}
+        kind = None if model_p is None else torch.full((b,), float(model_p), device=self.device)
         if h <= t + 2 * m and w <= t + 2 * m:
-            return self.generator(x, None, extra.get("kind")).cpu().contiguous()
+            return self.generator(x, None, kind).cpu().contiguous()
         base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
         out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
         for y0 in range(0, h, t):
@@ -263,7 +263,7 @@ class Enhancer:
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
                 tile_base = None if base is None else base[:, :, ya * s : yb * s, xa * s : xb * s]
-                sr = self.generator(x[:, :, ya:yb, xa:xb], tile_base, extra.get("kind")).cpu()
+                sr = self.generator(x[:, :, ya:yb, xa:xb], tile_base, kind).cpu()
                 out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = sr[
                     :, :, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
                 ]

@@ -49,7 +49,8 @@ def normalised(image: np.ndarray) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """Tiny ×2 weights without and with the LR-kind input, tiny ×4 progressive, and the bundled ×2 model."""
+    """Tiny ×2 weights without and with the LR-kind input, tiny ×4 progressive, the tiny seed generator (exported
+    whole) and the bundled ×2 model."""
     from srgan.models.weights import bundled_weights
 
     d = tmp_path_factory.mktemp("rt-weights")
@@ -57,6 +58,7 @@ def models(tmp_path_factory):
         "tiny": make_tiny_weights(d / "a", 2),
         "tiny-kind": make_tiny_weights(d / "b", 2, kind_input=True),
         "tiny-x4": make_tiny_weights(d / "c", 4, upsampler="progressive"),
+        "tiny-seed-x4": make_tiny_weights(d / "d", 4, arch="seed"),
         "bundled-x2": bundled_weights(2),
     }
 
@@ -66,7 +68,7 @@ def scale_of(name: str) -> int:
 
 
 @pytest.mark.parametrize("runtime", GRAPH_RUNTIMES)
-@pytest.mark.parametrize("model", ["tiny", "tiny-kind", "tiny-x4", "bundled-x2"])
+@pytest.mark.parametrize("model", ["tiny", "tiny-kind", "tiny-x4", "tiny-seed-x4", "bundled-x2"])
 def test_fp32_output_equals_torch_on_a_real_slice(runtime, model, models, shared_data):
     s = scale_of(model)
     ref = Enhancer(weights=models[model], scale=s, device="cpu", runtime="torch", consistency="off")
