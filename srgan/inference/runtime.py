@@ -262,6 +262,8 @@ def _session(name: str, path: Path, precision: str, threads: int) -> Callable[[d
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         so.log_severity_level = 3
+        # no busy-waiting between runs: the viewer's GUI thread and other processes share the cores
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         return lambda feeds: session.run(None, feeds)[0]
     if name == "openvino":
