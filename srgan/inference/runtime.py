@@ -321,19 +321,21 @@ def _build(name: str, model: Any, sha256: str, precision: str, threads: int) -> 
     return gen
 
 
-def _time(gen: Generator, model: Any, side: int) -> float:
-    """Minimum ms of ``AUTO_RUNS`` runs after one warm-up on a ``side``² slice."""
+def _time(gens: dict[str, Generator], model: Any, side: int) -> dict[str, float]:
+    """Minimum ms per generator of ``AUTO_RUNS`` runs after one warm-up on a ``side``² slice, the generators taking
+    turns run by run, so that a burst of load from other processes slows them all alike."""
     import torch
 
     x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
     kind = torch.full((1,), 0.5) if _has_kind(model) else None
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in gens}
     with torch.inference_mode():
         for _ in range(AUTO_RUNS + 1):
-            t0 = time.perf_counter()
-            gen(x, None, kind)
-            times.append(time.perf_counter() - t0)
-    return 1000 * min(times[1:])
+            for name, gen in gens.items():
+                t0 = time.perf_counter()
+                gen(x, None, kind)
+                times[name].append(time.perf_counter() - t0)
+    return {name: 1000 * min(t[1:]) for name, t in times.items()}
 
 
 def _auto(model: Any, sha256: str, precision: str, threads: int, scale: int, warn: Callable[[str], None]) -> Generator:
@@ -364,7 +366,7 @@ def _auto(model: Any, sha256: str, precision: str, threads: int, scale: int, war
         except Exception as e:  # noqa: BLE001
             warn(f"runtime {name} failed ({_reason(e)}); auto leaves it out")
     side = AUTO_SIDE.get(scale, 96)
-    ms = {name: _time(gen, model, side) for name, gen in gens.items()}
+    ms = _time(gens, model, side)
     best = min(ms, key=lambda k: ms[k])
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"runtime": best, "ms": ms, "side": side, "threads": threads, "precision": precision}
