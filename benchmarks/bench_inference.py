@@ -8,10 +8,17 @@ scale's bundled fidelity model is timed in the shape its model card names (``res
 claim is about what ships. A second table times the whole per-slice path of ``srgan enhance`` (``Enhancer.enhance``:
 normalisation, LR-kind estimate, generator, data-consistency projection as the card sets it), on a real 64² / 128²
 LR slice made by k-space truncation from the bundled sample series, so ``auto`` takes its costlier k-space branch;
-the seed runs through the same path (random weights, no projection). Prints markdown tables and the command.
-No assertions.
+the seed runs through the same path (random weights, no projection). A third table times the bundled fidelity
+models' generator call (``Enhancer._run``: base, LR-kind input, network, tiles) on each installed runtime and
+precision (``srgan.inference.runtime``), ×2 on a real 256² LR slice → 512², ×4 on 64² → 256²; each configuration
+runs ``--repeats`` times in fresh subprocesses (min and median over the repeats' medians). With ``--heldout``,
+it adds the held-out PSNR change of each configuration against torch fp32: the 24 held-out Kaggle slices
+(``srgan.evaluation.selection``), LR made by bicubic and by k-space truncation and quantised to 8 bits as
+``contract_check.py`` does, enhanced without projection and with the card's consistency. Prints markdown tables
+and the command. No assertions.
 
     python benchmarks/bench_inference.py [--threads 2] [--runs 10] [--lite-kwargs '{"channels":32,"num_blocks":12}']
+    python benchmarks/bench_inference.py --only-runtimes --heldout [--runtimes torch openvino] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -24,8 +31,11 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 LR_SIDE = {2: 128, 4: 64}
+RUNTIME_LR_SIDE = {2: 256, 4: 64}  # the runtime table's slice sizes: 256² → 512² at ×2, 64² → 256² at ×4
+KAGGLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kaggle-brain-tumor-mri"
 
 
 def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup: int) -> dict:
@@ -55,10 +65,10 @@ def measure(arch: str, kwargs: dict, scale: int, threads: int, runs: int, warmup
             "ms_min": 1000 * min(times), "peak_rss_mib": peak_kib / 1024, "threads": threads}
 
 
-def lr_slice(scale: int, kind: str = "kspace"):
+def lr_slice(scale: int, kind: str = "kspace", side: int | None = None):
     """A real LR slice: the middle slice of the bundled sample series, centred in an HR field of view of
-    ``LR_SIDE · scale`` (cropped or padded with background), k-space truncated (or bicubic-downsampled) to
-    ``LR_SIDE``."""
+    ``side · scale`` (default ``LR_SIDE``; cropped or padded with background), k-space truncated (or
+    bicubic-downsampled) to ``side``."""
     import numpy as np
     import pydicom
 
@@ -67,7 +77,7 @@ def lr_slice(scale: int, kind: str = "kspace"):
 
     files = sorted((RESOURCES / "sample" / "series").glob("*.dcm"))
     hr = pydicom.dcmread(files[len(files) // 2]).pixel_array.astype(np.float64)
-    n = LR_SIDE[scale] * scale
+    n = (side or LR_SIDE[scale]) * scale
     field = np.zeros((n, n))
     h, w = min(n, hr.shape[0]), min(n, hr.shape[1])
     sy, sx = (hr.shape[0] - h) // 2, (hr.shape[1] - w) // 2
@@ -108,6 +118,121 @@ def measure_pipeline(arch: str, kwargs: dict, scale: int, threads: int, runs: in
             "ms_min": 1000 * min(times), "threads": threads}
 
 
+def measure_runtime(scale: int, runtime: str, precision: str, threads: int, runs: int, warmup: int) -> dict:
+    """Time the bundled fidelity model's generator call on ``runtime`` in ``precision`` (in a fresh subprocess);
+    the graph is built (or read from the cache) before timing."""
+    import numpy as np
+    import torch
+
+    from srgan.inference.engine import Enhancer
+    from srgan.normalize import Normalizer
+
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    en = Enhancer(scale=scale, device="cpu", threads=threads, runtime=runtime, precision=precision,
+                  consistency="off", log=notes.append)
+    build_s = time.perf_counter() - t0
+    image = lr_slice(scale, "kspace", RUNTIME_LR_SIDE[scale])
+    x = torch.from_numpy(Normalizer.fit(image).forward(image).astype(np.float32))[None, None]
+    p = en.p_kspace(image[None])
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            t0 = time.perf_counter()
+            y = en._run(x, p)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return {"scale": scale, "asked": f"{runtime} {precision}", "runtime": en.generator.name,
+            "precision": en.generator.precision, "in": "x".join(map(str, x.shape[-2:])),
+            "out": "x".join(map(str, y.shape[-2:])), "ms_median": 1000 * statistics.median(times),
+            "ms_min": 1000 * min(times), "build_s": build_s, "notes": notes, "threads": threads}
+
+
+def measure_heldout(scale: int, runtime: str, precision: str, threads: int, consistency: str | None,
+                    kaggle: str) -> dict:
+    """Per-image PSNR (dB, 8-bit range) of the bundled fidelity model on ``runtime``/``precision`` over the
+    held-out Kaggle slices, LR by bicubic and by k-space truncation, 8-bit quantised (in a fresh subprocess)."""
+    import numpy as np
+    from PIL import Image
+
+    from srgan.degrade import bicubic_down, kspace_truncate
+    from srgan.evaluation.metrics import psnr
+    from srgan.evaluation.selection import heldout_images, split_config
+    from srgan.inference.engine import Enhancer
+
+    en = Enhancer(scale=scale, device="cpu", threads=threads, runtime=runtime, precision=precision,
+                  consistency=consistency)
+    files = [path for _, path in heldout_images(kaggle, split_config())[0]]
+    out: dict = {"runtime": en.generator.name, "precision": en.generator.precision, "consistency": en.consistency,
+                 "n": len(files)}
+    for lr_kind, degrade in (("bicubic", bicubic_down), ("kspace", kspace_truncate)):
+        values = []
+        for f in files:
+            hr = np.asarray(Image.open(f).convert("L"), dtype=np.float64) / 255.0
+            hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
+            lr = np.round(np.clip(degrade(hr, scale), 0, 1) * 255) / 255
+            sr = np.clip(en.enhance(lr.astype(np.float32)), 0, 1)
+            values.append(psnr(hr, sr, data_range=1.0))
+        out[lr_kind] = values
+    return out
+
+
+def runtime_configs(names: list[str]) -> list[tuple[str, str]]:
+    """(runtime, precision) pairs to measure: each runtime in fp32, and in bf16 where it has bf16 kernels."""
+    from srgan.inference.runtime import NO_BF16, cpu_has_bf16
+
+    pairs = [(r, "fp32") for r in names]
+    if cpu_has_bf16():
+        pairs += [(r, "bf16") for r in names if r not in NO_BF16]
+    return pairs
+
+
+def runtime_tables(args) -> None:
+    import numpy as np
+
+    from srgan.inference.runtime import EXPORTED, cpu_id, runtime_version
+
+    names = args.runtimes or ["torch"] + [r for r in EXPORTED if runtime_version(r)]
+    rows, quality = [], {}
+    for scale in args.scales:
+        for runtime, precision in runtime_configs(names):
+            job = dict(scale=scale, runtime=runtime, precision=precision, threads=args.threads, runs=args.runs,
+                       warmup=args.warmup)
+            reps = [run_job(job, mode="--runtime-one") for _ in range(args.repeats)]
+            medians = [r["ms_median"] for r in reps]
+            rows.append({**reps[-1], "rep_medians": medians, "best": min(r["ms_min"] for r in reps)})
+            if args.heldout:
+                for consistency in ("off", None):
+                    hjob = dict(scale=scale, runtime=runtime, precision=precision, threads=args.threads,
+                                consistency=consistency, kaggle=str(args.kaggle))
+                    quality[(scale, runtime, precision, consistency)] = run_job(hjob, mode="--heldout-one")
+    versions = ", ".join(f"{r} {runtime_version(r)}" for r in EXPORTED if runtime_version(r))
+    print(f"\n# Generator call per runtime and precision (bundled fidelity models, Enhancer._run on a real LR slice, "
+          f"{args.threads} threads, {args.repeats} repeats × median of {args.runs} after {args.warmup} warm-up; "
+          f"{versions}; CPU {cpu_id()})\n")
+    print("| scale | LR → SR | asked | ran | ms/slice (min of repeats' medians) | ms/slice (median of repeats' "
+          "medians) | fastest run ms | build s | vs torch fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        base = min(q["rep_medians"] for q in rows if q["scale"] == r["scale"] and q["asked"] == "torch fp32")
+        ran = f"{r['runtime']} {r['precision']}" + (f" ({'; '.join(r['notes'])})" if r["notes"] else "")
+        print(f"| ×{r['scale']} | {r['in']} → {r['out']} | {r['asked']} | {ran} | {min(r['rep_medians']):.1f} | "
+              f"{statistics.median(r['rep_medians']):.1f} | {r['best']:.1f} | {r['build_s']:.1f} | "
+              f"{min(base) / min(r['rep_medians']):.2f}× |")
+    if not quality:
+        return
+    print("\n# Held-out PSNR change against torch fp32 (24 held-out Kaggle slices, 8-bit LR; mean and worst "
+          "per-image change, dB)\n")
+    print("| scale | runtime | precision | consistency | LR | n | mean PSNR dB | mean Δ dB | worst Δ dB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (scale, _, _, consistency), q in quality.items():
+        ref = quality[(scale, "torch", "fp32", consistency)]
+        for lr in ("bicubic", "kspace"):
+            d = np.asarray(q[lr]) - np.asarray(ref[lr])
+            print(f"| ×{scale} | {q['runtime']} | {q['precision']} | {q['consistency']} | {lr} | {q['n']} | "
+                  f"{np.mean(q[lr]):.3f} | {d.mean():+.4f} | {d.min():+.4f} |")
+
+
 def bundled(scale: int) -> list[tuple[str, dict, str]]:
     """(arch, kwargs without scale, label) of the model ``srgan enhance --scale`` uses by default, read from its
     card; [] if none is bundled (the card is plain JSON, so this needs no torch)."""
@@ -122,8 +247,9 @@ def bundled(scale: int) -> list[tuple[str, dict, str]]:
     return [(c["arch"], kwargs, f"{c['name']} (bundled)")]
 
 
-def run_job(job: dict, pipeline: bool = False) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--pipeline" if pipeline else "--one", json.dumps(job)],
+def run_job(job: dict, pipeline: bool = False, mode: str | None = None) -> dict:
+    mode = mode or ("--pipeline" if pipeline else "--one")
+    out = subprocess.run([sys.executable, __file__, mode, json.dumps(job)],
                          capture_output=True, text=True)
     if out.returncode:
         print(out.stderr, file=sys.stderr)
@@ -143,17 +269,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--scales", type=int, nargs="+", default=[4, 2], choices=(2, 4))
-    p.add_argument("--seed-kwargs", type=json.loads, default={}, metavar="JSON", help="seed generator kwargs (default: its defaults)")
+    p.add_argument("--seed-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help="seed generator kwargs (default: its defaults)")
     p.add_argument("--lite-kwargs", type=json.loads, default=None, metavar="JSON",
                    help="also time srresnet_lite with these kwargs, e.g. '{\"channels\":32,\"num_blocks\":12}'")
+    p.add_argument("--runtimes", nargs="+", choices=("torch", "onnxruntime", "openvino"),
+                   help="runtimes of the runtime table (default: torch and every installed one)")
+    p.add_argument("--repeats", type=int, default=3, help="subprocess repeats per runtime configuration")
+    p.add_argument("--heldout", action="store_true", help="add the held-out PSNR change per runtime (slow)")
+    p.add_argument("--kaggle", type=Path, default=KAGGLE, help="the Kaggle sample the held-out slices come from")
+    p.add_argument("--only-runtimes", action="store_true", help="print the runtime table(s) only")
     p.add_argument("--one", help=argparse.SUPPRESS)   # internal: JSON job for a subprocess
     p.add_argument("--pipeline", help=argparse.SUPPRESS)
+    p.add_argument("--runtime-one", help=argparse.SUPPRESS)
+    p.add_argument("--heldout-one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(measure(**json.loads(args.one))))
         return 0
     if args.pipeline:
         print(json.dumps(measure_pipeline(**json.loads(args.pipeline))))
+        return 0
+    if args.runtime_one:
+        print(json.dumps(measure_runtime(**json.loads(args.runtime_one))))
+        return 0
+    if args.heldout_one:
+        print(json.dumps(measure_heldout(**json.loads(args.heldout_one))))
+        return 0
+    if args.only_runtimes:
+        runtime_tables(args)
+        print("\ncommand: " + shlex.join(["python", "benchmarks/bench_inference.py",
+                                         *(argv if argv is not None else sys.argv[1:])]))
         return 0
     configs = [("seed", args.seed_kwargs, "seed"), ("srresnet_lite", {}, "srresnet_lite")]
     if args.lite_kwargs is not None:
@@ -189,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         test = "–" if r["log_ratio"] is None else f"{r['log_ratio']:+.2f}"
         print(f"| {r['label']} | ×{r['scale']} | {r['lr']} | {r['consistency']} | {p} | {test} | {r['applied']} | "
               f"{r['ms_median']:.1f} | {r['ms_min']:.1f} | {vs} |")
+    runtime_tables(args)
     print("\ncommand: " + shlex.join(["python", "benchmarks/bench_inference.py",
                                      *(argv if argv is not None else sys.argv[1:])]))
     return 0

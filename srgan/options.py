@@ -14,6 +14,8 @@ CONSISTENCY_MODES = PROJECTIONS + ("auto",)  # what may be asked for: a projecti
 LR_DEGRADATIONS = ("bicubic", "kspace")  # how an evaluation's LR images are made from HR ones
 BASELINES = ("nearest", "bicubic", "lanczos", "zerofill")  # classical interpolations models are compared with
 BASELINE_LABELS = {"nearest": "nearest", "bicubic": "bicubic", "lanczos": "Lanczos", "zerofill": "zero-fill"}
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")  # where the generator runs on CPU (auto: measured)
+PRECISIONS = ("fp32", "bf16")  # the generator's arithmetic (bf16 only when asked for or the card recommends it)
 
 
 def resolve_device(device: str = "auto") -> Any:

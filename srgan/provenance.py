@@ -21,13 +21,16 @@ class Provenance:
     weights_sha256: str  # full hex digest of the safetensors file
     scale: int
     consistency: str = "off"  # data-consistency projection: off | bicubic | kspace
+    runtime: str = "torch"  # where the generator ran: srgan.options.RUNTIMES less auto
+    precision: str = "fp32"  # its arithmetic: srgan.options.PRECISIONS
     software_version: str = srgan.__version__
 
     def long(self) -> str:
         """One line for DICOM DerivationDescription / ImageComments, PNG text chunks, reports."""
         return (
             f"BrainSR {self.software_version} super-resolution x{self.scale}, model {self.model}, "
-            f"weights {self.weights_name} sha256 {self.weights_sha256}, consistency {self.consistency}. "
+            f"weights {self.weights_name} sha256 {self.weights_sha256}, consistency {self.consistency}, "
+            f"runtime {self.runtime} {self.precision}. "
             f"{DISCLAIMER}."
         )
 

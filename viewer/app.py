@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from srgan.options import CONSISTENCY_MODES, DEVICES, SCALES
+from srgan.options import CONSISTENCY_MODES, DEVICES, PRECISIONS, RUNTIMES, SCALES
 
 EXIT_OK, EXIT_ERROR, EXIT_ENHANCE_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4
 
@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-consistency projection of each enhanced slice, so that degrading it reproduces the "
                         "original; auto: chosen per series from the model's LR-kind estimate (default: what the "
                         "model card recommends, else off)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="where the model runs on the CPU (default auto: the fastest installed here, measured once "
+                        "and cached)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the model's arithmetic (default: what the model card recommends, else fp32)")
     p.add_argument("--screenshot", metavar="PNG",
                    help="render the window (first series, middle slice; with --enhance, once that slice is "
                         "enhanced) to this PNG and exit; works headless")
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = EnhanceConfig(scale=args.scale, model=args.model,
                            weights=str(Path(args.weights).resolve()) if args.weights else None, device=args.device,
-                           consistency=args.consistency)
+                           consistency=args.consistency, runtime=args.runtime, precision=args.precision)
     enhance = args.enhance if args.enhance is not None else not args.screenshot
     window = MainWindow(config, enhance=enhance, show_dialogs=not args.screenshot)
     if args.screenshot:

@@ -204,6 +204,8 @@ class EnhanceConfig:
     weights: str | None = None
     device: str = "auto"
     consistency: str | None = None
+    runtime: str = "auto"  # srgan.options.RUNTIMES
+    precision: str | None = None  # srgan.options.PRECISIONS; None = what the model card recommends
 
     @property
     def model_id(self) -> str:

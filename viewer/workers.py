@@ -52,7 +52,8 @@ def build_engine(config: EnhanceConfig, threads: int | None = None):
     from srgan.inference.engine import Enhancer, default_threads
 
     return Enhancer(scale=config.scale, model=config.model, weights=config.weights, device=config.device,
-                    threads=threads or default_threads(), consistency=config.consistency)
+                    threads=threads or default_threads(), consistency=config.consistency,
+                    runtime=config.runtime, precision=config.precision)
 
 
 class FolderScanner(QtCore.QThread):

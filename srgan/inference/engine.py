@@ -19,6 +19,7 @@ import numpy as np
 from srgan.errors import InputError
 from srgan.inference.consistency import project, residual_log_ratio
 from srgan.inference.plan import Plan, decide, describe, kind_sample, needs_test, residual_test_slices
+from srgan.inference.runtime import load_generator
 from srgan.models.weights import bundled_weights, load_weights
 from srgan.normalize import Normalizer
 from srgan.options import CONSISTENCY_MODES, resolve_device
@@ -109,7 +110,13 @@ class Enhancer:
         margin: int = 32,
         batch: int = 8,
         consistency: str | None = None,
+        runtime: str = "auto",
+        precision: str | None = None,
+        log: Callable[[str], None] | None = None,
     ):
+        """``runtime``/``precision``: where and in what arithmetic the generator runs on the CPU
+        (``srgan.inference.runtime.load_generator``; precision None: the model card's recommendation, else fp32);
+        ``log``: where a fallback's one line goes (default: ``logging.warning``)."""
         import torch
 
         if scale not in (2, 4):
@@ -131,12 +138,18 @@ class Enhancer:
             raise InputError(
                 None, f"unknown consistency {self.consistency!r}; choose from {', '.join(CONSISTENCY_MODES)}"
             )
+        # the generator call of ``_run``; ``self.model`` keeps the LR-kind detector and the interpolation base
+        self.generator = load_generator(
+            self.model, self.card, device=self.device, runtime=runtime, precision=precision, log=log
+        )
         self.provenance = Provenance(
             model=self.card["arch"],
             weights_name=self.card.get("name", path.stem),
             weights_sha256=self.card["sha256"],
             scale=self.scale,
             consistency=describe(self.consistency),
+            runtime=self.generator.name,
+            precision=self.generator.precision,
         )
         self._lock = threading.Lock()
 
@@ -247,9 +260,9 @@ class Enhancer:
         s, t, m = self.scale, self.tile, self.margin
         # a global interpolation (zero-filled k-space) and the LR-kind estimate are computed once on the whole
         # slice (stack) and handed to every tile
-        extra = {} if model_p is None else {"kind": torch.full((b,), float(model_p), device=self.device)}
+        kind = None if model_p is None else torch.full((b,), float(model_p), device=self.device)
         if h <= t + 2 * m and w <= t + 2 * m:
-            return self.model(model_input(x, self.device), **extra).cpu().contiguous()
+            return self.generator(x, None, kind).cpu().contiguous()
         base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
         out = torch.empty((b, 1, h * s, w * s), dtype=x.dtype)
         for y0 in range(0, h, t):
@@ -257,12 +270,8 @@ class Enhancer:
                 y1, x1 = min(y0 + t, h), min(x0 + t, w)
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 yb, xb = min(h, y1 + m), min(w, x1 + m)
-                tile_x = model_input(x[:, :, ya:yb, xa:xb], self.device)
-                sr = (
-                    self.model(tile_x, **extra)
-                    if base is None
-                    else self.model(tile_x, base[:, :, ya * s : yb * s, xa * s : xb * s], **extra)
-                ).cpu()
+                tile_base = None if base is None else base[:, :, ya * s : yb * s, xa * s : xb * s]
+                sr = self.generator(x[:, :, ya:yb, xa:xb], tile_base, kind).cpu()
                 out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = sr[
                     :, :, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
                 ]
