@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,train,sample,report]"
+	$(PY) -m pip install -q -e ".[test,train,sample,report,fast]"
 	touch $@
 
 run: install

@@ -20,6 +20,21 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_cache(tmp_path_factory):
+    """Exported runtime graphs and ``auto`` choices go to a temporary folder, not the user's cache (subprocesses
+    inherit the variable)."""
+    import os
+
+    old = os.environ.get("BRAINSR_RUNTIME_CACHE")
+    os.environ["BRAINSR_RUNTIME_CACHE"] = str(tmp_path_factory.mktemp("runtime-cache"))
+    yield
+    if old is None:
+        os.environ.pop("BRAINSR_RUNTIME_CACHE", None)
+    else:
+        os.environ["BRAINSR_RUNTIME_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

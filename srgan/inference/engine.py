@@ -110,7 +110,7 @@ class Enhancer:
         margin: int = 32,
         batch: int = 8,
         consistency: str | None = None,
-        runtime: str = "auto",
+        runtime: str = "torch",
         precision: str | None = None,
         log: Callable[[str], None] | None = None,
     ):
