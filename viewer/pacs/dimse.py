@@ -54,6 +54,38 @@ def _status(status: Dataset) -> int:
     return int(status.Status) if "Status" in status else -1
 
 
+def _prompt(sock: object) -> object:
+    """Make an association socket send at once (TCP_NODELAY) and acknowledge at once (TCP_QUICKACK, Linux, re-armed
+    after every read): otherwise each C-STORE of a small image waits some 40 ms for a delayed ACK."""
+    raw = getattr(sock, "socket", None)
+    if raw is None:
+        return sock
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is not None:
+        recv = sock.recv  # type: ignore[attr-defined]
+
+        def recv_quick(nr_bytes: int) -> bytearray:
+            data = recv(nr_bytes)
+            try:
+                raw.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+            except OSError:
+                pass
+            return data
+
+        sock.recv = recv_quick  # type: ignore[attr-defined]
+    return sock
+
+
+def _on_open(event: evt.Event) -> None:
+    _prompt(event.assoc.dul.socket)
+
+
+class _AE(AE):
+    def _create_socket(self, assoc, address, tls_args):  # type: ignore[no-untyped-def]
+        return _prompt(super()._create_socket(assoc, address, tls_args))
+
+
 class DimseClient:
     def __init__(self, node: Node) -> None:
         if node.is_web:
@@ -63,7 +95,7 @@ class DimseClient:
     # -- association ----------------------------------------------------------------------------------------------
 
     def _ae(self, aet: str | None = None) -> AE:
-        ae = AE(ae_title=aet or self.node.calling_aet)
+        ae = _AE(ae_title=aet or self.node.calling_aet)
         t = self.node.timeout
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = t
         ae.connection_timeout = t
@@ -116,6 +148,13 @@ class DimseClient:
             ae.add_requested_context(context.abstract_syntax, context.transfer_syntax)
         return self._associate(ae, **kwargs)  # type: ignore[arg-type]
 
+    def _lost(self, assoc: Association, what: str, verb: str, since: float) -> PacsError:
+        """The message for a request that got no status back: a timeout, or the node closed the association."""
+        if time.monotonic() - since < 0.9 * self.node.timeout:
+            return PacsError(f"{self.node.label}: {what} broken off: the node closed the association (lost "
+                             f"connection, or the calling AE title {self.node.calling_aet} is not allowed to {verb})")
+        return PacsError(f"{self.node.label}: {what} broken off: no answer within {self.node.timeout:g} s")
+
     @staticmethod
     def _cancel(assoc: Association, model: str, msg_id: int = 1) -> None:
         for context in assoc.accepted_contexts:
@@ -151,9 +190,11 @@ class DimseClient:
         found: list[Dataset] = []
         truncated = False
         try:
+            since = time.monotonic()
             for status, ident in assoc.send_c_find(identifier, model):
                 code = _status(status)
                 if code in PENDING:
+                    since = time.monotonic()
                     if ident is None:
                         continue
                     if limit is not None and len(found) >= limit:
@@ -164,8 +205,7 @@ class DimseClient:
                 elif code in (0x0000, 0xFE00):
                     break
                 elif code < 0:
-                    raise PacsError(f"{self.node.label}: the query got no answer within {self.node.timeout:g} s "
-                                    "(or the association was aborted)")
+                    raise self._lost(assoc, "C-FIND", "query", since)
                 else:
                     comment = f": {status.ErrorComment}" if "ErrorComment" in status else ""
                     raise PacsError(f"{self.node.label}: C-FIND refused (status 0x{code:04X}{comment}; is the "
@@ -273,9 +313,10 @@ class DimseClient:
         return on_store
 
     def _drive(self, assoc: Association, responses: Iterator[tuple[Dataset, Dataset | None]], model: str,
-               cancel: threading.Event | None, what: str) -> list[str]:
+               cancel: threading.Event | None, what: str, move_aet: str = "") -> list[str]:
         """Consume C-GET/C-MOVE responses; returns the problems the node reported."""
         problems: list[str] = []
+        since = time.monotonic()
         for status, _ident in responses:
             code = _status(status)
             if cancel is not None and cancel.is_set():
@@ -283,12 +324,12 @@ class DimseClient:
                 assoc.abort()
                 raise Cancelled(f"{self.node.label}: {what} cancelled")
             if code in PENDING:
+                since = time.monotonic()
                 continue
             if code == 0x0000:
                 break
             if code < 0:
-                raise PacsError(f"{self.node.label}: {what} broken off: no answer within {self.node.timeout:g} s, "
-                                "or the connection was lost")
+                raise self._lost(assoc, what, "retrieve", since)
             failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
             comment = f", {status.ErrorComment}" if "ErrorComment" in status else ""
             if code == 0xB000:
@@ -297,8 +338,10 @@ class DimseClient:
                 raise PacsError(f"{self.node.label}: {what} refused: move destination unknown to the node "
                                 f"(configure our AE title and port on the PACS{comment})")
             else:
-                raise PacsError(f"{self.node.label}: {what} refused (status 0x{code:04X}{comment}; is the calling "
-                                f"AE title {self.node.calling_aet} allowed to retrieve?)")
+                hint = f"is the calling AE title {self.node.calling_aet} allowed to retrieve"
+                if move_aet:
+                    hint += f", and does the node know the move destination {move_aet} (its host and port)"
+                raise PacsError(f"{self.node.label}: {what} refused (status 0x{code:04X}{comment}; {hint}?)")
         return problems
 
     def fetch(self, folder: SeriesFolder, wanted: set[str] | None, expected: set[str], *,
@@ -325,7 +368,8 @@ class DimseClient:
             scp = self._ae(local_aet)
             scp.supported_contexts = scp_contexts()
             try:
-                server = scp.start_server((bind, port), block=False, evt_handlers=[(evt.EVT_C_STORE, handler)])
+                server = scp.start_server((bind, port), block=False,
+                                          evt_handlers=[(evt.EVT_C_STORE, handler), (evt.EVT_CONN_OPEN, _on_open)])
             except OSError as exc:
                 raise PacsError(f"cannot listen on port {port} for C-MOVE ({exc.strerror or exc})") from None
             try:
@@ -335,7 +379,7 @@ class DimseClient:
                 assoc = self._with([build_context(model)])
                 try:
                     problems = self._drive(assoc, assoc.send_c_move(identifier, local_aet, model), model, cancel,
-                                           "C-MOVE")
+                                           "C-MOVE", local_aet)
                 finally:
                     if assoc.is_established:
                         assoc.release()
@@ -363,14 +407,14 @@ class DimseClient:
                     if (sop, ts) not in accepted:
                         failures.append(f"{path.name}: the node does not accept SOP class {sop} in {ts}")
                         continue
+                    since = time.monotonic()
                     status = assoc.send_c_store(str(path))
                     code = _status(status)
                     if code == 0x0000 or code in STORE_WARNINGS:
                         if progress is not None:
                             progress(1)
                     elif code < 0:
-                        raise PacsError(f"{self.node.label}: C-STORE broken off: no answer within "
-                                        f"{self.node.timeout:g} s, or the connection was lost")
+                        raise self._lost(assoc, "C-STORE", "store", since)
                     else:
                         failures.append(f"{path.name}: C-STORE status 0x{code:04X}")
             finally:
