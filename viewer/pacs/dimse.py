@@ -29,6 +29,7 @@ Progress = Callable[[int], None]  # called with 1 for each instance stored
 
 PENDING = (0xFF00, 0xFF01)
 STORE_WARNINGS = (0xB000, 0xB006, 0xB007)
+MAX_FIND_RESULTS = 200_000
 
 
 def _text(value: object) -> str:
@@ -201,6 +202,8 @@ class DimseClient:
                         truncated = True
                         self._cancel(assoc, model)
                         break
+                    if len(found) >= MAX_FIND_RESULTS:
+                        raise PacsError(f"{self.node.label}: more than {MAX_FIND_RESULTS} C-FIND answers: refused")
                     found.append(ident)
                 elif code in (0x0000, 0xFE00):
                     break

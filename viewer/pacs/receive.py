@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 import uuid
+import warnings
 from io import BytesIO
 from pathlib import Path
 
@@ -60,12 +61,16 @@ def check_instance(data: bytes, *, study_uid: str, series_uid: str | None = None
         raise PacsError(f"an instance of {len(data) / 1024**3:.1f} GiB was refused (limit "
                         f"{MAX_INSTANCE_BYTES / 1024**3:.0f} GiB)")
     try:
-        ds = dcmread(BytesIO(data), stop_before_pixels=True)
-        study, series, sop = ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), ds.get("SOPInstanceUID")
-        klass = str(ds.get("SOPClassUID", ""))
-        meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", sop))
+        with warnings.catch_warnings():  # what a hostile file makes pydicom say is in the refusal below
+            warnings.simplefilter("ignore")
+            ds = dcmread(BytesIO(data), stop_before_pixels=True)
+            study, series, sop = ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID"), ds.get("SOPInstanceUID")
+            klass = str(ds.get("SOPClassUID", ""))
+            meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", sop))
     except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError, AttributeError) as exc:
         raise PacsError(f"a malformed dataset was refused ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if study is None and sop is None:
+        raise PacsError("a malformed dataset was refused (no Study or SOP Instance UID in it)")
     for name, value in (("StudyInstanceUID", study), ("SeriesInstanceUID", series), ("SOPInstanceUID", sop)):
         if not valid_uid(value):
             raise PacsError(f"a dataset with an invalid {name} {str(value)[:70]!r} was refused")

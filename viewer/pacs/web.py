@@ -22,6 +22,8 @@ from .receive import MAX_INSTANCE_BYTES, SeriesFolder
 Progress = Callable[[int], None]
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 STOW_BATCH_BYTES = 64 * 1024**2
+QIDO_PAGE = 1000
+MAX_SERIES_INSTANCES = 200_000
 
 
 def _tag(keyword: str) -> str:
@@ -96,12 +98,29 @@ def iter_parts(response: requests.Response, limit: int = MAX_INSTANCE_BYTES) -> 
     raise PacsError("malformed WADO-RS response (no multipart boundary found)")
 
 
+class _Session(requests.Session):
+    """Keeps QIDO wildcards literal in the query string: ``*`` is a legal query character (RFC 3986) and some
+    servers (Orthanc 1.10) do not decode ``%2A`` back into a wildcard."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:  # type: ignore[override]
+        if request.url and "?" in request.url:
+            path, _, query = request.url.partition("?")
+            request.url = f"{path}?{query.replace('%2A', '*').replace('%3F', '?')}"
+        return super().send(request, **kwargs)
+
+
+def _valid_dataset_json(item: object) -> bool:
+    return isinstance(item, dict) and all(
+        isinstance(k, str) and len(k) == 8 and all(c in "0123456789ABCDEFabcdef" for c in k)
+        and isinstance(v, dict) for k, v in item.items())
+
+
 class WebClient:
     def __init__(self, node: Node) -> None:
         if not node.is_web:
             raise ValueError("a DIMSE node needs the DIMSE client")
         self.node = node
-        session = requests.Session()
+        session = _Session()
         session.trust_env = False  # no proxy from the environment: contact only the configured node
         if node.token:
             session.headers["Authorization"] = f"Bearer {node.token}"
@@ -146,7 +165,7 @@ class WebClient:
             result = fn()
         except Exception as exc:  # noqa: BLE001 - mapped to one message (or re-raised when unknown)
             raise self._fail(exc, what) from None
-        if not isinstance(result, list) or not all(isinstance(r, dict) for r in result):
+        if not isinstance(result, list) or not all(_valid_dataset_json(r) for r in result):
             raise PacsError(f"{self.node.label}: malformed {what} response (not a list of datasets)")
         return result
 
@@ -190,9 +209,18 @@ class WebClient:
         return sorted(out, key=lambda s: (s.number is None, s.number or 0, s.series_uid))
 
     def find_instances(self, study_uid: str, series_uid: str) -> list[str]:
-        items = self._qido("QIDO-RS instance query", lambda: self.client.search_for_instances(
-            study_instance_uid=study_uid, series_instance_uid=series_uid, get_remaining=True))
-        return [_text(i, "SOPInstanceUID") for i in items if _text(i, "SOPInstanceUID")]
+        uids: list[str] = []
+        seen: set[str] = set()
+        while len(uids) < MAX_SERIES_INSTANCES:  # pages until a short one (a page seen before ends it too)
+            offset = len(uids)
+            page = self._qido("QIDO-RS instance query", lambda o=offset: self.client.search_for_instances(
+                study_instance_uid=study_uid, series_instance_uid=series_uid, limit=QIDO_PAGE, offset=o))
+            new = [u for u in (_text(i, "SOPInstanceUID") for i in page) if u and u not in seen]
+            seen.update(new)
+            uids += new
+            if len(page) < QIDO_PAGE or not new:
+                break
+        return uids
 
     # -- retrieve ---------------------------------------------------------------------------------------------------
 
