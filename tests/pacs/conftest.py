@@ -47,19 +47,20 @@ def uid_of(folder: str, keyword: str) -> str:
     return str(dcmread(files_of(folder)[0], stop_before_pixels=True).get(keyword))
 
 
-def make_charset_study(out: Path) -> list[Path]:
-    """Two sample files re-labelled as a Latin-1 patient with an accession number (new UIDs; the pixel data and
-    everything else unchanged): for the character-set and accession filters."""
+def make_charset_study(out: Path, patient_id: str = "CHARSET-1", accession: str = "ACC-4711",
+                       description: str = "Kopf nativ", n: int = 2) -> list[Path]:
+    """The first ``n`` sample files re-labelled as a Latin-1 patient with an accession number (new UIDs; the pixel
+    data and everything else unchanged): for the character-set, accession and send tests."""
     out.mkdir(parents=True, exist_ok=True)
     study, series = generate_uid(), generate_uid()
     paths = []
-    for src in sorted(SAMPLE.glob("*.dcm"))[:2]:
+    for src in sorted(SAMPLE.glob("*.dcm"))[:n]:
         ds = dcmread(src)
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.PatientName = CHARSET_NAME
-        ds.PatientID = "CHARSET-1"
-        ds.AccessionNumber = "ACC-4711"
-        ds.StudyDescription = "Kopf nativ"
+        ds.PatientID = patient_id
+        ds.AccessionNumber = accession
+        ds.StudyDescription = description
         ds.StudyDate = "20190102"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()

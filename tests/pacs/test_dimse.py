@@ -12,7 +12,7 @@ from viewer.pacs import Node, PacsError, Query, service
 from viewer.pacs.audit import read_audit
 from viewer.pacs.cache import StudyCache
 
-from .conftest import CHARSET_NAME, SAMPLE, files_of, uid_of
+from .conftest import CHARSET_NAME, files_of, make_charset_study, uid_of
 
 
 def body(path) -> bytes:
@@ -139,16 +139,17 @@ def test_move_to_unknown_destination_says_so(node, tmp_path):
 
 
 def test_send_read_back_and_send_twice(orthanc, node, tmp_path):
+    files = make_charset_study(tmp_path / "to-send", "SENT-DIMSE", "ACC-DIMSE", "sent by C-STORE", n=28)
     before = orthanc.instance_count()
-    report = service.send(node, SAMPLE)
+    report = service.send(node, tmp_path / "to-send")
     assert report.done == report.expected == 28 and orthanc.instance_count() == before + 28
-    again = service.send(node, SAMPLE)  # the same series twice: no crash, no duplicate
+    again = service.send(node, tmp_path / "to-send")  # the same series twice: no crash, no duplicate
     assert again.done == 28 and orthanc.instance_count() == before + 28
-    study = service.find(node, Query(patient_id="BRAINSR-SAMPLE")).studies
+    study = service.find(node, Query(patient_id="SENT-DIMSE")).studies
     assert len(study) == 1 and study[0].series[0].n_instances == 28
-    service.retrieve(node, study[0].study_uid, tmp_path)
-    sent = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in SAMPLE.glob("*.dcm")}
-    got = sorted((tmp_path / study[0].study_uid).rglob("*.dcm"))
+    service.retrieve(node, study[0].study_uid, tmp_path / "back")
+    sent = {p.stem: p for p in files}
+    got = sorted((tmp_path / "back" / study[0].study_uid).rglob("*.dcm"))
     assert len(got) == 28 and all(body(f) == body(sent[f.stem]) for f in got)
 
 

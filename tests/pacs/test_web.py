@@ -43,7 +43,7 @@ def test_web_get_stores_files_as_served(web_node, tmp_path):
 
 
 def test_web_send_and_read_back(orthanc, web_node, node, tmp_path):
-    files = make_charset_study(tmp_path / "new")
+    files = make_charset_study(tmp_path / "new", "WEB-SENT", "ACC-WEB", "sent by STOW-RS")
     study = str(dcmread(files[0]).StudyInstanceUID)
     before = orthanc.instance_count()
     assert service.send(web_node, tmp_path / "new").done == 2

@@ -135,7 +135,6 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--move needs --listen PORT (and the node must know our AE title and port)")
             move = (args.local_aet or args.calling_aet, args.listen, args.listen_host)
         out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
         cancel = threading.Event()
         report = service.retrieve(node, args.study, out, series_uids=args.series, move=move,
                                   progress=_progress(False), cancel=cancel)

@@ -129,7 +129,8 @@ class SeriesFolder:
 
     def begin(self) -> None:
         """Make the partial folder; where a complete copy exists, link its files in (they stay unchanged)."""
-        for folder in (self.study_dir.parent, self.study_dir, self.partial):
+        self.study_dir.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (self.study_dir, self.partial):
             folder.mkdir(mode=0o700, exist_ok=True)
         if self.final.is_dir():
             for path in self.final.iterdir():
