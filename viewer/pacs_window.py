@@ -366,3 +366,46 @@ class PacsWindow(QWidget):
         self._run(f"sending to {node.label}", lambda c: service.send(node, folder, progress=self._signals.progress.emit,
                                                                      cancel=c), done)
         return True
+
+
+def demo(argv: list[str] | None = None) -> int:
+    """``make pacs-demo``: a throwaway local Orthanc loaded with the bundled sample series, and this window connected
+    to it; a retrieved study opens in the viewer (``brainsr FOLDER``, its own process). ``--screenshot PNG`` renders
+    the window after a search and exits."""
+    import argparse
+    import subprocess
+    import sys
+    import tempfile
+
+    from PySide6.QtWidgets import QApplication
+
+    from viewer import SAMPLE_SERIES
+    from viewer.pacs.orthanc import LocalOrthanc
+
+    parser = argparse.ArgumentParser(prog="pacs-demo", description=demo.__doc__.split("\n")[0] if demo.__doc__ else "")
+    parser.add_argument("--screenshot", metavar="PNG")
+    args = parser.parse_args(argv)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory(prefix="brainsr-pacs-demo-") as tmp:
+        server = LocalOrthanc(Path(tmp) / "orthanc", modalities={"BRAINSR": ("127.0.0.1", 11112)}).start()
+        try:
+            server.upload(sorted(SAMPLE_SERIES.glob("*.dcm")))
+            window = PacsWindow(cache=StudyCache(Path(tmp) / "cache"))
+            window.set_node(Node(name="local demo Orthanc", host="127.0.0.1", port=server.dicom_port,
+                                 aet=server.aet))
+            window.studyRetrieved.connect(lambda folder: subprocess.Popen([sys.executable, "-m", "viewer.app",
+                                                                           str(folder)]))
+            window.show()
+            window.search()
+            if args.screenshot:
+                while window.busy():
+                    app.processEvents()
+                window.grab().save(args.screenshot)
+                return 0
+            return int(app.exec())
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(demo())
