@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch that lies on this project's machines; override for a CUDA build, e.g. TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: install run test lint bench sample clean
+.PHONY: install run test lint bench sample clean pacs-demo
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ bench: install
 	$(PY) benchmarks/bench_inference.py --threads 2
 	$(PY) benchmarks/bench_train.py
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/bench_ui_stall.py
+
+# a throwaway local Orthanc (apt-get install orthanc orthanc-dicomweb) loaded with the bundled sample, and the PACS
+# window connected to it: search, retrieve, and the retrieved study opens in the viewer
+pacs-demo: install
+	$(PY) -m viewer.pacs_window
 
 sample: install
 	$(PY) resources/sample/make_sample.py
