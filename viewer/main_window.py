@@ -72,6 +72,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._scanner: FolderScanner | None = None  # the scan whose result will be shown
         self._scanners: set[FolderScanner] = set()   # every scan thread still running
         self._export_session = None
+        self.last_export: tuple[Path, Any] | None = None  # (folder, source series) of the last finished export
+        self.pacs: Any = None  # the PACS window, made when first opened
 
         self.left = Viewport(self.state, "original")
         self.right = Viewport(self.state, "enhanced")
@@ -487,8 +489,40 @@ class MainWindow(QtWidgets.QMainWindow):
             self._export_session = export_series_dialog(self, series, engine, start_dir=self.folder,
                                                         show_messages=self.show_dialogs, plan=self.model.plan(),
                                                         lookup=lookup)
+            if self._export_session is not None:
+                self._export_session.done.connect(lambda report, s=series: self._exported(s, report))
         except Exception as err:
             self.report_error("Export failed", str(err))
+
+    def _exported(self, series: Any, report: Any) -> None:
+        """Remember the last exported series, for "Send enhanced series to PACS…" (never sent automatically)."""
+        if report is not None and report.files:
+            self.last_export = (Path(report.out_dir), series)
+            self.act_send_pacs.setEnabled(True)
+
+    # ------------------------------------------------------------------------------------ PACS
+    def open_pacs(self) -> Any:
+        """The PACS window (``viewer.pacs_window``): only nodes the user configured are contacted; a retrieved
+        study opens here at once."""
+        if self.pacs is None:
+            from viewer.pacs_window import PacsWindow
+
+            self.pacs = PacsWindow()
+            self.pacs.studyRetrieved.connect(lambda folder: self.open_folder(folder))
+        self.pacs.show()
+        self.pacs.raise_()
+        return self.pacs
+
+    def send_export_to_pacs(self) -> None:
+        """Send the last exported enhanced series to the node selected in the PACS window, after the user confirms
+        a dialog naming the patient, the series and the destination."""
+        if self.last_export is None:
+            return
+        folder, series = self.last_export
+        pacs = self.open_pacs()
+        description = series.series_description or "(no description)"
+        pacs.send_folder(folder, series.patient_name or "(no name)", f"AI-enhanced {description}",
+                         confirm=self.show_dialogs)
 
     # ------------------------------------------------------------------------------------ shutdown
     def closeEvent(self, ev: QtGui.QCloseEvent) -> None:
@@ -504,6 +538,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def shutdown(self) -> None:
         """Stop timers, running exports (cancelled: they leave nothing half-written) and worker threads."""
         self.cine.stop()
+        if self.pacs is not None:  # a transfer stops at its next file; nothing half-written is shown
+            self.pacs.cancel()
+            self.pacs.close()
         if running_exports():
             shutdown_exports()
         for scanner in list(self._scanners):

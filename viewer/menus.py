@@ -95,6 +95,11 @@ def _build_actions(win: MainWindow) -> None:
                                    tip="Write the enhanced series as a new derived DICOM series")
     win.act_export_png = action(win, "Export view as &PNG…", lambda: export_png(win), "Ctrl+Shift+S",
                                 tip="Save both viewports as a labelled PNG")
+    win.act_pacs = action(win, "&PACS…", win.open_pacs, "Ctrl+Shift+P",
+                          tip="Query a configured PACS, retrieve studies into the local cache, send series")
+    win.act_send_pacs = action(win, "Send enhanced series to PACS…", win.send_export_to_pacs,
+                               tip="Send the last exported enhanced series to a configured PACS node (asks first)")
+    win.act_send_pacs.setEnabled(False)
     win.act_quit = action(win, "&Quit", win.close, K.Quit)
 
     win.act_zoom_in = action(win, "Zoom &in", lambda: state.zoom_by(1.25), ["+", "=", "Ctrl++"])
@@ -159,7 +164,9 @@ def _build_menus(win: MainWindow) -> None:
     m.addActions([win.act_open, win.act_sample])
     win.recent_menu = m.addMenu("&Recent folders")
     m.addSeparator()
-    m.addActions([win.act_export_series, win.act_export_png])
+    m.addActions([win.act_pacs])
+    m.addSeparator()
+    m.addActions([win.act_export_series, win.act_send_pacs, win.act_export_png])
     m.addSeparator()
     m.addAction(win.act_quit)
 

@@ -391,6 +391,7 @@ def test_export_enhanced_series_runs_in_the_background(qtbot, window, hfs_folder
     report = blocker.args[0]
     assert report is not None and len(report.files) == 35
     assert report.out_dir.parent == tmp_path
+    _send_export_to_pacs(qtbot, window, report, tmp_path, monkeypatch)
     import shutil
     import subprocess
 
@@ -399,6 +400,22 @@ def test_export_enhanced_series_runs_in_the_background(qtbot, window, hfs_folder
     for f in report.files[:3]:  # the source files have no dciodvfy errors
         said = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True, timeout=120)
         assert not [ln for ln in (said.stdout + said.stderr).splitlines() if ln.startswith("Error")], f
+
+
+def _send_export_to_pacs(qtbot, window, report, tmp_path, monkeypatch):
+    """File → Send enhanced series to PACS… hands the exported folder to the PACS window, which asks before it sends
+    (the dialog names patient, series and node; its own tests send to a real Orthanc). Nothing is sent before."""
+    from viewer.pacs_window import PacsWindow
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    sent = []
+    monkeypatch.setattr(PacsWindow, "send_folder", lambda self, folder, patient, series, confirm=True:
+                        sent.append((folder, patient, series)) or True)
+    assert window.act_send_pacs.isEnabled() and window.pacs is None  # nothing contacted, no window yet
+    window.act_send_pacs.trigger()
+    assert window.pacs is not None and window.pacs.isVisible()
+    assert sent == [(report.out_dir, window.series.patient_name, f"AI-enhanced {window.series.series_description}")]
+    window.pacs.close()
 
 
 def _drag(widget, start, end, button, modifiers=QtCore.Qt.KeyboardModifier.NoModifier, steps=5):
