@@ -358,6 +358,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
         log.close()
         note = "" if reason == "finished" else f"; continue with: srgan train --out {run_dir} --resume"
         print(f"{reason} at step {step}/{cfg.total_steps}{note}")
+    if dist.enabled:  # no rank tears the process group down while another still writes (gloo aborted the early one)
+        import torch.distributed
+
+        torch.distributed.barrier()
     return 0
 
 
