@@ -28,7 +28,8 @@ What changes and what is kept
   written (intercept kept) so that the maximum fits. Values below the stored range (e.g. bicubic
   undershoot under 0 for unsigned magnitude) are clipped. When the slope changes, Philips' private scale
   slope (2005,100E) and RealWorldValueSlope are changed with it so they keep meaning the same real values.
-- Written uncompressed, Explicit VR Little Endian. LossyImageCompression is kept as the source had it (set to
+- Written uncompressed, Explicit VR Little Endian, whatever the source used (big endian included: one writer,
+  :func:`write_dataset`). LossyImageCompression is kept as the source had it (set to
   01 when the source was baseline JPEG).
   Smallest/LargestImagePixelValue and IconImageSequence are dropped (they no longer hold).
 
@@ -469,7 +470,7 @@ def write_derived_series(
                 ds = None
             if ds is not None:
                 name = tmp / f"IM{len(written) + 1:05d}.dcm"
-                ds.save_as(name, enforce_file_format=True)
+                write_dataset(ds, name)
                 written.append(name.name)
             if progress is not None:
                 progress(n + 1, len(work))
@@ -485,6 +486,38 @@ def write_derived_series(
             )
     report.files = [out / w for w in written]
     return report
+
+
+#: Binary VRs whose bytes are words of this many bytes: their byte order follows the transfer syntax.
+_WORD_VRS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def write_dataset(ds: Dataset, path: Path) -> None:
+    """The one writer policy: every derived file is written Explicit VR Little Endian, whatever the source used.
+
+    A source read as big endian (Explicit VR Big Endian, retired but written by older scanners) keeps its binary
+    word values (OW/OF/OL/OD/OV: overlay data, LUT data, private blobs) as big-endian bytes; they are swapped
+    here, and every dataset of the copy is marked as read little endian, so that pydicom encodes it afresh.
+    """
+    big = ds.original_encoding[1] is False
+    if big:
+        for elem in ds.iterall():  # iterating converts raw (still encoded) elements with the source's syntax
+            size = _WORD_VRS.get(str(elem.VR))
+            if size and isinstance(elem.value, (bytes, bytearray)) and elem.tag != 0x7FE00010:
+                n = len(elem.value) // size * size
+                swapped = np.frombuffer(bytes(elem.value[:n]), dtype=f">u{size}").astype(f"<u{size}").tobytes()
+                elem.value = swapped + bytes(elem.value[n:])
+
+        def relabel(d: Dataset) -> None:
+            d.set_original_encoding(False, True, d.original_character_set)
+            for elem in d:
+                if elem.VR == "SQ":
+                    for item in elem.value:
+                        relabel(item)
+
+        relabel(ds)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
 
 
 class _Excluded(Exception):

@@ -590,3 +590,54 @@ def test_the_series_is_used_as_the_reader_built_it(derived, tmp_path, monkeypatc
                                   plan="p", lookup=lambda v, s: seen.append((v, s)))
     assert len(report.files) == 2 and len(seen) == 35                 # the lookup serves the first part only
     assert [keys[0] for _, keys in enhancer.calls] == [(0, 0), (1, 0, 0)]
+
+
+def _big_endian_copy(src: Path, dst: Path) -> None:
+    """``src`` re-encoded Explicit VR Big Endian (pixel words byte-swapped), as older scanners wrote it."""
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ds = pydicom.dcmread(src)
+    assert int(ds.BitsAllocated) == 16 and not ds.file_meta.TransferSyntaxUID.is_compressed
+    for _elem in ds.iterall():  # decode every raw element with the source's syntax before writing it in another
+        pass
+    ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+    ds["PixelData"].VR = "OW"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    pydicom.dcmwrite(dst, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+
+
+@pytest.mark.parametrize("name", ["siemens_prisma_t1_sag_hfs", "siemens_vida_xa10_enhanced_fmri_phantom", "pydicom"])
+def test_big_endian_source_is_written_little_endian_with_the_same_pixels(name, tmp_path):
+    """One writer policy: a derived file is Explicit VR Little Endian whatever the source's syntax; a big-endian
+    source gives exactly what its little-endian twin gives."""
+    from pydicom.data import get_testdata_file
+
+    if name == "pydicom":  # pydicom's own big-endian test file and its little-endian twin
+        little = [Path(get_testdata_file("MR_small.dcm"))]
+        big = [Path(get_testdata_file("MR_small_bigendian.dcm"))]
+    else:
+        little = _files(name)[:2]
+        (tmp_path / "be").mkdir()
+        big = [tmp_path / "be" / f"{k}.dcm" for k in range(len(little))]
+        for f, b in zip(little, big):
+            _big_endian_copy(f, b)
+    assert all(pydicom.dcmread(b, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.2"
+               for b in big)
+    out = {}
+    for label, files in (("le", little), ("be", big)):
+        report = write_derived_series(_series(files, tmp_path / f"src_{label}"), nearest, tmp_path / f"out_{label}",
+                                      scale=SCALE, provenance=PROV)
+        assert not report.skipped
+        out[label] = [pydicom.dcmread(f) for f in report.files]
+    assert len(out["le"]) == len(out["be"]) == len(little)
+    for a, b in zip(out["le"], out["be"]):
+        assert b.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert np.array_equal(a.pixel_array, b.pixel_array)
+        assert (b.Rows, b.Columns) == (a.Rows, a.Columns)
+        for kw in ("ImagePositionPatient", "PixelSpacing", "ImageOrientationPatient", "WindowCenter"):
+            if kw in a:
+                assert [float(v) for v in np.ravel(a[kw].value)] == [float(v) for v in np.ravel(b[kw].value)], kw
+        if "PerFrameFunctionalGroupsSequence" in a:
+            pa = a.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+            pb = b.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+            assert list(pa) == list(pb)
