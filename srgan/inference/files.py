@@ -132,6 +132,8 @@ def enhance_dicom_folder(
     for p in result.problems:
         report.failed.append((Path(p.path), p.message))
         log(f"skipped {p.path}: {p.message}")
+    for w in getattr(result, "warnings", []):
+        report.notes.append(f"{w.path}: {w.message}")
     output = check_new_folder(output, sources=[folder])
     # The reader may split one series into geometric parts (mixed sizes or orientations); the writer derives
     # image for image, so it gets every part of a SeriesInstanceUID at once.

@@ -77,7 +77,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -86,6 +85,7 @@ from pydicom.valuerep import format_number_as_ds
 from srgan.errors import InputError
 from srgan.io import dicom_pixels
 from srgan.io.atomic import atomic_folder, check_new_folder
+from srgan.io.dicom_file import read_dicom
 from srgan.io.dicom_series import Frame, Series
 from srgan.io.geometry import refine_position
 from srgan.io.image_type import reason_of_kind
@@ -292,7 +292,7 @@ class _Skip(Exception):
 
 def _read(path: Path) -> Dataset:
     try:
-        src = pydicom.dcmread(path)
+        src, _ = read_dicom(path)  # the reader's scan reported any warning
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the reader says
         raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
     missing = [

@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 
 from srgan.errors import InputError
 from srgan.io import dicom_pixels as dp
+from srgan.io.dicom_file import file_size_ok, header_problem, pixel_problem, read_dicom
 from srgan.io.image_type import kind_of_tokens
 
 #: Extensions that claim to be DICOM: such a file that cannot be read is reported, not skipped.
@@ -317,19 +318,25 @@ def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
 
 @dataclass
 class ScanResult:
-    """Series found under a folder (sorted by study, series number) and the files that were unusable."""
+    """Series found under a folder (sorted by study, series number), the files that were unusable, and the files
+    that were used though something in them was wrong (``warnings``: e.g. a transfer syntax claim their data
+    contradict, read as what the data are)."""
 
     series: list[Series]
     problems: list[Problem]
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def _iter_files(root: Path) -> list[Path]:
+    """Regular files under ``root`` (hidden ones left out). Links to folders are not followed (no loop can hang
+    the scan); FIFOs, sockets, devices and links that lead nowhere or in a circle are left out (a read of them
+    would block or fail)."""
     if root.is_file():
         return [root]
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+        out.extend(p for f in sorted(filenames) if not f.startswith(".") and file_size_ok(p := Path(dirpath) / f))
     return out
 
 
@@ -344,9 +351,10 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return len(head) >= 8 and head[1] == 0 and head[0] in (0x02, 0x08)
 
 
-def _read_header(path: Path) -> pydicom.Dataset | None:
+def _read_header(path: Path, warnings: list[Problem] | None = None) -> pydicom.Dataset | None:
     """Header of ``path`` (no pixel data), None when the file is not DICOM; InvalidDicomError when it
-    claims to be DICOM but is unreadable."""
+    claims to be DICOM but is unreadable. What :func:`srgan.io.dicom_file.read_dicom` warns of goes into
+    ``warnings``."""
     magic, head = _has_dicm_magic(path)
     claims = magic or path.suffix.lower() in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR"
     if not magic and not _looks_like_raw_dataset(head):
@@ -356,11 +364,13 @@ def _read_header(path: Path) -> pydicom.Dataset | None:
     try:
         # Large values (pixel data, CSA blobs) are deferred, not read: fast, and the pixel data's
         # offset and length stay known, which is how a truncated file is caught here.
-        ds = pydicom.dcmread(path, defer_size=2048, force=True)
+        ds, warning = read_dicom(path, defer_size=2048)
     except Exception as err:
         if claims or magic:
             raise InvalidDicomError(f"could not be read as DICOM ({type(err).__name__}: {err})") from err
         return None
+    if warning is not None and warnings is not None:
+        warnings.append(Problem(path, warning))
     return ds
 
 
@@ -368,29 +378,12 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
 def _check_image(ds: pydicom.Dataset, path: Path) -> str | None:
-    """Why an image header is unusable (truncated, no size, no pixel data), or None."""
+    """Why an image header is unusable (truncated, no or an impossible size, no pixel data), or None."""
     if "Rows" not in ds or "Columns" not in ds or not ds.Rows or not ds.Columns:
         return "has no image size (Rows/Columns); the header is incomplete or the file is truncated"
-    tag = next((t for t in _PIXEL_TAGS if t in ds), None)
-    if tag is None:
+    if not any(t in ds for t in _PIXEL_TAGS):
         return "has no pixel data; the file is probably truncated"
-    raw = ds.get_item(tag)
-    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
-    if tell is not None and length is not None and length != 0xFFFFFFFF:
-        size = path.stat().st_size
-        if tell + length > size:
-            return f"is truncated: the pixel data end at byte {tell + length} but the file has {size} bytes"
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        if tag == 0x7FE00010 and ts is not None and not ts.is_compressed and "BitsAllocated" in ds:
-            try:
-                from pydicom.pixels.utils import get_expected_length
-
-                expected = get_expected_length(ds)
-            except Exception:
-                return None
-            if length < expected:
-                return f"has {length} bytes of pixel data but its image size needs {expected}"
-    return None
+    return pixel_problem(ds, path)
 
 
 def _dicomdir_files(path: Path, problems: list[Problem]) -> list[Path]:
@@ -416,6 +409,7 @@ def scan(folder: str | Path, progress: Callable[[int, int], None] | None = None)
         raise InputError(root, "does not exist")
     candidates = _iter_files(root)
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     for dicomdir in [p for p in candidates if p.name.upper() == "DICOMDIR"]:
         known = {p.resolve() for p in candidates}
         candidates += [p for p in _dicomdir_files(dicomdir, problems) if p.exists() and p.resolve() not in known]
@@ -425,7 +419,7 @@ def scan(folder: str | Path, progress: Callable[[int, int], None] | None = None)
     total = len(candidates)
     for done, path in enumerate(candidates, 1):
         try:
-            ds = _read_header(path)
+            ds = _read_header(path, warnings)
         except InvalidDicomError as err:
             problems.append(Problem(path, str(err)))
             ds = None
@@ -457,7 +451,7 @@ def scan(folder: str | Path, progress: Callable[[int, int], None] | None = None)
             s.part,
         )
     )
-    return ScanResult(series=series, problems=problems)
+    return ScanResult(series=series, problems=problems, warnings=warnings)
 
 
 def _add_file(ds, path, infos, frames_by_series, problems) -> None:
@@ -466,9 +460,8 @@ def _add_file(ds, path, infos, frames_by_series, problems) -> None:
         if reason:
             problems.append(Problem(path, reason))
             return
-    elif len(ds) == 0 or "Image" in str(getattr(ds.get("SOPClassUID"), "name", "")):
-        size = path.stat().st_size
-        problems.append(Problem(path, f"is truncated: only {size} bytes, the header ends before any image attribute"))
+    elif len(ds) == 0 or "SOPClassUID" not in ds or "Image" in str(getattr(ds.get("SOPClassUID"), "name", "")):
+        problems.append(Problem(path, header_problem(ds, path)))
         return
     else:
         return  # a DICOM object without an image (structured report, presentation state...)
@@ -558,7 +551,7 @@ class _DatasetCache:
                 self._datasets.move_to_end(path)
                 return self._datasets[path]
         try:
-            ds = pydicom.dcmread(path, force=True)
+            ds, _ = read_dicom(path)  # the scan reported the warning
         except Exception as err:
             raise InputError(path, f"could not be read ({type(err).__name__}: {err})") from err
         with self._lock:
