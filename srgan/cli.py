@@ -24,7 +24,11 @@ def _enhance_parser() -> argparse.ArgumentParser:
         description=COMMANDS["enhance"] + ".",
         epilog="Outputs say they are AI-enhanced and not for primary diagnosis.",
     )
-    p.add_argument("input", help="image file, folder of images, .nii/.nii.gz, or DICOM folder")
+    p.add_argument(
+        "input",
+        help="image file, folder of images, volume (NIfTI-1/2 .nii/.nii.gz or .hdr/.img pair, Analyze, "
+        "MGH/MGZ), or DICOM folder",
+    )
     p.add_argument(
         "-o", "--output", required=True, help="output file or folder (must not lie in a DICOM source folder)"
     )

@@ -92,14 +92,40 @@ def _remove_empty_dirs(root: Path) -> None:
         root.rmdir()
 
 
-def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan]:
-    """A NIfTI volume → NIfTI refined in-plane (through-plane axis = largest spacing, or ``axis``). A 4D volume is
-    enhanced time point by time point, all with the first one's plan (the rule of ``Enhancer.plan_series``).
-    Returns the written path and the plan."""
-    from srgan.io.nifti import enhance_volume, load_nifti, nifti_stem, save_nifti
+def volume_output(src: Path, output: Path, source_format: str | None) -> tuple[Path, str | None]:
+    """Where the enhanced volume of ``src`` goes and, when it cannot keep its format, the log line saying so.
 
-    vol = load_nifti(src)
-    dst = output if output.name.lower().endswith((".nii", ".nii.gz")) else output / f"{nifti_stem(src)}.nii.gz"
+    NIfTI single files and MGH/MGZ are written in their own format (one file: atomic, provenance in the header
+    or the sidecar); a pair (.hdr/.img, two files that cannot be renamed in together) and Analyze 7.5 (no room
+    for the orientation or the provenance) become ``.nii.gz``. ``output`` naming a file wins.
+    """
+    from srgan.io.nifti import is_nifti, volume_stem
+
+    if is_nifti(output) or output.suffix.lower() in (".mgz", ".mgh"):
+        return output, None
+    stem = volume_stem(src)
+    if source_format in ("nifti1", "nifti2"):
+        return output / (src.name if src.name.lower().endswith(".nii.gz") else f"{stem}.nii.gz"), None
+    if source_format == "mgh":
+        return output / f"{stem}{src.suffix.lower()}", None
+    what = {"analyze": "Analyze 7.5"}.get(source_format or "", "a NIfTI pair (.hdr/.img)")
+    return output / f"{stem}.nii.gz", f"{src.name}: {what} written as NIfTI ({stem}.nii.gz): one file, atomic"
+
+
+def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan, list[str]]:
+    """A volume nibabel reads (NIfTI-1/2, pair, Analyze, MGH/MGZ) → the same format where it can be written
+    atomically, else NIfTI, refined in-plane (through-plane axis = largest spacing, or ``axis``). A 4D volume is
+    enhanced time point by time point, all with the first one's plan (the rule of ``Enhancer.plan_series``).
+    NaN/Inf are masked through the model and put back where they were. Returns the written path, the plan and
+    notes."""
+    from srgan.io.nifti import enhance_volume, load_volume, save_nifti
+
+    vol = load_volume(src)
+    dst, line = volume_output(src, output, vol.source_format)
+    notes = list(vol.notes) + ([line] if line else [])
+    n_bad = int(np.count_nonzero(~np.isfinite(vol.data)))
+    if n_bad:
+        notes.append(f"{src.name}: {n_bad} NaN/Inf voxel(s) masked through the model and kept where they were")
     plans: list[Plan] = []
 
     def enhance_stack(stack: np.ndarray) -> np.ndarray:
@@ -110,7 +136,7 @@ def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> t
 
     out = enhance_volume(vol, enhance_stack, enhancer.scale, axis=axis)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return save_nifti(out, dst, enhancer.provenance), plans[0]
+    return save_nifti(out, dst, enhancer.provenance), plans[0], notes
 
 
 def _series_folder_name(series) -> str:
@@ -199,16 +225,16 @@ def enhance_path(
 ) -> EnhanceReport:
     """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced."""
     from srgan.io.images import IMAGE_SUFFIXES, find_images
-    from srgan.io.nifti import is_nifti
+    from srgan.io.nifti import is_volume
 
     src, out = Path(input_path), Path(output)
     if not src.exists():
         raise InputError(src, "does not exist")
     if src.is_file():
-        if is_nifti(src):
-            written, plan = enhance_nifti_file(src, out, enhancer, axis)
+        if is_volume(src):
+            written, plan, notes = enhance_nifti_file(src, out, enhancer, axis)
             log(_noted(f"{src.name} -> {written}", enhancer, plan))
-            return EnhanceReport(written=[written])
+            return EnhanceReport(written=[written], notes=notes)
         if src.suffix.lower() in IMAGE_SUFFIXES:
             dst = _image_output_path(src, out)
             if dst.parent != out and not out.suffix:
