@@ -15,13 +15,16 @@ import numpy as np
 
 from srgan.errors import InputError
 from srgan.inference.plan import Plan
-from srgan.io.atomic import atomic_folder, check_new_folder
+from srgan.io.atomic import atomic_folder, check_new_folder, clean_stale_partials
 
 Log = Callable[[str], None]
 
 
 @dataclass
 class EnhanceReport:
+    """What a run did: files written, inputs skipped for an error (path, reason), and notes (what was left out by
+    design, how a damaged file was read anyway, format changes)."""
+
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -29,6 +32,16 @@ class EnhanceReport:
     @property
     def ok(self) -> bool:
         return not self.failed and bool(self.written)
+
+    def as_dict(self, exit_code: int | None = None, error: str | None = None) -> dict:
+        """The report as JSON-ready data (``srgan enhance --report``)."""
+        return {
+            "written": [str(p) for p in self.written],
+            "failed": [{"path": str(p), "reason": why} for p, why in self.failed],
+            "notes": list(self.notes),
+            "error": error,
+            "exit_code": exit_code,
+        }
 
 
 def _noted(line: str, enhancer, plan: Plan) -> str:
@@ -150,7 +163,7 @@ def enhance_dicom_folder(
     """Every series under ``folder`` → a derived series. One series is written into ``output`` itself; several go
     into one sub-folder each, assembled in a temporary folder beside ``output`` and renamed at the end.
     """
-    from srgan.io.dicom_derived import write_derived_series
+    from srgan.io.dicom_derived import NothingToEnhance, write_derived_series
     from srgan.io.dicom_series import Series, scan
 
     result = scan_result or scan(folder)
@@ -161,6 +174,13 @@ def enhance_dicom_folder(
     for w in getattr(result, "warnings", []):
         report.notes.append(f"{w.path}: {w.message}")
     output = check_new_folder(output, sources=[folder])
+    stale = clean_stale_partials(output)
+    if stale:
+        line = f"removed {len(stale)} stale partial folder(s) of an interrupted earlier run: " + ", ".join(
+            p.name for p in stale
+        )
+        report.notes.append(line)
+        log(line)
     # The reader may split one series into geometric parts (mixed sizes or orientations); the writer derives
     # image for image, so it gets every part of a SeriesInstanceUID at once.
     by_uid: dict[str, list[Series]] = {}
@@ -182,6 +202,10 @@ def enhance_dicom_folder(
                 include_non_anatomy=include_non_anatomy,
                 progress=lambda d, n: log(f"{label}: {d}/{n} files"),
             )
+        except NothingToEnhance as e:  # left out by design (a field map, ADC...): a note, not an error
+            report.notes.append(f"{label} left out: {e.problem}")
+            log(f"left out {label}: {e.problem}")
+            return []
         except InputError as e:
             report.failed.append((e.path or folder, e.problem))
             log(f"skipped {label}: {e}")
@@ -193,11 +217,14 @@ def enhance_dicom_folder(
         return derived.files
 
     def nothing_written() -> InputError:
-        return InputError(
-            folder,
-            "no derived image could be written"
-            + (f" ({report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""),
+        why = (
+            f" ({report.failed[0][0]}: {report.failed[0][1]})"
+            if report.failed
+            else f" ({'; '.join(report.notes)})"
+            if report.notes
+            else ""
         )
+        return InputError(folder, "no derived image could be written" + why)
 
     if len(by_uid) == 1:  # the writer builds its folder atomically itself
         (parts,) = by_uid.values()

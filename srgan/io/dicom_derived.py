@@ -136,6 +136,11 @@ _ORIGINAL_ONLY = (
 )
 
 
+class NothingToEnhance(InputError):
+    """The series holds no image to enhance by design (every image is a field map, phase, ADC... left out): a note
+    for the report, not an error."""
+
+
 class WriteCancelled(Exception):
     """The caller's ``cancel()`` returned True; nothing was left on disk."""
 
@@ -447,7 +452,7 @@ def write_derived_series(
 
     first_folder = next(iter(by_file)).parent
     if not work:
-        raise InputError(
+        raise NothingToEnhance(
             first_folder,
             "no magnitude anatomy image to enhance in this series" + (f" ({'; '.join(notes())})" if excluded else ""),
         )
@@ -479,7 +484,7 @@ def write_derived_series(
             if report.skipped:
                 bad, why = report.skipped[0]
                 raise InputError(bad, f"none of the series' images could be used: {why}")
-            raise InputError(
+            raise NothingToEnhance(
                 first_folder,
                 "no magnitude anatomy image to enhance in this series"
                 + (f" ({'; '.join(report.notes)})" if report.notes else ""),

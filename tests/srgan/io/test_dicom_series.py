@@ -322,3 +322,44 @@ def test_images_without_geometry_are_ordered_by_instance_number(prisma_copy):
     s = scan(folder).series[0]
     assert [s.frame(0, k).instance_number for k in range(3)] == [1, 2, 3]
     assert any("InstanceNumber" in p for p in s.problems)
+
+
+@pytest.mark.parametrize("image_type, kind", [
+    ("ORIGINAL\\PRIMARY\\PERFUSION\\NONE", "magnitude"),    # Siemens DSC raw EPI magnitude
+    ("ORIGINAL\\PRIMARY\\ASL\\NONE", "magnitude"),          # raw ASL label/control
+    ("ORIGINAL\\PRIMARY\\DIFFUSION\\NONE", "magnitude"),    # diffusion-weighted images
+    ("ORIGINAL\\PRIMARY\\FMRI\\NONE", "magnitude"),
+    ("DERIVED\\PRIMARY\\PERFUSION\\RCBV", "map"),           # the maps computed from them
+    ("DERIVED\\PRIMARY\\ASL\\RELCBF", "map"),
+    ("DERIVED\\PRIMARY\\PERFUSION\\TTP", "map"),
+    ("DERIVED\\PRIMARY\\DIFFUSION\\ADC", "adc"),
+    ("DERIVED\\PRIMARY\\DIFFUSION\\TRACEW", "trace"),
+    ("ORIGINAL\\PRIMARY\\B0 MAP", "field_map"),
+    ("ORIGINAL\\PRIMARY\\P\\ND", "phase"),
+])
+def test_acquisition_tokens_are_magnitude_and_parameter_maps_are_not(image_type, kind):
+    from srgan.io.image_type import kind_of_tokens
+
+    assert (kind_of_tokens(image_type.split("\\")[2:]) or "magnitude") == kind
+
+
+def test_a_dsc_perfusion_time_series_is_anatomy_to_enhance(dicom_dir, tmp_path):
+    """Real raw EPI magnitude time series (GE fMRI, 150 frames) labelled as Siemens labels DSC perfusion: one
+    series of magnitude volumes, every volume enhanced (the viewer's rule), none left out as a map."""
+    from srgan.io.dicom_derived import write_derived_series
+    from srgan.provenance import Provenance
+
+    files = sorted((dicom_dir / "ge_mr750_epi_ax_mixed_2series").glob("*.dcm"))
+    mine = [f for f in files if int(pydicom.dcmread(f, stop_before_pixels=True).SeriesNumber) == 4][:30]
+    for f in mine:
+        ds = pydicom.dcmread(f)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "PERFUSION", "NONE"]
+        (tmp_path / "src").mkdir(exist_ok=True)
+        ds.save_as(tmp_path / "src" / f.name)
+    (series,) = scan(tmp_path / "src").series
+    assert series.kind == "magnitude" and series.anatomy_volumes == list(range(series.shape[0]))
+    assert series.shape[0] > 1
+    report = write_derived_series(series, lambda x: np.kron(x, np.ones((1, 2, 2), np.float32)), tmp_path / "out",
+                                  scale=2, provenance=Provenance(model="n", weights_name="t",
+                                                                 weights_sha256="ab" * 32, scale=2))
+    assert len(report.files) == len(mine) and not report.notes
