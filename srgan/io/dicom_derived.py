@@ -299,7 +299,7 @@ def _read(path: Path) -> Dataset:
     try:
         src, _ = read_dicom(path)  # the reader's scan reported any warning
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the reader says
-        raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
+        raise _Skip(f"cannot be read ({e.__class__.__name__}: {_one_line(e)})") from e
     missing = [
         kw
         for kw in (
@@ -318,7 +318,17 @@ def _read(path: Path) -> Dataset:
         raise _Skip(f"not a DICOM image (no {', '.join(missing)})")
     if int(src.get("SamplesPerPixel", 1)) != 1:
         raise _Skip("not a grey-level image")
+    tag = None
+    try:
+        for elem in src.iterall():  # every element must decode, or the copy cannot be written
+            tag = elem.tag
+    except Exception as e:  # noqa: BLE001 - a damaged value (e.g. a flipped VR byte), whatever pydicom says
+        raise _Skip(f"has a damaged data element after {tag} ({type(e).__name__}: {_one_line(e)})") from e
     return src
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300]
 
 
 def _decoded(read: Callable[[], np.ndarray]) -> np.ndarray:
@@ -328,7 +338,7 @@ def _decoded(read: Callable[[], np.ndarray]) -> np.ndarray:
     except InputError as e:
         raise _Skip(e.problem) from e
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the decoder says
-        raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
+        raise _Skip(f"cannot be read ({e.__class__.__name__}: {_one_line(e)})") from e
 
 
 class _Slices:
@@ -475,8 +485,13 @@ def write_derived_series(
                 ds = None
             if ds is not None:
                 name = tmp / f"IM{len(written) + 1:05d}.dcm"
-                write_dataset(ds, name)
-                written.append(name.name)
+                try:
+                    write_dataset(ds, name)
+                except (ValueError, TypeError, NotImplementedError, OverflowError) as e:  # this file's header
+                    name.unlink(missing_ok=True)
+                    report.skipped.append((f, f"cannot be written ({type(e).__name__}: {_one_line(e)})"))
+                else:
+                    written.append(name.name)
             if progress is not None:
                 progress(n + 1, len(work))
         report.notes = notes()

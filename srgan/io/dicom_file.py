@@ -112,7 +112,7 @@ class _Meta:
                 self.meta = _read_file_meta_info(fp)
                 parsed = fp.tell()
             except Exception as err:  # noqa: BLE001 - a damaged meta group, whatever the parser says
-                self.meta_error = f"{type(err).__name__}: {err}"
+                self.meta_error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
         candidates = [] if parsed is None else [parsed]
         if blob[start : start + 6] == b"\x02\x00\x00\x00UL":  # the group length says where the data set starts
             candidates.append(start + 12 + int.from_bytes(blob[start + 8 : start + 12], "little"))

@@ -245,7 +245,7 @@ def decode_frames(ds: pydicom.Dataset, index: int | None = None) -> np.ndarray:
     except Exception as err:
         raise InputError(
             filename if isinstance(filename, str) else None,
-            f"pixel data could not be decoded ({_transfer_syntax(ds)}): {err}",
+            f"pixel data could not be decoded ({_transfer_syntax(ds)}): {' '.join(str(err).split())}",
         ) from err
     return _as_frames(ds, np.asarray(arr), several)
 

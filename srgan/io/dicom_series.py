@@ -36,10 +36,14 @@ _POSITION_TOLERANCE_MM = 0.01
 
 @dataclass(frozen=True)
 class Problem:
-    """A file that looked like DICOM but could not be used."""
+    """A file that looked like DICOM but could not be used (or, in ``ScanResult.warnings``, was used though
+    something in it was wrong). ``message`` is one line (what a decoder says over several lines is joined)."""
 
     path: Path
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", " ".join(str(self.message).split()))
 
 
 @dataclass(eq=False)
@@ -553,7 +557,7 @@ class _DatasetCache:
         try:
             ds, _ = read_dicom(path)  # the scan reported the warning
         except Exception as err:
-            raise InputError(path, f"could not be read ({type(err).__name__}: {err})") from err
+            raise InputError(path, f"could not be read ({type(err).__name__}: {' '.join(str(err).split())})") from err
         with self._lock:
             self._datasets[path] = ds
             while len(self._datasets) > self._n_datasets:
