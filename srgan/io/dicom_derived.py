@@ -316,8 +316,9 @@ def _read(path: Path) -> Dataset:
     ]
     if missing:
         raise _Skip(f"not a DICOM image (no {', '.join(missing)})")
-    if int(src.get("SamplesPerPixel", 1)) != 1:
-        raise _Skip("not a grey-level image")
+    photometric = str(src.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if int(src.get("SamplesPerPixel", 1) or 1) != 1 or not photometric.startswith("MONOCHROME"):
+        raise _Skip(f"is a colour image ({photometric}); the models enhance grey-level MR only, so it is not enhanced")
     tag = None
     try:
         for elem in src.iterall():  # every element must decode, or the copy cannot be written
@@ -467,6 +468,12 @@ def write_derived_series(
             "no magnitude anatomy image to enhance in this series" + (f" ({'; '.join(notes())})" if excluded else ""),
         )
 
+    modality = parts[0].modality.upper()
+    if modality and modality != "MR":
+        raise InputError(
+            first_folder,
+            f"is a {modality} series; the models were trained on brain MR and cannot enhance other modalities honestly",
+        )
     slices = _Slices(enhancer, plan, lookup, parts[0], s, cancel)
     uid_map: dict = {"series": generate_uid()}
     report.series_instance_uid = uid_map["series"]
@@ -494,7 +501,7 @@ def write_derived_series(
                     written.append(name.name)
             if progress is not None:
                 progress(n + 1, len(work))
-        report.notes = notes()
+        report.notes = notes() + sorted(uid_map.get("notes", ()))
         if not written:
             if report.skipped:
                 bad, why = report.skipped[0]
@@ -609,7 +616,13 @@ def _derive(
         slope, intercept = dicom_pixels.frame_rescale(src, None)
         new_slope = _choose_rescale(image, slope, intercept, hi)
         pixels = _quantise(image, new_slope, intercept, lo, hi, dtype)
-        if new_slope != slope:
+        if "ModalityLUTSequence" in ds:  # the LUT was applied on reading: the output is in modality units
+            del ds["ModalityLUTSequence"]
+            ds.RescaleIntercept = format_number_as_ds(intercept)
+            ds.RescaleSlope = format_number_as_ds(new_slope)
+            ds.RescaleType = "US"
+            uid_map.setdefault("notes", set()).add("Modality LUT Sequence replaced by a linear rescale")
+        elif new_slope != slope:
             if "RescaleSlope" not in ds:
                 ds.RescaleIntercept = format_number_as_ds(intercept)
                 ds.RescaleSlope = format_number_as_ds(slope)
@@ -628,6 +641,7 @@ def _derive(
         ds.NumberOfFrames = len(frames)
 
     ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
+    _refine_overlays(ds, src, s, frames is not None, uid_map.setdefault("notes", set()))
     _mark_derived(ds, src, provenance, uid_map)
     for kw in (
         "SmallestImagePixelValue",
@@ -644,6 +658,31 @@ def _derive(
     ds["PixelData"].VR = "OW" if dtype.itemsize > 1 else "OB"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
+
+
+def _refine_overlays(ds: Dataset, src: Dataset, s: int, multi_frame: bool, notes: set[str]) -> None:
+    """Overlay planes (60xx: graphics such as Siemens MedCom annotations) refined with the image: the bitmap ×s
+    (nearest, so a line stays a line), OverlayRows/Columns ×s, OverlayOrigin on the new grid. A plane that cannot
+    be refined (multi-frame overlays, a multi-frame image, damaged data) is dropped, with a note."""
+    groups = sorted({e.tag.group for e in src if 0x6000 <= e.tag.group <= 0x601E and e.tag.group % 2 == 0})
+    for g in groups:
+        try:
+            if multi_frame or int(src.get((g, 0x0015), None).value if (g, 0x0015) in src else 1) != 1:
+                raise ValueError("a multi-frame overlay")
+            bitmap = np.asarray(src.overlay_array(g), dtype=np.uint8)
+            if bitmap.ndim != 2:
+                raise ValueError("a multi-frame overlay")
+            big = np.kron(bitmap, np.ones((s, s), np.uint8))
+            ds[g, 0x0010].value, ds[g, 0x0011].value = int(big.shape[0]), int(big.shape[1])
+            if (g, 0x0050) in ds:
+                ds[g, 0x0050].value = [(int(v) - 1) * s + 1 for v in ds[g, 0x0050].value]
+            packed = np.packbits(big.ravel(), bitorder="little").tobytes()
+            ds[g, 0x3000].value = packed + b"\0" * (len(packed) % 2)
+        except Exception as e:  # noqa: BLE001 - whatever is wrong with the plane, it must not stay misplaced
+            for elem in [e2 for e2 in ds if e2.tag.group == g]:
+                del ds[elem.tag]
+            why = str(e) if isinstance(e, ValueError) else type(e).__name__
+            notes.add(f"overlay plane {g:04X} dropped ({why}): it cannot be refined with the image")
 
 
 def _scale_acquisition_matrix(ds: Dataset, s: int) -> None:

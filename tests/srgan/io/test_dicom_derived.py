@@ -641,3 +641,44 @@ def test_big_endian_source_is_written_little_endian_with_the_same_pixels(name, t
             pa = a.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
             pb = b.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
             assert list(pa) == list(pb)
+
+
+def _pydicom_file(name: str) -> Path:
+    return Path(pydicom.__file__).parent / "data" / "test_files" / name
+
+
+def test_overlay_planes_are_refined_with_the_image(tmp_path):
+    """A Siemens MedCom overlay (pydicom's examples_overlay.dcm, MR): bitmap ×2 (nearest), size ×2, origin on the
+    new grid, so the graphics land where they were; dciodvfy adds nothing."""
+    src = _pydicom_file("examples_overlay.dcm")
+    report = write_derived_series(_series([src], tmp_path / "src"), nearest, tmp_path / "out", scale=SCALE,
+                                  provenance=PROV)
+    a, b = pydicom.dcmread(src), pydicom.dcmread(report.files[0])
+    assert (int(b[0x6000, 0x0010].value), int(b[0x6000, 0x0011].value)) == (
+        int(a[0x6000, 0x0010].value) * SCALE, int(a[0x6000, 0x0011].value) * SCALE)
+    assert np.array_equal(b.overlay_array(0x6000), np.kron(a.overlay_array(0x6000), np.ones((SCALE, SCALE))))
+    assert [int(v) for v in b[0x6000, 0x0050].value] == [(int(v) - 1) * SCALE + 1 for v in a[0x6000, 0x0050].value]
+    assert b.overlay_array(0x6000).shape == b.pixel_array.shape
+    if HAVE_DCIODVFY:
+        added = _dciodvfy_errors(report.files[0]) - _dciodvfy_errors(src)
+        assert not added, sorted(added)
+
+
+@pytest.mark.parametrize("name, words", [("examples_palette.dcm", "US series"),
+                                         ("examples_palette.dcm MR", "colour image (PALETTE COLOR)"),
+                                         ("SC_rgb_small_odd.dcm MR", "colour image (RGB)"),
+                                         ("CT_small.dcm", "CT series")])
+def test_images_the_model_cannot_honestly_enhance_are_refused_clearly(tmp_path, name, words):
+    """Palette/RGB colour and non-MR images are refused with one clear sentence, nothing written. (``MR``: the
+    file relabelled as MR, so that the colour check, not the modality, refuses it.)"""
+    f = _pydicom_file(name.split()[0])
+    if name.endswith(" MR"):
+        ds = pydicom.dcmread(f)
+        ds.Modality = "MR"
+        f = tmp_path / f.name
+        ds.save_as(f)
+    with pytest.raises(InputError) as err:
+        write_derived_series(_series([f], tmp_path / "src"), nearest, tmp_path / "out",
+                             scale=SCALE, provenance=PROV)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
