@@ -33,7 +33,11 @@ What changes and what is kept
   01 when the source was baseline JPEG).
   Smallest/LargestImagePixelValue and IconImageSequence are dropped (they no longer hold).
 
-Siemens mosaics are enhanced tile by tile and written back as mosaics whose tiles are ×s: the mosaic's
+Tiled images (one model, :func:`srgan.io.dicom_pixels.tile_layout`, shared with the reader: Siemens mosaics and
+United Imaging VFRAME grids) are enhanced tile by tile and written back as the same grid of ×s tiles. A UIH grid
+keeps each tile's position in its item of the private sequence (0065,1051) (the top level has none): every item's
+ImagePositionPatient is refined on the tile's own grid, and the tile matrix (0065,1004) is scaled ×s, so dcm2niix
+reads the source grid refined with the same centre. Siemens mosaics: the mosaic's
 ImagePositionPatient (and Siemens' copy of it, SlicePosition_PCS (0019,1015)) is refined on the mosaic grid;
 the tile positions follow, as dcm2niix and nibabel derive them from the mosaic centre, which does not move.
 The CSA headers and (0019,100A) are kept (dcm2niix 1.0.2022 takes the tile count from the CSA header and the
@@ -578,17 +582,15 @@ def _derive_file(
                 (rows, cols),
                 lambda todo: np.stack([dicom_pixels.frame_pixels(src, frame_ids[k]) for k in todo]),
             )
-        elif dicom_pixels.is_mosaic(src):
-            n, g = dicom_pixels.mosaic_tile_count(src), dicom_pixels.mosaic_grid(src)
-            if rows % g or cols % g:
-                raise _Skip(
-                    f"Siemens mosaic cannot be split into tiles: mosaic of {rows}×{cols} does not split "
-                    f"into a {g}×{g} grid"
-                )
+        elif (layout := dicom_pixels.tile_layout(src)) is not None:
+            try:
+                dicom_pixels.split_tiles(np.zeros((rows, cols), np.uint8), layout)
+            except ValueError as e:
+                raise _Skip(f"tiled image (mosaic/grid) cannot be split into tiles: {e}") from e
             hr = slices.get(
-                [keys.get((path, None, k)) for k in range(n)],
-                (rows // g, cols // g),
-                lambda todo: dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)[todo],
+                [keys.get((path, None, k)) for k in range(layout.n)],
+                (layout.tile_rows, layout.tile_cols),
+                lambda todo: dicom_pixels.split_tiles(dicom_pixels.frame_pixels(src), layout)[todo],
             )
         else:
             hr = slices.get(
@@ -608,9 +610,12 @@ def _derive(
     s = int(scale)
 
     if frames is None:
-        if dicom_pixels.is_mosaic(src):
-            image = dicom_pixels.join_mosaic(hr, dicom_pixels.mosaic_grid(src))
+        layout = dicom_pixels.tile_layout(src)
+        if layout is not None:
+            image = dicom_pixels.join_tiles(hr, layout)
             _scale_acquisition_matrix(ds, s)
+            if layout.vendor == "uih":
+                _refine_uih_tiles(ds, src, s)
         else:
             image = hr[0]
         slope, intercept = dicom_pixels.frame_rescale(src, None)
@@ -683,6 +688,21 @@ def _refine_overlays(ds: Dataset, src: Dataset, s: int, multi_frame: bool, notes
                 del ds[elem.tag]
             why = str(e) if isinstance(e, ValueError) else type(e).__name__
             notes.add(f"overlay plane {g:04X} dropped ({why}): it cannot be refined with the image")
+
+
+def _refine_uih_tiles(ds: Dataset, src: Dataset, s: int) -> None:
+    """UIH grid: each tile's ImagePositionPatient (its item of (0065,1051), where the reader took it from) refined
+    on the tile's own grid, like any image's; the tile matrix (0065,1004) ×s."""
+    iop = [float(v) for v in src.ImageOrientationPatient] if "ImageOrientationPatient" in src else None
+    spacing = src.get("PixelSpacing")
+    for item in ds[0x0065, 0x1051].value:
+        _refine_in(item, iop, spacing, s)
+    text = ds.get((0x0065, 0x1004))
+    if text is not None and isinstance(text.value, str) and "*" in text.value:
+        try:
+            text.value = "*".join(str(int(v) * s) for v in text.value.split("*"))
+        except ValueError:
+            pass
 
 
 def _scale_acquisition_matrix(ds: Dataset, s: int) -> None:

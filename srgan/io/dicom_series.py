@@ -232,16 +232,14 @@ def _classic_frame(ds: pydicom.Dataset, path: Path) -> Frame:
     )
 
 
-def _mosaic_frames(ds: pydicom.Dataset, path: Path) -> list[Frame]:
+def _tile_frames(ds: pydicom.Dataset, path: Path, layout: dp.TileLayout) -> list[Frame]:
+    """One frame per tile of a tiled image (Siemens mosaic, UIH grid): tile size and position from the layout."""
     base = _classic_frame(ds, path)
-    n = dp.mosaic_tile_count(ds)
-    g = dp.mosaic_grid(ds)
-    positions = dp.mosaic_tile_positions(ds)
+    positions = dp.tile_positions(ds, layout)
     frames = []
-    for k in range(n):
+    for k in range(layout.n):
         f = Frame(**{**base.__dict__})
-        f.tile_index, f.rows, f.cols, f.position = k, base.rows // g, base.cols // g, positions[k]
-        f.slice_thickness = base.slice_thickness
+        f.tile_index, f.rows, f.cols, f.position = k, layout.tile_rows, layout.tile_cols, positions[k]
         frames.append(f)
     return frames
 
@@ -312,8 +310,9 @@ def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
     """The 2D frames of one image dataset (header only is enough)."""
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 or "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, path)
-    if dp.is_mosaic(ds):
-        return _mosaic_frames(ds, path)
+    layout = dp.tile_layout(ds)
+    if layout is not None:
+        return _tile_frames(ds, path, layout)
     return [_classic_frame(ds, path)]
 
 
@@ -480,7 +479,7 @@ def _add_file(ds, path, infos, frames_by_series, problems) -> None:
     key = (_str(ds.get("StudyInstanceUID")), _str(ds.get("SeriesInstanceUID")))
     if key not in infos:
         infos[key] = {kw: ds.get(kw) for kw in _SERIES_KEYWORDS}
-        infos[key]["is_mosaic"] = dp.is_mosaic(ds)
+        infos[key]["is_mosaic"] = dp.tile_layout(ds) is not None
     frames_by_series[key].extend(frames)
 
 
@@ -580,7 +579,10 @@ class _DatasetCache:
                     self._arrays.popitem(last=False)
         if frame.tile_index is not None:
             ds = self.dataset(frame.path)
-            arr = dp.split_mosaic(arr, dp.mosaic_tile_count(ds))[frame.tile_index]
+            layout = dp.tile_layout(ds)
+            if layout is None:
+                raise InputError(frame.path, "is no longer a tiled image (mosaic/grid) as it was when scanned")
+            arr = dp.split_tiles(arr, layout)[frame.tile_index]
         if arr.shape != (frame.rows, frame.cols):
             raise InputError(
                 frame.path, f"decoded image is {arr.shape[0]}×{arr.shape[1]}, the header says {frame.rows}×{frame.cols}"

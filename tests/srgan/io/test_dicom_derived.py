@@ -83,6 +83,8 @@ CASES = {
     "siemens_trio_epi_mosaic_cor": lambda: _files("siemens_trio_epi_mosaic_cor"),
     "siemens_trio_fmri_mosaic_ax_jpeg2000": lambda: _files("siemens_trio_fmri_mosaic_ax_jpeg2000"),
     "trio_sag_jpegls_noisepixels": lambda: _files("trio_sag_jpegls_noisepixels"),
+    # a UIH grid (VFRAME): each file one volume of 20 tiles; its first 4 volumes
+    "uih_umr770_dti_ax_vframe": lambda: _files("../dicom-more/uih_umr770_dti_ax_vframe")[:4],
 }
 
 
@@ -228,9 +230,18 @@ def test_header_and_pixels(derived, name):
             assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
             assert ref.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
             assert np.allclose(ds.PixelSpacing, np.array(src.PixelSpacing, float) / SCALE)
-            want = refine_position(src.ImagePositionPatient, src.ImageOrientationPatient[:3],
-                                   src.ImageOrientationPatient[3:], src.PixelSpacing, SCALE)
-            assert np.allclose(np.array(ds.ImagePositionPatient, float), want, atol=1e-4)
+            layout = dicom_pixels.tile_layout(src)
+            if layout is not None and layout.vendor == "uih":  # every tile's own position, refined on its grid
+                got_tiles = dicom_pixels.tile_positions(ds, dicom_pixels.tile_layout(ds))
+                for k, ipp in enumerate(dicom_pixels.tile_positions(src, layout)):
+                    want = refine_position(ipp, src.ImageOrientationPatient[:3], src.ImageOrientationPatient[3:],
+                                           src.PixelSpacing, SCALE)
+                    assert np.allclose(got_tiles[k], want, atol=1e-4)
+                assert dicom_pixels.tile_layout(ds).tile_rows == layout.tile_rows * SCALE
+            else:
+                want = refine_position(src.ImagePositionPatient, src.ImageOrientationPatient[:3],
+                                       src.ImageOrientationPatient[3:], src.PixelSpacing, SCALE)
+                assert np.allclose(np.array(ds.ImagePositionPatient, float), want, atol=1e-4)
             expect = _expected_pixels(src)
             slope = dicom_pixels.frame_rescale(ds)[0]
             got = dicom_pixels.frame_pixels(ds)
@@ -240,9 +251,10 @@ def test_header_and_pixels(derived, name):
 
 
 def _expected_pixels(src: pydicom.Dataset) -> np.ndarray:
-    if dicom_pixels.is_mosaic(src):
-        tiles = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), dicom_pixels.mosaic_tile_count(src))
-        return dicom_pixels.join_mosaic(nearest(tiles), dicom_pixels.mosaic_grid(src))
+    layout = dicom_pixels.tile_layout(src)
+    if layout is not None:
+        tiles = dicom_pixels.split_tiles(dicom_pixels.frame_pixels(src), layout)
+        return dicom_pixels.join_tiles(nearest(tiles), layout)
     return nearest(dicom_pixels.frame_pixels(src)[None])[0]
 
 

@@ -363,3 +363,21 @@ def test_a_dsc_perfusion_time_series_is_anatomy_to_enhance(dicom_dir, tmp_path):
                                   scale=2, provenance=Provenance(model="n", weights_name="t",
                                                                  weights_sha256="ab" * 32, scale=2))
     assert len(report.files) == len(mine) and not report.notes
+
+
+def test_uih_vframe_grid_is_read_as_tiles(dicom_dir):
+    """United Imaging VFRAME: each file one volume of 20 tiles of 64×64 in a 256×320 image (4×5 grid), each tile's
+    position in its item of (0065,1051): 17 volumes × 20 slices, as dcm2niix reads it."""
+    folder = dicom_dir.parent / "dicom-more" / "uih_umr770_dti_ax_vframe"
+    if not folder.is_dir():
+        pytest.skip("dicom-more not found")
+    (series,) = scan(folder).series
+    assert series.shape == (17, 20, 64, 64) and not series.problems
+    f = series.frame(0, 0)
+    ds = pydicom.dcmread(f.path)
+    items = ds[0x0065, 0x1051].value
+    k = f.tile_index
+    assert np.allclose(f.position, [float(v) for v in items[k].ImagePositionPatient])
+    tiles = dp.split_tiles(ds.pixel_array, dp.tile_layout(ds))
+    assert np.array_equal(series.pixels(0, 0), tiles[k].astype(np.float32))
+    assert abs(series.slice_spacing - float(ds.SpacingBetweenSlices)) < 0.05
