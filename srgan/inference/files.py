@@ -125,7 +125,13 @@ def volume_output(src: Path, output: Path, source_format: str | None) -> tuple[P
     return output / f"{stem}.nii.gz", f"{src.name}: {what} written as NIfTI ({stem}.nii.gz): one file, atomic"
 
 
-def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan, list[str]]:
+def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan]:
+    """:func:`enhance_volume_file` without its notes: the written path and the plan."""
+    written, plan, _ = enhance_volume_file(src, output, enhancer, axis)
+    return written, plan
+
+
+def enhance_volume_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan, list[str]]:
     """A volume nibabel reads (NIfTI-1/2, pair, Analyze, MGH/MGZ) → the same format where it can be written
     atomically, else NIfTI, refined in-plane (through-plane axis = largest spacing, or ``axis``). A 4D volume is
     enhanced time point by time point, all with the first one's plan (the rule of ``Enhancer.plan_series``).
@@ -259,7 +265,7 @@ def enhance_path(
         raise InputError(src, "does not exist")
     if src.is_file():
         if is_volume(src):
-            written, plan, notes = enhance_nifti_file(src, out, enhancer, axis)
+            written, plan, notes = enhance_volume_file(src, out, enhancer, axis)
             log(_noted(f"{src.name} -> {written}", enhancer, plan))
             return EnhanceReport(written=[written], notes=notes)
         if src.suffix.lower() in IMAGE_SUFFIXES:

@@ -635,7 +635,15 @@ def _derive(
         iop = [float(v) for v in src.ImageOrientationPatient] if "ImageOrientationPatient" in src else None
         _refine_in(ds, iop, src.get("PixelSpacing"), s)
         _refine_siemens_pcs(ds, iop, src.get("PixelSpacing"), s)
-        ds.SourceImageSequence = DicomSequence([_source_item(src, None)])
+        if _valid_uid(src.SOPInstanceUID):
+            ds.SourceImageSequence = DicomSequence([_source_item(src, None)])
+        else:  # a reference would repeat the source's invalid UID (and its dciodvfy error) into the copy
+            if "SourceImageSequence" in ds:
+                del ds["SourceImageSequence"]
+            uid_map.setdefault("notes", set()).add(
+                "a source SOP Instance UID is not a valid UID; its images are not referenced (DerivationDescription "
+                "still says what they were made from)"
+            )
     else:
         rescales = [dicom_pixels.frame_rescale(src, i) for i in frames]
         slopes = [_choose_rescale(hr[k], m, b, hi) for k, (m, b) in enumerate(rescales)]
@@ -844,4 +852,13 @@ def _mark_derived(ds: Dataset, src: Dataset, provenance: Provenance, uid_map: di
     inst.ReferencedSOPClassUID = src.SOPClassUID
     inst.ReferencedSOPInstanceUID = src.SOPInstanceUID
     ref_series.ReferencedInstanceSequence = DicomSequence([inst])
-    ds.ReferencedSeriesSequence = DicomSequence([ref_series])
+    if enhanced or (_valid_uid(src.SOPInstanceUID) and _valid_uid(src.SeriesInstanceUID)):
+        ds.ReferencedSeriesSequence = DicomSequence([ref_series])
+    elif "ReferencedSeriesSequence" in ds:
+        del ds["ReferencedSeriesSequence"]
+
+
+def _valid_uid(uid) -> bool:
+    from pydicom.uid import UID
+
+    return UID(str(uid)).is_valid

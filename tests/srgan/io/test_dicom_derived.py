@@ -694,3 +694,20 @@ def test_images_the_model_cannot_honestly_enhance_are_refused_clearly(tmp_path, 
                              scale=SCALE, provenance=PROV)
     assert words in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not HAVE_DCIODVFY, reason="dciodvfy (dicom3tools) not on PATH")
+def test_an_invalid_source_uid_is_not_repeated_into_the_references(tmp_path):
+    """A source whose SOP Instance UID is invalid: the copy does not reference it (a reference would repeat the
+    invalid UID, and dciodvfy's error, in new places); a note says so."""
+    src = tmp_path / "in"
+    src.mkdir()
+    ds = pydicom.dcmread(_files("siemens_prisma_t1_sag_hfs")[0])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.840.0123.5"
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        ds.save_as(src / "a.dcm")
+    report = write_derived_series(scan(src).series, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    added = _dciodvfy_errors(report.files[0]) - _dciodvfy_errors(src / "a.dcm")
+    assert not added, sorted(added)
+    assert any("not a valid UID" in n for n in report.notes)

@@ -1,4 +1,4 @@
-"""Every volume nibabel reads goes through the one volume path (srgan.inference.files.enhance_nifti_file): formats
+"""Every volume nibabel reads goes through the one volume path (srgan.inference.files.enhance_volume_file): formats
 kept where they can be written atomically, affine refined, header codes passed through, NaN/Inf masked and
 restored, complex data as magnitude. Inputs: nibabel's own bundled test files."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from nibabel.testing import data_path
 
-from srgan.inference.files import enhance_nifti_file
+from srgan.inference.files import enhance_volume_file
 from srgan.io.geometry import refine_affine
 from srgan.io.nifti import through_plane_axis
 from srgan.provenance import Provenance
@@ -65,7 +65,7 @@ def _pair(folder: Path, name: str) -> Path:
 def test_every_format_nibabel_reads_goes_through_the_volume_path(tmp_path, name, out_suffix, note):
     src = Path(data_path) / name if not name.endswith(".hdr") else _pair(tmp_path / "in", name)
     before = _sha(src)
-    written, _, notes = enhance_nifti_file(src, tmp_path / "out", Nearest(), None)
+    written, _, notes = enhance_volume_file(src, tmp_path / "out", Nearest(), None)
     assert written.name.endswith(out_suffix) and written.parent == tmp_path / "out"
     assert (note is None) == (not any("written as NIfTI" in n for n in notes))
     if note:
@@ -91,7 +91,7 @@ def test_qform_and_sform_codes_pass_through_unchanged(tmp_path, codes):
     img.set_sform(img.affine, code=codes[0])
     img.set_qform(img.affine, code=codes[1])
     nib.save(img, tmp_path / "in.nii")
-    written, _, _ = enhance_nifti_file(tmp_path / "in.nii", tmp_path / "out", Nearest(), None)
+    written, _, _ = enhance_volume_file(tmp_path / "in.nii", tmp_path / "out", Nearest(), None)
     h = nib.load(str(written)).header
     assert (int(h["sform_code"]), int(h["qform_code"])) == codes
 
@@ -101,7 +101,7 @@ def test_nan_and_inf_are_masked_through_the_model_and_restored_where_they_were(t
     data[:5] = np.nan          # NaN background
     data[-1, -1, :] = np.inf
     nib.save(nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0])), tmp_path / "in.nii")
-    written, _, notes = enhance_nifti_file(tmp_path / "in.nii", tmp_path / "out", Nearest(), None)
+    written, _, notes = enhance_volume_file(tmp_path / "in.nii", tmp_path / "out", Nearest(), None)
     out = np.asanyarray(nib.load(str(written)).dataobj)
     want = np.kron(data, np.ones((SCALE, SCALE, 1), np.float32))
     assert np.array_equal(np.isnan(out), np.isnan(want)) and np.array_equal(np.isposinf(out), np.isposinf(want))
@@ -114,9 +114,22 @@ def test_complex_data_are_enhanced_as_their_magnitude_with_a_note(tmp_path):
     rng = np.random.default_rng(0)
     data = (rng.normal(size=(8, 6, 3)) + 1j * rng.normal(size=(8, 6, 3))).astype(np.complex64)
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "c.nii")
-    written, _, notes = enhance_nifti_file(tmp_path / "c.nii", tmp_path / "out", Nearest(), None)
+    written, _, notes = enhance_volume_file(tmp_path / "c.nii", tmp_path / "out", Nearest(), None)
     out = np.asanyarray(nib.load(str(written)).dataobj)
     k = through_plane_axis(np.eye(4))
     assert k == 2
     assert np.allclose(out, np.kron(np.abs(data), np.ones((SCALE, SCALE, 1))), atol=1e-5)
     assert any("magnitude" in n for n in notes)
+
+
+def test_a_volume_header_promising_gigavoxels_is_refused_before_reading(tmp_path):
+    from srgan.errors import InputError
+
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4))
+    img.header.set_data_shape((30000, 30000, 3000))
+    raw = img.header.binaryblock + b"\0" * 4 + bytes(128)   # header, extension flag, a few data bytes
+    (tmp_path / "bomb.nii").write_bytes(raw)
+    with pytest.raises(InputError) as err:
+        enhance_volume_file(tmp_path / "bomb.nii", tmp_path / "out", Nearest(), None)
+    assert "limit" in str(err.value) and "bomb.nii" in str(err.value)
+    assert not (tmp_path / "out").exists()
