@@ -214,6 +214,7 @@ def enhance_dicom_folder(
             return []
         except InputError as e:
             report.failed.append((e.path or folder, e.problem))
+            series_errors.append(f"{label}: {e.problem}")
             log(f"skipped {label}: {e}")
             return []
         if enhancer.consistency == "auto":
@@ -222,15 +223,14 @@ def enhance_dicom_folder(
         report.failed += [(Path(path), reason) for path, reason in derived.skipped]
         return derived.files
 
+    series_errors: list[str] = []
+
     def nothing_written() -> InputError:
-        why = (
-            f" ({report.failed[0][0]}: {report.failed[0][1]})"
-            if report.failed
-            else f" ({'; '.join(report.notes)})"
-            if report.notes
-            else ""
-        )
-        return InputError(folder, "no derived image could be written" + why)
+        """Why nothing was written: each series' own reason first (not a file beside it that was not an image)."""
+        reasons = series_errors + [n for n in report.notes if " left out: " in n]
+        if not reasons and report.failed:
+            reasons = [f"{report.failed[0][0]}: {report.failed[0][1]}"]
+        return InputError(folder, "no derived image could be written" + (f" ({'; '.join(reasons)})" if reasons else ""))
 
     if len(by_uid) == 1:  # the writer builds its folder atomically itself
         (parts,) = by_uid.values()

@@ -196,3 +196,16 @@ def test_report_of_a_run_that_enhances_nothing(tiny_weights, tmp_path):
     assert p.returncode == 1
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["exit_code"] == 1 and "does not exist" in report["error"] and report["written"] == []
+
+
+def test_nothing_to_enhance_names_the_series_reason_not_a_file_beside_it(shared_data, tiny_weights, tmp_path):
+    """Only a series left out by design, beside a file that is no image: the error gives the series' reason."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _phase_copy(sorted((shared_data / "dicom" / "siemens_prisma_t1_sag_hfs").glob("*.dcm"))[:2], src)
+    (src / "raw.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00junk")
+    p = srgan("enhance", src, "-o", tmp_path / "out", "--scale", 2, "--weights", tiny_weights)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    error = [line for line in p.stderr.splitlines() if line.startswith("srgan enhance: error")]
+    assert len(error) == 1 and "phase" in error[0] and "raw.dcm" not in error[0], p.stderr
+    assert not (tmp_path / "out").exists()

@@ -381,3 +381,26 @@ def test_uih_vframe_grid_is_read_as_tiles(dicom_dir):
     tiles = dp.split_tiles(ds.pixel_array, dp.tile_layout(ds))
     assert np.array_equal(series.pixels(0, 0), tiles[k].astype(np.float32))
     assert abs(series.slice_spacing - float(ds.SpacingBetweenSlices)) < 0.05
+
+
+def test_not_anatomy_classification_on_the_real_diffusion_field_map_and_fmri_series(dicom_dir):
+    """The one table (srgan.io.image_type) against every real series: diffusion-weighted volumes (Philips, UIH),
+    fMRI and EPI time series are magnitude anatomy to enhance; only the Philips trace volume and the field-map
+    frames are left out."""
+    from collections import Counter
+
+    want = {
+        "philips_achieva_dti_ax": {"magnitude": 16, "trace": 1},
+        "philips_achieva_enhanced_b0map_phantom": {"magnitude": 1, "field_map": 1},
+        "ge_mr750_epi_ax_mixed_2series": {"magnitude": 10},
+        "siemens_vida_xa10_enhanced_fmri_phantom": {"magnitude": 4},
+        "siemens_trio_epi_mosaic_cor": {"magnitude": 2},
+        "siemens_trio_fmri_mosaic_ax_jpeg2000": {"magnitude": 2},
+        "uih_umr770_dti_ax_vframe": {"magnitude": 17},
+    }
+    found = {}
+    for root in (dicom_dir, dicom_dir.parent / "dicom-more"):
+        for s in scan(root).series:
+            found.setdefault(s.files[0].parent.name, Counter(s.volume_kinds))
+    for folder, kinds in want.items():
+        assert found[folder] == Counter(kinds), folder
