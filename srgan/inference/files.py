@@ -256,7 +256,28 @@ def enhance_path(
     log: Log = lambda s: None,
     include_non_anatomy: bool = False,
 ) -> EnhanceReport:
-    """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced."""
+    """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced, also when the
+    output cannot be written (read-only or full disk, a file where a folder must go): one sentence naming the path,
+    and nothing partial is left (every write is atomic)."""
+    try:
+        return _enhance_path(input_path, output, enhancer, axis=axis, log=log, include_non_anatomy=include_non_anatomy)
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        name = Path(str(e.filename)) if e.filename is not None else None
+        if name is not None and name != Path(output) and not name.name.startswith("."):  # not our temporary name
+            why += f": {name}"
+        raise InputError(output, f"cannot be written ({why}); choose another output") from e
+
+
+def _enhance_path(
+    input_path: str | Path,
+    output: str | Path,
+    enhancer,
+    *,
+    axis: int | None,
+    log: Log,
+    include_non_anatomy: bool,
+) -> EnhanceReport:
     from srgan.io.images import IMAGE_SUFFIXES, find_images
     from srgan.io.nifti import is_volume
 

@@ -225,6 +225,31 @@ def test_fifo_and_link_loop_do_not_hang_the_scan(tmp_path, enhancer):
     assert error is None and len(report.written) == 2
 
 
+@pytest.mark.parametrize("kind", ["dicom", "nifti"])
+@pytest.mark.parametrize("where", ["under_a_file", "unwritable"])
+def test_output_that_cannot_be_written_is_one_clear_message(tmp_path, enhancer, kind, where):
+    """An output below a regular file, or where no folder can be made (/proc refuses even root): one InputError
+    naming the output, nothing left behind."""
+    if kind == "dicom":
+        src = tmp_path / "in"
+        src.mkdir()
+        for f in sorted((DICOM / "trio_sag_jpegls_noisepixels").iterdir())[:2]:
+            shutil.copy(f, src / f.name)
+    else:
+        from nibabel.testing import data_path
+
+        src = tmp_path / "anatomical.nii"
+        shutil.copy(Path(data_path) / "anatomical.nii", src)
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" / "out" if where == "under_a_file" else Path("/proc") / f"srgan-out-{os.getpid()}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(InputError) as err:
+            enhance_path(src, out, enhancer)
+    assert str(out) in str(err.value) and "cannot be written" in str(err.value)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_output_folder(tmp_path, enhancer):
     src = tmp_path / "in"
