@@ -18,6 +18,7 @@ with :func:`read_dicom`, so they agree on what a file is:
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -89,17 +90,57 @@ def _valid_run(blob: bytes, size: int, off: int, implicit: bool, little: bool, n
     return count
 
 
+#: A gzip-compressed DICOM file (``.dcm.gz``, as some archives and patient exports store them) decompressing to more
+#: than this is refused (a gzip bomb).
+MAX_GZIP_BYTES = 2 << 30
+GZIP_SUFFIXES = (".dcm.gz", ".dicom.gz", ".ima.gz")
+_GZ_SIZES: dict[Path, int] = {}
+
+
+def is_gzipped_dicom(path: Path) -> bool:
+    """True for a ``.dcm.gz`` (``.dicom.gz``, ``.ima.gz``) file that starts as gzip data."""
+    if not path.name.lower().endswith(GZIP_SUFFIXES):
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _gunzip(path: Path) -> bytes:
+    import zlib
+
+    out, size = [], 0
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            try:
+                part = d.decompress(chunk, MAX_GZIP_BYTES + 1 - size)
+            except zlib.error as err:
+                raise InvalidDicomError(f"is not valid gzip data ({err})") from err
+            size += len(part)
+            if size > MAX_GZIP_BYTES or d.unconsumed_tail:
+                raise InvalidDicomError(f"decompresses to more than {MAX_GZIP_BYTES >> 30} GiB (a gzip bomb?); refused")
+            out.append(part)
+    data = b"".join(out)
+    _GZ_SIZES[path] = len(data)
+    return data
+
+
+def data_size(path: Path) -> int:
+    """Bytes of the DICOM data of ``path``: its size, or the decompressed size of a ``.dcm.gz`` already read."""
+    return _GZ_SIZES.get(path) or path.stat().st_size
+
+
 class _Meta:
     """What the start of a file holds: preamble, meta group (or why it is unreadable), the data set's offset and
     its actual encoding (``None`` when no reading of the bytes is sound)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, data: bytes | None = None):
         self.preamble: bytes | None = None
         self.meta: FileMetaDataset | None = None
         self.meta_error: str | None = None
         self.body, self.actual = 0, None
-        size = path.stat().st_size
-        with open(path, "rb") as fp:
+        size = path.stat().st_size if data is None else len(data)
+        with open(path, "rb") if data is None else io.BytesIO(data) as fp:
             blob = fp.read(1 << 16)
             start = 132 if blob[128:132] == b"DICM" else 0
             if start:
@@ -152,10 +193,16 @@ def read_dicom(
     for a file it cannot read at all.
     """
     p = Path(path)
-    info = _Meta(p)
+    data = _gunzip(p) if is_gzipped_dicom(p) else None
+    if data is not None:
+        defer_size = None  # a deferred value would be read again from the compressed file
+    info = _Meta(p, data)
     claimed, actual = info.claimed, info.actual
     if info.meta_error is None and (actual is None or claimed is None or _claim_holds(claimed, actual)):
-        ds = pydicom.dcmread(p, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+        source: Any = p if data is None else io.BytesIO(data)
+        ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+        if data is not None:
+            ds.filename = str(p)
         return ds, _check_encapsulation(ds, claimed)
     if actual is None:
         raise InvalidDicomError(f"has a damaged file meta group ({info.meta_error}) and no readable data set after it")
@@ -182,7 +229,7 @@ def read_dicom(
     def stop(tag: Any, vr: Any, length: Any) -> bool:
         return stop_before_pixels and int(tag) in (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
-    with open(p, "rb") as fp:
+    with open(p, "rb") if data is None else io.BytesIO(data) as fp:
         fp.seek(info.body)
         body = read_dataset(fp, implicit, little, stop_when=stop, defer_size=defer_size)
     ds = FileDataset(str(p), body, preamble=info.preamble, file_meta=meta, is_implicit_VR=implicit,
@@ -258,7 +305,7 @@ def pixel_problem(ds: pydicom.Dataset, path: Path) -> str | None:
     tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
     if tell is None or length is None or length == 0xFFFFFFFF:
         return None  # encapsulated: the decoder checks the fragments
-    size = path.stat().st_size
+    size = data_size(path)
     if tell + length > size:
         return f"is truncated: the pixel data end at byte {tell + length} but the file has {size} bytes"
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -285,7 +332,7 @@ def header_problem(ds: pydicom.Dataset, path: Path) -> str:
     from pydicom.datadict import dictionary_has_tag
     from pydicom.tag import Tag
 
-    size = path.stat().st_size
+    size = data_size(path)
     last: tuple[int, int, int] | None = None  # (value offset, length, tag)
     for tag in ds.keys():
         raw = ds.get_item(tag, keep_deferred=True)

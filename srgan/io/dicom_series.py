@@ -22,7 +22,7 @@ from pydicom.errors import InvalidDicomError
 
 from srgan.errors import InputError
 from srgan.io import dicom_pixels as dp
-from srgan.io.dicom_file import file_size_ok, header_problem, pixel_problem, read_dicom
+from srgan.io.dicom_file import file_size_ok, header_problem, is_gzipped_dicom, pixel_problem, read_dicom
 from srgan.io.image_type import kind_of_tokens
 
 #: Extensions that claim to be DICOM: such a file that cannot be read is reported, not skipped.
@@ -360,7 +360,9 @@ def _read_header(path: Path, warnings: list[Problem] | None = None) -> pydicom.D
     ``warnings``."""
     magic, head = _has_dicm_magic(path)
     claims = magic or path.suffix.lower() in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR"
-    if not magic and not _looks_like_raw_dataset(head):
+    gzipped = is_gzipped_dicom(path)  # a .dcm.gz: read_dicom decompresses it (with a size limit)
+    claims = claims or gzipped
+    if not magic and not gzipped and not _looks_like_raw_dataset(head):
         if claims:
             raise InvalidDicomError("is not a DICOM file (no DICM marker and no DICOM data elements)")
         return None

@@ -123,3 +123,39 @@ def test_a_truncated_file_is_called_truncated(tmp_path, cut):
     assert "bad.dcm" not in files
     (problem,) = result.problems
     assert "truncated" in problem.message and "not truncated" not in problem.message
+
+
+def test_gzipped_dicom_files_are_read_and_enhanced(tmp_path):
+    """``.dcm.gz`` (archives, some patient exports): read through the same reader, pixels as the plain file's."""
+    import gzip
+
+    from srgan.io.dicom_derived import write_derived_series
+    from srgan.provenance import Provenance
+
+    a, b = _pair()
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in (a, b):
+        (src / (f.name + ".gz")).write_bytes(gzip.compress(f.read_bytes()))
+    result = scan(src)
+    assert not result.problems and [s.shape[1] for s in result.series] == [2]
+    (series,) = result.series
+    assert np.array_equal(_pixels(result, a.name + ".gz"), pydicom.dcmread(a).pixel_array.astype(np.float32))
+    report = write_derived_series(series, lambda x: np.kron(x, np.ones((1, 2, 2), np.float32)), tmp_path / "out",
+                                  scale=2, provenance=Provenance(model="n", weights_name="t",
+                                                                 weights_sha256="ab" * 32, scale=2))
+    assert len(report.files) == 2 and not report.skipped
+
+
+def test_a_gzip_bomb_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    from srgan.io import dicom_file
+
+    monkeypatch.setattr(dicom_file, "MAX_GZIP_BYTES", 1 << 20)  # the same rule, a smaller bomb
+    a, _ = _pair()
+    (tmp_path / "bomb.dcm.gz").write_bytes(gzip.compress(a.read_bytes() + bytes(4 << 20)))
+    (tmp_path / "good.dcm").write_bytes(a.read_bytes())
+    result = scan(tmp_path)
+    assert [p.path.name for p in result.problems] == ["bomb.dcm.gz"]
+    assert "gzip bomb" in result.problems[0].message
