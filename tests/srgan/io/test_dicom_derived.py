@@ -711,3 +711,32 @@ def test_an_invalid_source_uid_is_not_repeated_into_the_references(tmp_path):
     added = _dciodvfy_errors(report.files[0]) - _dciodvfy_errors(src / "a.dcm")
     assert not added, sorted(added)
     assert any("not a valid UID" in n for n in report.notes)
+
+
+def test_a_modality_lut_becomes_a_linear_rescale(tmp_path):
+    """A source with a Modality LUT Sequence: the copy holds modality values with a rescale and no LUT beside it
+    (a LUT next to an added rescale is an IOD error); the values are the enhanced modality values."""
+    from pydicom.dataset import Dataset as Ds
+
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    ds = pydicom.dcmread(_files("siemens_prisma_t1_sag_hfs")[0])
+    lut = Ds()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.ModalityLUTType = "US"
+    lut.add_new("LUTData", "OW", (2 * np.arange(4096)).astype("<u2").tobytes())   # modality = 2 × stored
+    ds.ModalityLUTSequence = pydicom.sequence.Sequence([lut])
+    for kw in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+        if kw in ds:
+            del ds[kw]
+    ds.save_as(src_dir / "a.dcm")
+    report = write_derived_series(scan(src_dir).series, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    out = pydicom.dcmread(report.files[0])
+    assert "ModalityLUTSequence" not in out and out.RescaleType == "US"
+    want = nearest((2.0 * pydicom.dcmread(src_dir / "a.dcm").pixel_array.astype(np.float32))[None])[0]
+    got = dicom_pixels.frame_pixels(out)
+    assert np.abs(got - want).max() <= float(out.RescaleSlope) / 2 + 1e-3
+    assert any("Modality LUT" in n for n in report.notes)
+    if HAVE_DCIODVFY:
+        added = _dciodvfy_errors(report.files[0]) - _dciodvfy_errors(src_dir / "a.dcm")
+        assert not added, sorted(added)
