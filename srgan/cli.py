@@ -22,9 +22,15 @@ def _enhance_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="srgan enhance",
         description=COMMANDS["enhance"] + ".",
-        epilog="Outputs say they are AI-enhanced and not for primary diagnosis.",
+        epilog="Outputs say they are AI-enhanced and not for primary diagnosis. Exit status: 0 when every input "
+        "was enhanced or left out by design (a note, e.g. a field map), 1 when any input was skipped for an error "
+        "or nothing could be enhanced, 2 for a usage error, 130 when interrupted.",
     )
-    p.add_argument("input", help="image file, folder of images, .nii/.nii.gz, or DICOM folder")
+    p.add_argument(
+        "input",
+        help="image file, folder of images, volume (NIfTI-1/2 .nii/.nii.gz or .hdr/.img pair, Analyze, "
+        "MGH/MGZ), or DICOM folder",
+    )
     p.add_argument(
         "-o", "--output", required=True, help="output file or folder (must not lie in a DICOM source folder)"
     )
@@ -63,6 +69,11 @@ def _enhance_parser() -> argparse.ArgumentParser:
         help="the generator's arithmetic (default: the model card's recommendation, else fp32)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary")
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write what was written, what failed (with the reason) and the notes to FILE as JSON",
+    )
     return p
 
 
@@ -73,6 +84,24 @@ def enhance_main(argv: list[str]) -> int:
     def log(msg: str) -> None:
         if not args.quiet:
             print(msg, file=sys.stderr)
+
+    def write_report(report, code: int, error: str | None = None) -> int:
+        if args.report:
+            import json
+
+            from srgan.inference.files import EnhanceReport
+            from srgan.io.atomic import write_text
+
+            data = (report or EnhanceReport()).as_dict(code, error)
+            try:
+                write_text(args.report, json.dumps(data, indent=2) + "\n")
+            except OSError as e:
+                print(
+                    f"srgan enhance: error: {args.report}: report cannot be written ({e.strerror or e})",
+                    file=sys.stderr,
+                )
+                return code or 1
+        return code
 
     try:
         from srgan.inference.engine import Enhancer
@@ -97,16 +126,16 @@ def enhance_main(argv: list[str]) -> int:
         )
     except InputError as e:
         print(f"srgan enhance: error: {e}", file=sys.stderr)
-        return 1
+        return write_report(None, 1, str(e))
     except KeyboardInterrupt:
         print("srgan enhance: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+        return write_report(None, 130, "interrupted")
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for path, why in report.failed:
         print(f"srgan enhance: skipped {path}: {why}", file=sys.stderr)
     print(f"{len(report.written)} file(s) written to {args.output}, {len(report.failed)} failed")
-    return 0 if not report.failed else 1
+    return write_report(report, 0 if not report.failed else 1)
 
 
 def main(argv: list[str] | None = None) -> int:

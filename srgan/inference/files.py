@@ -15,13 +15,16 @@ import numpy as np
 
 from srgan.errors import InputError
 from srgan.inference.plan import Plan
-from srgan.io.atomic import atomic_folder, check_new_folder
+from srgan.io.atomic import atomic_folder, check_new_folder, clean_stale_partials
 
 Log = Callable[[str], None]
 
 
 @dataclass
 class EnhanceReport:
+    """What a run did: files written, inputs skipped for an error (path, reason), and notes (what was left out by
+    design, how a damaged file was read anyway, format changes)."""
+
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -29,6 +32,16 @@ class EnhanceReport:
     @property
     def ok(self) -> bool:
         return not self.failed and bool(self.written)
+
+    def as_dict(self, exit_code: int | None = None, error: str | None = None) -> dict:
+        """The report as JSON-ready data (``srgan enhance --report``)."""
+        return {
+            "written": [str(p) for p in self.written],
+            "failed": [{"path": str(p), "reason": why} for p, why in self.failed],
+            "notes": list(self.notes),
+            "error": error,
+            "exit_code": exit_code,
+        }
 
 
 def _noted(line: str, enhancer, plan: Plan) -> str:
@@ -92,14 +105,46 @@ def _remove_empty_dirs(root: Path) -> None:
         root.rmdir()
 
 
-def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan]:
-    """A NIfTI volume → NIfTI refined in-plane (through-plane axis = largest spacing, or ``axis``). A 4D volume is
-    enhanced time point by time point, all with the first one's plan (the rule of ``Enhancer.plan_series``).
-    Returns the written path and the plan."""
-    from srgan.io.nifti import enhance_volume, load_nifti, nifti_stem, save_nifti
+def volume_output(src: Path, output: Path, source_format: str | None) -> tuple[Path, str | None]:
+    """Where the enhanced volume of ``src`` goes and, when it cannot keep its format, the log line saying so.
 
-    vol = load_nifti(src)
-    dst = output if output.name.lower().endswith((".nii", ".nii.gz")) else output / f"{nifti_stem(src)}.nii.gz"
+    NIfTI single files and MGH/MGZ are written in their own format (one file: atomic, provenance in the header
+    or the sidecar); a pair (.hdr/.img, two files that cannot be renamed in together) and Analyze 7.5 (no room
+    for the orientation or the provenance) become ``.nii.gz``. ``output`` naming a file wins.
+    """
+    from srgan.io.nifti import is_nifti, volume_stem
+
+    if is_nifti(output) or output.suffix.lower() in (".mgz", ".mgh"):
+        return output, None
+    stem = volume_stem(src)
+    if source_format in ("nifti1", "nifti2"):
+        return output / (src.name if src.name.lower().endswith(".nii.gz") else f"{stem}.nii.gz"), None
+    if source_format == "mgh":
+        return output / f"{stem}{src.suffix.lower()}", None
+    what = {"analyze": "Analyze 7.5"}.get(source_format or "", "a NIfTI pair (.hdr/.img)")
+    return output / f"{stem}.nii.gz", f"{src.name}: {what} written as NIfTI ({stem}.nii.gz): one file, atomic"
+
+
+def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan]:
+    """:func:`enhance_volume_file` without its notes: the written path and the plan."""
+    written, plan, _ = enhance_volume_file(src, output, enhancer, axis)
+    return written, plan
+
+
+def enhance_volume_file(src: Path, output: Path, enhancer, axis: int | None) -> tuple[Path, Plan, list[str]]:
+    """A volume nibabel reads (NIfTI-1/2, pair, Analyze, MGH/MGZ) → the same format where it can be written
+    atomically, else NIfTI, refined in-plane (through-plane axis = largest spacing, or ``axis``). A 4D volume is
+    enhanced time point by time point, all with the first one's plan (the rule of ``Enhancer.plan_series``).
+    NaN/Inf are masked through the model and put back where they were. Returns the written path, the plan and
+    notes."""
+    from srgan.io.nifti import enhance_volume, load_volume, save_nifti
+
+    vol = load_volume(src)
+    dst, line = volume_output(src, output, vol.source_format)
+    notes = list(vol.notes) + ([line] if line else [])
+    n_bad = int(np.count_nonzero(~np.isfinite(vol.data)))
+    if n_bad:
+        notes.append(f"{src.name}: {n_bad} NaN/Inf voxel(s) masked through the model and kept where they were")
     plans: list[Plan] = []
 
     def enhance_stack(stack: np.ndarray) -> np.ndarray:
@@ -110,7 +155,7 @@ def enhance_nifti_file(src: Path, output: Path, enhancer, axis: int | None) -> t
 
     out = enhance_volume(vol, enhance_stack, enhancer.scale, axis=axis)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return save_nifti(out, dst, enhancer.provenance), plans[0]
+    return save_nifti(out, dst, enhancer.provenance), plans[0], notes
 
 
 def _series_folder_name(series) -> str:
@@ -124,7 +169,7 @@ def enhance_dicom_folder(
     """Every series under ``folder`` → a derived series. One series is written into ``output`` itself; several go
     into one sub-folder each, assembled in a temporary folder beside ``output`` and renamed at the end.
     """
-    from srgan.io.dicom_derived import write_derived_series
+    from srgan.io.dicom_derived import NothingToEnhance, write_derived_series
     from srgan.io.dicom_series import Series, scan
 
     result = scan_result or scan(folder)
@@ -132,7 +177,16 @@ def enhance_dicom_folder(
     for p in result.problems:
         report.failed.append((Path(p.path), p.message))
         log(f"skipped {p.path}: {p.message}")
+    for w in getattr(result, "warnings", []):
+        report.notes.append(f"{w.path}: {w.message}")
     output = check_new_folder(output, sources=[folder])
+    stale = clean_stale_partials(output)
+    if stale:
+        line = f"removed {len(stale)} stale partial folder(s) of an interrupted earlier run: " + ", ".join(
+            p.name for p in stale
+        )
+        report.notes.append(line)
+        log(line)
     # The reader may split one series into geometric parts (mixed sizes or orientations); the writer derives
     # image for image, so it gets every part of a SeriesInstanceUID at once.
     by_uid: dict[str, list[Series]] = {}
@@ -154,8 +208,13 @@ def enhance_dicom_folder(
                 include_non_anatomy=include_non_anatomy,
                 progress=lambda d, n: log(f"{label}: {d}/{n} files"),
             )
+        except NothingToEnhance as e:  # left out by design (a field map, ADC...): a note, not an error
+            report.notes.append(f"{label} left out: {e.problem}")
+            log(f"left out {label}: {e.problem}")
+            return []
         except InputError as e:
             report.failed.append((e.path or folder, e.problem))
+            series_errors.append(f"{label}: {e.problem}")
             log(f"skipped {label}: {e}")
             return []
         if enhancer.consistency == "auto":
@@ -164,12 +223,14 @@ def enhance_dicom_folder(
         report.failed += [(Path(path), reason) for path, reason in derived.skipped]
         return derived.files
 
+    series_errors: list[str] = []
+
     def nothing_written() -> InputError:
-        return InputError(
-            folder,
-            "no derived image could be written"
-            + (f" ({report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""),
-        )
+        """Why nothing was written: each series' own reason first (not a file beside it that was not an image)."""
+        reasons = series_errors + [n for n in report.notes if " left out: " in n]
+        if not reasons and report.failed:
+            reasons = [f"{report.failed[0][0]}: {report.failed[0][1]}"]
+        return InputError(folder, "no derived image could be written" + (f" ({'; '.join(reasons)})" if reasons else ""))
 
     if len(by_uid) == 1:  # the writer builds its folder atomically itself
         (parts,) = by_uid.values()
@@ -195,18 +256,39 @@ def enhance_path(
     log: Log = lambda s: None,
     include_non_anatomy: bool = False,
 ) -> EnhanceReport:
-    """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced."""
+    """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced, also when the
+    output cannot be written (read-only or full disk, a file where a folder must go): one sentence naming the path,
+    and nothing partial is left (every write is atomic)."""
+    try:
+        return _enhance_path(input_path, output, enhancer, axis=axis, log=log, include_non_anatomy=include_non_anatomy)
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        name = Path(str(e.filename)) if e.filename is not None else None
+        if name is not None and name != Path(output) and not name.name.startswith("."):  # not our temporary name
+            why += f": {name}"
+        raise InputError(output, f"cannot be written ({why}); choose another output") from e
+
+
+def _enhance_path(
+    input_path: str | Path,
+    output: str | Path,
+    enhancer,
+    *,
+    axis: int | None,
+    log: Log,
+    include_non_anatomy: bool,
+) -> EnhanceReport:
     from srgan.io.images import IMAGE_SUFFIXES, find_images
-    from srgan.io.nifti import is_nifti
+    from srgan.io.nifti import is_volume
 
     src, out = Path(input_path), Path(output)
     if not src.exists():
         raise InputError(src, "does not exist")
     if src.is_file():
-        if is_nifti(src):
-            written, plan = enhance_nifti_file(src, out, enhancer, axis)
+        if is_volume(src):
+            written, plan, notes = enhance_volume_file(src, out, enhancer, axis)
             log(_noted(f"{src.name} -> {written}", enhancer, plan))
-            return EnhanceReport(written=[written])
+            return EnhanceReport(written=[written], notes=notes)
         if src.suffix.lower() in IMAGE_SUFFIXES:
             dst = _image_output_path(src, out)
             if dst.parent != out and not out.suffix:

@@ -12,6 +12,7 @@ never meet (``Path.relative_to`` refuses to mix them).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -79,19 +80,55 @@ def check_new_folder(
     return out
 
 
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[0-9a-f]{12}\.partial$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
+def clean_stale_partials(output: str | Path) -> list[Path]:
+    """Remove the hidden ``.NAME.<pid>-<random>.partial`` folders an interrupted (killed) run into ``output`` left
+    beside it, and return them: those whose process is gone (and those of the format before the process id was in
+    the name). A run still in progress, this one included, keeps its own. Nothing else is touched."""
+    out = Path(os.path.abspath(output))
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for entry in out.parent.iterdir():
+        m = _PARTIAL.match(entry.name)
+        if m is None or m["name"] != out.name or not entry.is_dir() or entry.is_symlink():
+            continue
+        pid = m["pid"]
+        if pid is not None and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry)
+    return removed
+
+
 @contextmanager
 def atomic_folder(output: str | Path, *, replace: bool = False) -> Iterator[Path]:
-    """Yield a new hidden folder beside ``output`` (``.NAME.<random>.partial``) to build in; on leaving the block
+    """Yield a new hidden folder beside ``output`` (``.NAME.<pid>-<random>.partial``) to build in; on leaving the block
     without an exception it is renamed to ``output``, otherwise it is deleted with everything in it (also on
     KeyboardInterrupt or a cancel): ``output`` then appears complete or not at all.
 
     ``output`` may be missing or an empty folder; an existing non-empty folder is replaced only with ``replace``
     (moved aside, the new one renamed in, the old one deleted; if the rename fails the old one is put back).
-    Parent folders are created. The temporary folder gets the user's usual permissions (umask), not 0700.
+    Parent folders are created. The temporary folder gets the user's usual permissions (umask), not 0700. Stale
+    partial folders of an interrupted earlier run into ``output`` are removed first (:func:`clean_stale_partials`).
     """
     out = Path(os.path.abspath(output))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.partial"
+    clean_stale_partials(out)
+    tmp = out.parent / f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.partial"
     tmp.mkdir()
     try:
         yield tmp

@@ -28,11 +28,16 @@ What changes and what is kept
   written (intercept kept) so that the maximum fits. Values below the stored range (e.g. bicubic
   undershoot under 0 for unsigned magnitude) are clipped. When the slope changes, Philips' private scale
   slope (2005,100E) and RealWorldValueSlope are changed with it so they keep meaning the same real values.
-- Written uncompressed, Explicit VR Little Endian. LossyImageCompression is kept as the source had it (set to
+- Written uncompressed, Explicit VR Little Endian, whatever the source used (big endian included: one writer,
+  :func:`write_dataset`). LossyImageCompression is kept as the source had it (set to
   01 when the source was baseline JPEG).
   Smallest/LargestImagePixelValue and IconImageSequence are dropped (they no longer hold).
 
-Siemens mosaics are enhanced tile by tile and written back as mosaics whose tiles are ×s: the mosaic's
+Tiled images (one model, :func:`srgan.io.dicom_pixels.tile_layout`, shared with the reader: Siemens mosaics and
+United Imaging VFRAME grids) are enhanced tile by tile and written back as the same grid of ×s tiles. A UIH grid
+keeps each tile's position in its item of the private sequence (0065,1051) (the top level has none): every item's
+ImagePositionPatient is refined on the tile's own grid, and the tile matrix (0065,1004) is scaled ×s, so dcm2niix
+reads the source grid refined with the same centre. Siemens mosaics: the mosaic's
 ImagePositionPatient (and Siemens' copy of it, SlicePosition_PCS (0019,1015)) is refined on the mosaic grid;
 the tile positions follow, as dcm2niix and nibabel derive them from the mosaic centre, which does not move.
 The CSA headers and (0019,100A) are kept (dcm2niix 1.0.2022 takes the tile count from the CSA header and the
@@ -76,7 +81,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -85,6 +89,7 @@ from pydicom.valuerep import format_number_as_ds
 from srgan.errors import InputError
 from srgan.io import dicom_pixels
 from srgan.io.atomic import atomic_folder, check_new_folder
+from srgan.io.dicom_file import read_dicom
 from srgan.io.dicom_series import Frame, Series
 from srgan.io.geometry import refine_position
 from srgan.io.image_type import reason_of_kind
@@ -133,6 +138,11 @@ _ORIGINAL_ONLY = (
     "BulkMotionCompensationTechnique",
     "BulkMotionSignalSource",
 )
+
+
+class NothingToEnhance(InputError):
+    """The series holds no image to enhance by design (every image is a field map, phase, ADC... left out): a note
+    for the report, not an error."""
 
 
 class WriteCancelled(Exception):
@@ -291,9 +301,9 @@ class _Skip(Exception):
 
 def _read(path: Path) -> Dataset:
     try:
-        src = pydicom.dcmread(path)
+        src, _ = read_dicom(path)  # the reader's scan reported any warning
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the reader says
-        raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
+        raise _Skip(f"cannot be read ({e.__class__.__name__}: {_one_line(e)})") from e
     missing = [
         kw
         for kw in (
@@ -310,9 +320,20 @@ def _read(path: Path) -> Dataset:
     ]
     if missing:
         raise _Skip(f"not a DICOM image (no {', '.join(missing)})")
-    if int(src.get("SamplesPerPixel", 1)) != 1:
-        raise _Skip("not a grey-level image")
+    photometric = str(src.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if int(src.get("SamplesPerPixel", 1) or 1) != 1 or not photometric.startswith("MONOCHROME"):
+        raise _Skip(f"is a colour image ({photometric}); the models enhance grey-level MR only, so it is not enhanced")
+    tag = None
+    try:
+        for elem in src.iterall():  # every element must decode, or the copy cannot be written
+            tag = elem.tag
+    except Exception as e:  # noqa: BLE001 - a damaged value (e.g. a flipped VR byte), whatever pydicom says
+        raise _Skip(f"has a damaged data element after {tag} ({type(e).__name__}: {_one_line(e)})") from e
     return src
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300]
 
 
 def _decoded(read: Callable[[], np.ndarray]) -> np.ndarray:
@@ -322,7 +343,7 @@ def _decoded(read: Callable[[], np.ndarray]) -> np.ndarray:
     except InputError as e:
         raise _Skip(e.problem) from e
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file, whatever the decoder says
-        raise _Skip(f"cannot be read ({e.__class__.__name__}: {e})") from e
+        raise _Skip(f"cannot be read ({e.__class__.__name__}: {_one_line(e)})") from e
 
 
 class _Slices:
@@ -446,11 +467,17 @@ def write_derived_series(
 
     first_folder = next(iter(by_file)).parent
     if not work:
-        raise InputError(
+        raise NothingToEnhance(
             first_folder,
             "no magnitude anatomy image to enhance in this series" + (f" ({'; '.join(notes())})" if excluded else ""),
         )
 
+    modality = parts[0].modality.upper()
+    if modality and modality != "MR":
+        raise InputError(
+            first_folder,
+            f"is a {modality} series; the models were trained on brain MR and cannot enhance other modalities honestly",
+        )
     slices = _Slices(enhancer, plan, lookup, parts[0], s, cancel)
     uid_map: dict = {"series": generate_uid()}
     report.series_instance_uid = uid_map["series"]
@@ -469,22 +496,59 @@ def write_derived_series(
                 ds = None
             if ds is not None:
                 name = tmp / f"IM{len(written) + 1:05d}.dcm"
-                ds.save_as(name, enforce_file_format=True)
-                written.append(name.name)
+                try:
+                    write_dataset(ds, name)
+                except (ValueError, TypeError, NotImplementedError, OverflowError) as e:  # this file's header
+                    name.unlink(missing_ok=True)
+                    report.skipped.append((f, f"cannot be written ({type(e).__name__}: {_one_line(e)})"))
+                else:
+                    written.append(name.name)
             if progress is not None:
                 progress(n + 1, len(work))
-        report.notes = notes()
+        report.notes = notes() + sorted(uid_map.get("notes", ()))
         if not written:
             if report.skipped:
                 bad, why = report.skipped[0]
                 raise InputError(bad, f"none of the series' images could be used: {why}")
-            raise InputError(
+            raise NothingToEnhance(
                 first_folder,
                 "no magnitude anatomy image to enhance in this series"
                 + (f" ({'; '.join(report.notes)})" if report.notes else ""),
             )
     report.files = [out / w for w in written]
     return report
+
+
+#: Binary VRs whose bytes are words of this many bytes: their byte order follows the transfer syntax.
+_WORD_VRS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def write_dataset(ds: Dataset, path: Path) -> None:
+    """The one writer policy: every derived file is written Explicit VR Little Endian, whatever the source used.
+
+    A source read as big endian (Explicit VR Big Endian, retired but written by older scanners) keeps its binary
+    word values (OW/OF/OL/OD/OV: overlay data, LUT data, private blobs) as big-endian bytes; they are swapped
+    here, and every dataset of the copy is marked as read little endian, so that pydicom encodes it afresh.
+    """
+    big = ds.original_encoding[1] is False
+    if big:
+        for elem in ds.iterall():  # iterating converts raw (still encoded) elements with the source's syntax
+            size = _WORD_VRS.get(str(elem.VR))
+            if size and isinstance(elem.value, (bytes, bytearray)) and elem.tag != 0x7FE00010:
+                n = len(elem.value) // size * size
+                swapped = np.frombuffer(bytes(elem.value[:n]), dtype=f">u{size}").astype(f"<u{size}").tobytes()
+                elem.value = swapped + bytes(elem.value[n:])
+
+        def relabel(d: Dataset) -> None:
+            d.set_original_encoding(False, True, d.original_character_set)
+            for elem in d:
+                if elem.VR == "SQ":
+                    for item in elem.value:
+                        relabel(item)
+
+        relabel(ds)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
 
 
 class _Excluded(Exception):
@@ -518,17 +582,15 @@ def _derive_file(
                 (rows, cols),
                 lambda todo: np.stack([dicom_pixels.frame_pixels(src, frame_ids[k]) for k in todo]),
             )
-        elif dicom_pixels.is_mosaic(src):
-            n, g = dicom_pixels.mosaic_tile_count(src), dicom_pixels.mosaic_grid(src)
-            if rows % g or cols % g:
-                raise _Skip(
-                    f"Siemens mosaic cannot be split into tiles: mosaic of {rows}×{cols} does not split "
-                    f"into a {g}×{g} grid"
-                )
+        elif (layout := dicom_pixels.tile_layout(src)) is not None:
+            try:
+                dicom_pixels.split_tiles(np.zeros((rows, cols), np.uint8), layout)
+            except ValueError as e:
+                raise _Skip(f"tiled image (mosaic/grid) cannot be split into tiles: {e}") from e
             hr = slices.get(
-                [keys.get((path, None, k)) for k in range(n)],
-                (rows // g, cols // g),
-                lambda todo: dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), n)[todo],
+                [keys.get((path, None, k)) for k in range(layout.n)],
+                (layout.tile_rows, layout.tile_cols),
+                lambda todo: dicom_pixels.split_tiles(dicom_pixels.frame_pixels(src), layout)[todo],
             )
         else:
             hr = slices.get(
@@ -548,15 +610,24 @@ def _derive(
     s = int(scale)
 
     if frames is None:
-        if dicom_pixels.is_mosaic(src):
-            image = dicom_pixels.join_mosaic(hr, dicom_pixels.mosaic_grid(src))
+        layout = dicom_pixels.tile_layout(src)
+        if layout is not None:
+            image = dicom_pixels.join_tiles(hr, layout)
             _scale_acquisition_matrix(ds, s)
+            if layout.vendor == "uih":
+                _refine_uih_tiles(ds, src, s)
         else:
             image = hr[0]
         slope, intercept = dicom_pixels.frame_rescale(src, None)
         new_slope = _choose_rescale(image, slope, intercept, hi)
         pixels = _quantise(image, new_slope, intercept, lo, hi, dtype)
-        if new_slope != slope:
+        if "ModalityLUTSequence" in ds:  # the LUT was applied on reading: the output is in modality units
+            del ds["ModalityLUTSequence"]
+            ds.RescaleIntercept = format_number_as_ds(intercept)
+            ds.RescaleSlope = format_number_as_ds(new_slope)
+            ds.RescaleType = "US"
+            uid_map.setdefault("notes", set()).add("Modality LUT Sequence replaced by a linear rescale")
+        elif new_slope != slope:
             if "RescaleSlope" not in ds:
                 ds.RescaleIntercept = format_number_as_ds(intercept)
                 ds.RescaleSlope = format_number_as_ds(slope)
@@ -564,7 +635,15 @@ def _derive(
         iop = [float(v) for v in src.ImageOrientationPatient] if "ImageOrientationPatient" in src else None
         _refine_in(ds, iop, src.get("PixelSpacing"), s)
         _refine_siemens_pcs(ds, iop, src.get("PixelSpacing"), s)
-        ds.SourceImageSequence = DicomSequence([_source_item(src, None)])
+        if _valid_uid(src.SOPInstanceUID):
+            ds.SourceImageSequence = DicomSequence([_source_item(src, None)])
+        else:  # a reference would repeat the source's invalid UID (and its dciodvfy error) into the copy
+            if "SourceImageSequence" in ds:
+                del ds["SourceImageSequence"]
+            uid_map.setdefault("notes", set()).add(
+                "a source SOP Instance UID is not a valid UID; its images are not referenced (DerivationDescription "
+                "still says what they were made from)"
+            )
     else:
         rescales = [dicom_pixels.frame_rescale(src, i) for i in frames]
         slopes = [_choose_rescale(hr[k], m, b, hi) for k, (m, b) in enumerate(rescales)]
@@ -575,6 +654,7 @@ def _derive(
         ds.NumberOfFrames = len(frames)
 
     ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
+    _refine_overlays(ds, src, s, frames is not None, uid_map.setdefault("notes", set()))
     _mark_derived(ds, src, provenance, uid_map)
     for kw in (
         "SmallestImagePixelValue",
@@ -591,6 +671,46 @@ def _derive(
     ds["PixelData"].VR = "OW" if dtype.itemsize > 1 else "OB"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
+
+
+def _refine_overlays(ds: Dataset, src: Dataset, s: int, multi_frame: bool, notes: set[str]) -> None:
+    """Overlay planes (60xx: graphics such as Siemens MedCom annotations) refined with the image: the bitmap ×s
+    (nearest, so a line stays a line), OverlayRows/Columns ×s, OverlayOrigin on the new grid. A plane that cannot
+    be refined (multi-frame overlays, a multi-frame image, damaged data) is dropped, with a note."""
+    groups = sorted({e.tag.group for e in src if 0x6000 <= e.tag.group <= 0x601E and e.tag.group % 2 == 0})
+    for g in groups:
+        try:
+            if multi_frame or int(src.get((g, 0x0015), None).value if (g, 0x0015) in src else 1) != 1:
+                raise ValueError("a multi-frame overlay")
+            bitmap = np.asarray(src.overlay_array(g), dtype=np.uint8)
+            if bitmap.ndim != 2:
+                raise ValueError("a multi-frame overlay")
+            big = np.kron(bitmap, np.ones((s, s), np.uint8))
+            ds[g, 0x0010].value, ds[g, 0x0011].value = int(big.shape[0]), int(big.shape[1])
+            if (g, 0x0050) in ds:
+                ds[g, 0x0050].value = [(int(v) - 1) * s + 1 for v in ds[g, 0x0050].value]
+            packed = np.packbits(big.ravel(), bitorder="little").tobytes()
+            ds[g, 0x3000].value = packed + b"\0" * (len(packed) % 2)
+        except Exception as e:  # noqa: BLE001 - whatever is wrong with the plane, it must not stay misplaced
+            for elem in [e2 for e2 in ds if e2.tag.group == g]:
+                del ds[elem.tag]
+            why = str(e) if isinstance(e, ValueError) else type(e).__name__
+            notes.add(f"overlay plane {g:04X} dropped ({why}): it cannot be refined with the image")
+
+
+def _refine_uih_tiles(ds: Dataset, src: Dataset, s: int) -> None:
+    """UIH grid: each tile's ImagePositionPatient (its item of (0065,1051), where the reader took it from) refined
+    on the tile's own grid, like any image's; the tile matrix (0065,1004) ×s."""
+    iop = [float(v) for v in src.ImageOrientationPatient] if "ImageOrientationPatient" in src else None
+    spacing = src.get("PixelSpacing")
+    for item in ds[0x0065, 0x1051].value:
+        _refine_in(item, iop, spacing, s)
+    text = ds.get((0x0065, 0x1004))
+    if text is not None and isinstance(text.value, str) and "*" in text.value:
+        try:
+            text.value = "*".join(str(int(v) * s) for v in text.value.split("*"))
+        except ValueError:
+            pass
 
 
 def _scale_acquisition_matrix(ds: Dataset, s: int) -> None:
@@ -732,4 +852,13 @@ def _mark_derived(ds: Dataset, src: Dataset, provenance: Provenance, uid_map: di
     inst.ReferencedSOPClassUID = src.SOPClassUID
     inst.ReferencedSOPInstanceUID = src.SOPInstanceUID
     ref_series.ReferencedInstanceSequence = DicomSequence([inst])
-    ds.ReferencedSeriesSequence = DicomSequence([ref_series])
+    if enhanced or (_valid_uid(src.SOPInstanceUID) and _valid_uid(src.SeriesInstanceUID)):
+        ds.ReferencedSeriesSequence = DicomSequence([ref_series])
+    elif "ReferencedSeriesSequence" in ds:
+        del ds["ReferencedSeriesSequence"]
+
+
+def _valid_uid(uid) -> bool:
+    from pydicom.uid import UID
+
+    return UID(str(uid)).is_valid

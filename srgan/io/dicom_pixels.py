@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -160,6 +161,96 @@ def mosaic_tile_positions(ds: pydicom.Dataset) -> np.ndarray:
     return first + np.arange(n)[:, None] * float(spacing) * normal
 
 
+# ------------------------------------------------------------------------------------- tiled images
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """A volume stored as a grid of 2D tiles in one image: a Siemens MOSAIC (``g × g``, tile positions derived from
+    the mosaic centre) or a United Imaging VFRAME grid (``Rows/h × Columns/w``, each tile's position in its item of
+    the private sequence (0065,1051)). Tiles are in row-major order; ``n`` of the ``grid_rows · grid_cols`` places
+    hold a slice, the rest are blank."""
+
+    vendor: str  # "siemens" or "uih"
+    n: int
+    grid_rows: int
+    grid_cols: int
+    tile_rows: int
+    tile_cols: int
+
+
+#: United Imaging: (0065,1051) per-tile items (ImagePositionPatient each), (0065,1004) tile matrix ``"64*64"``,
+#: (0065,1050) number of tiles.
+_UIH_TILES, _UIH_MATRIX, _UIH_COUNT = (0x0065, 0x1051), (0x0065, 0x1004), (0x0065, 0x1050)
+
+
+def _uih_layout(ds: pydicom.Dataset) -> TileLayout | None:
+    if "VFRAME" not in _image_type(ds) or _UIH_TILES not in ds:
+        return None
+    items = ds[_UIH_TILES].value
+    if not items or not all("ImagePositionPatient" in it for it in items):
+        return None
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    sizes = []
+    text = ds.get(_UIH_MATRIX)
+    if text is not None and isinstance(text.value, str) and "*" in text.value:
+        try:
+            a, b = (int(v) for v in text.value.split("*")[:2])
+            sizes += [(a, b), (b, a)]
+        except ValueError:
+            pass
+    matrix = [int(v) for v in ds.get("AcquisitionMatrix", []) or [] if int(v)]
+    if len(matrix) == 2:
+        sizes += [(matrix[0], matrix[1]), (matrix[1], matrix[0])]
+    n = len(items)
+    for h, w in sizes:
+        if h > 0 and w > 0 and rows % h == 0 and cols % w == 0 and (rows // h) * (cols // w) >= n:
+            return TileLayout("uih", n, rows // h, cols // w, h, w)
+    return None
+
+
+def tile_layout(ds: pydicom.Dataset) -> TileLayout | None:
+    """The tile layout of a tiled image (Siemens mosaic, UIH grid), None for an ordinary image. The one model of
+    tiles that the reader (frames, positions) and the derived writer (joining, geometry) share."""
+    uih = _uih_layout(ds)
+    if uih is not None:
+        return uih
+    if not is_mosaic(ds):
+        return None
+    n = mosaic_tile_count(ds)
+    g = math.ceil(math.sqrt(n))
+    return TileLayout("siemens", n, g, g, int(ds.Rows) // g, int(ds.Columns) // g)
+
+
+def split_tiles(image: np.ndarray, layout: TileLayout) -> np.ndarray:
+    """Tiles (n, h, w) of a tiled image (R, C), row-major order."""
+    image = np.asarray(image)
+    gr, gc, h, w = layout.grid_rows, layout.grid_cols, layout.tile_rows, layout.tile_cols
+    if image.shape[:2] != (gr * h, gc * w):
+        raise ValueError(f"image of {image.shape[0]}×{image.shape[1]} does not split into {gr}×{gc} tiles of {h}×{w}")
+    tiles = image.reshape(gr, h, gc, w).swapaxes(1, 2).reshape(gr * gc, h, w)
+    return np.ascontiguousarray(tiles[: layout.n])
+
+
+def join_tiles(tiles: np.ndarray, layout: TileLayout) -> np.ndarray:
+    """Tiled image (grid_rows·h, grid_cols·w) from tiles (n, h, w) of any size, row-major; blank places are 0."""
+    tiles = np.asarray(tiles)
+    n, h, w = tiles.shape
+    gr, gc = layout.grid_rows, layout.grid_cols
+    if n > gr * gc:
+        raise ValueError(f"{n} tiles do not fit a {gr}×{gc} grid")
+    full = np.zeros((gr * gc, h, w), dtype=tiles.dtype)
+    full[:n] = tiles
+    return full.reshape(gr, gc, h, w).swapaxes(1, 2).reshape(gr * h, gc * w)
+
+
+def tile_positions(ds: pydicom.Dataset, layout: TileLayout) -> np.ndarray:
+    """ImagePositionPatient (n, 3), LPS mm, of each tile's first pixel centre."""
+    if layout.vendor == "uih":
+        return np.asarray([[float(v) for v in it.ImagePositionPatient] for it in ds[_UIH_TILES].value])
+    return mosaic_tile_positions(ds)
+
+
 def _functional_group_item(ds: pydicom.Dataset, frame_index: int | None, sequence: str) -> pydicom.Dataset | None:
     """First item of ``sequence`` in the frame's per-frame group, else in the shared group."""
     if frame_index is not None:
@@ -245,7 +336,7 @@ def decode_frames(ds: pydicom.Dataset, index: int | None = None) -> np.ndarray:
     except Exception as err:
         raise InputError(
             filename if isinstance(filename, str) else None,
-            f"pixel data could not be decoded ({_transfer_syntax(ds)}): {err}",
+            f"pixel data could not be decoded ({_transfer_syntax(ds)}): {' '.join(str(err).split())}",
         ) from err
     return _as_frames(ds, np.asarray(arr), several)
 

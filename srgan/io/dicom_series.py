@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 
 from srgan.errors import InputError
 from srgan.io import dicom_pixels as dp
+from srgan.io.dicom_file import file_size_ok, header_problem, is_gzipped_dicom, pixel_problem, read_dicom
 from srgan.io.image_type import kind_of_tokens
 
 #: Extensions that claim to be DICOM: such a file that cannot be read is reported, not skipped.
@@ -35,10 +36,14 @@ _POSITION_TOLERANCE_MM = 0.01
 
 @dataclass(frozen=True)
 class Problem:
-    """A file that looked like DICOM but could not be used."""
+    """A file that looked like DICOM but could not be used (or, in ``ScanResult.warnings``, was used though
+    something in it was wrong). ``message`` is one line (what a decoder says over several lines is joined)."""
 
     path: Path
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", " ".join(str(self.message).split()))
 
 
 @dataclass(eq=False)
@@ -227,16 +232,14 @@ def _classic_frame(ds: pydicom.Dataset, path: Path) -> Frame:
     )
 
 
-def _mosaic_frames(ds: pydicom.Dataset, path: Path) -> list[Frame]:
+def _tile_frames(ds: pydicom.Dataset, path: Path, layout: dp.TileLayout) -> list[Frame]:
+    """One frame per tile of a tiled image (Siemens mosaic, UIH grid): tile size and position from the layout."""
     base = _classic_frame(ds, path)
-    n = dp.mosaic_tile_count(ds)
-    g = dp.mosaic_grid(ds)
-    positions = dp.mosaic_tile_positions(ds)
+    positions = dp.tile_positions(ds, layout)
     frames = []
-    for k in range(n):
+    for k in range(layout.n):
         f = Frame(**{**base.__dict__})
-        f.tile_index, f.rows, f.cols, f.position = k, base.rows // g, base.cols // g, positions[k]
-        f.slice_thickness = base.slice_thickness
+        f.tile_index, f.rows, f.cols, f.position = k, layout.tile_rows, layout.tile_cols, positions[k]
         frames.append(f)
     return frames
 
@@ -307,8 +310,9 @@ def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
     """The 2D frames of one image dataset (header only is enough)."""
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 or "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, path)
-    if dp.is_mosaic(ds):
-        return _mosaic_frames(ds, path)
+    layout = dp.tile_layout(ds)
+    if layout is not None:
+        return _tile_frames(ds, path, layout)
     return [_classic_frame(ds, path)]
 
 
@@ -317,19 +321,25 @@ def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
 
 @dataclass
 class ScanResult:
-    """Series found under a folder (sorted by study, series number) and the files that were unusable."""
+    """Series found under a folder (sorted by study, series number), the files that were unusable, and the files
+    that were used though something in them was wrong (``warnings``: e.g. a transfer syntax claim their data
+    contradict, read as what the data are)."""
 
     series: list[Series]
     problems: list[Problem]
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def _iter_files(root: Path) -> list[Path]:
+    """Regular files under ``root`` (hidden ones left out). Links to folders are not followed (no loop can hang
+    the scan); FIFOs, sockets, devices and links that lead nowhere or in a circle are left out (a read of them
+    would block or fail)."""
     if root.is_file():
         return [root]
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+        out.extend(p for f in sorted(filenames) if not f.startswith(".") and file_size_ok(p := Path(dirpath) / f))
     return out
 
 
@@ -344,23 +354,28 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return len(head) >= 8 and head[1] == 0 and head[0] in (0x02, 0x08)
 
 
-def _read_header(path: Path) -> pydicom.Dataset | None:
+def _read_header(path: Path, warnings: list[Problem] | None = None) -> pydicom.Dataset | None:
     """Header of ``path`` (no pixel data), None when the file is not DICOM; InvalidDicomError when it
-    claims to be DICOM but is unreadable."""
+    claims to be DICOM but is unreadable. What :func:`srgan.io.dicom_file.read_dicom` warns of goes into
+    ``warnings``."""
     magic, head = _has_dicm_magic(path)
     claims = magic or path.suffix.lower() in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR"
-    if not magic and not _looks_like_raw_dataset(head):
+    gzipped = is_gzipped_dicom(path)  # a .dcm.gz: read_dicom decompresses it (with a size limit)
+    claims = claims or gzipped
+    if not magic and not gzipped and not _looks_like_raw_dataset(head):
         if claims:
             raise InvalidDicomError("is not a DICOM file (no DICM marker and no DICOM data elements)")
         return None
     try:
         # Large values (pixel data, CSA blobs) are deferred, not read: fast, and the pixel data's
         # offset and length stay known, which is how a truncated file is caught here.
-        ds = pydicom.dcmread(path, defer_size=2048, force=True)
+        ds, warning = read_dicom(path, defer_size=2048)
     except Exception as err:
         if claims or magic:
             raise InvalidDicomError(f"could not be read as DICOM ({type(err).__name__}: {err})") from err
         return None
+    if warning is not None and warnings is not None:
+        warnings.append(Problem(path, warning))
     return ds
 
 
@@ -368,29 +383,12 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
 def _check_image(ds: pydicom.Dataset, path: Path) -> str | None:
-    """Why an image header is unusable (truncated, no size, no pixel data), or None."""
+    """Why an image header is unusable (truncated, no or an impossible size, no pixel data), or None."""
     if "Rows" not in ds or "Columns" not in ds or not ds.Rows or not ds.Columns:
         return "has no image size (Rows/Columns); the header is incomplete or the file is truncated"
-    tag = next((t for t in _PIXEL_TAGS if t in ds), None)
-    if tag is None:
+    if not any(t in ds for t in _PIXEL_TAGS):
         return "has no pixel data; the file is probably truncated"
-    raw = ds.get_item(tag)
-    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
-    if tell is not None and length is not None and length != 0xFFFFFFFF:
-        size = path.stat().st_size
-        if tell + length > size:
-            return f"is truncated: the pixel data end at byte {tell + length} but the file has {size} bytes"
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        if tag == 0x7FE00010 and ts is not None and not ts.is_compressed and "BitsAllocated" in ds:
-            try:
-                from pydicom.pixels.utils import get_expected_length
-
-                expected = get_expected_length(ds)
-            except Exception:
-                return None
-            if length < expected:
-                return f"has {length} bytes of pixel data but its image size needs {expected}"
-    return None
+    return pixel_problem(ds, path)
 
 
 def _dicomdir_files(path: Path, problems: list[Problem]) -> list[Path]:
@@ -416,6 +414,7 @@ def scan(folder: str | Path, progress: Callable[[int, int], None] | None = None)
         raise InputError(root, "does not exist")
     candidates = _iter_files(root)
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     for dicomdir in [p for p in candidates if p.name.upper() == "DICOMDIR"]:
         known = {p.resolve() for p in candidates}
         candidates += [p for p in _dicomdir_files(dicomdir, problems) if p.exists() and p.resolve() not in known]
@@ -425,7 +424,7 @@ def scan(folder: str | Path, progress: Callable[[int, int], None] | None = None)
     total = len(candidates)
     for done, path in enumerate(candidates, 1):
         try:
-            ds = _read_header(path)
+            ds = _read_header(path, warnings)
         except InvalidDicomError as err:
             problems.append(Problem(path, str(err)))
             ds = None
@@ -457,7 +456,7 @@ def scan(folder: str | Path, progress: Callable[[int, int], None] | None = None)
             s.part,
         )
     )
-    return ScanResult(series=series, problems=problems)
+    return ScanResult(series=series, problems=problems, warnings=warnings)
 
 
 def _add_file(ds, path, infos, frames_by_series, problems) -> None:
@@ -466,9 +465,8 @@ def _add_file(ds, path, infos, frames_by_series, problems) -> None:
         if reason:
             problems.append(Problem(path, reason))
             return
-    elif len(ds) == 0 or "Image" in str(getattr(ds.get("SOPClassUID"), "name", "")):
-        size = path.stat().st_size
-        problems.append(Problem(path, f"is truncated: only {size} bytes, the header ends before any image attribute"))
+    elif len(ds) == 0 or "SOPClassUID" not in ds or "Image" in str(getattr(ds.get("SOPClassUID"), "name", "")):
+        problems.append(Problem(path, header_problem(ds, path)))
         return
     else:
         return  # a DICOM object without an image (structured report, presentation state...)
@@ -483,7 +481,7 @@ def _add_file(ds, path, infos, frames_by_series, problems) -> None:
     key = (_str(ds.get("StudyInstanceUID")), _str(ds.get("SeriesInstanceUID")))
     if key not in infos:
         infos[key] = {kw: ds.get(kw) for kw in _SERIES_KEYWORDS}
-        infos[key]["is_mosaic"] = dp.is_mosaic(ds)
+        infos[key]["is_mosaic"] = dp.tile_layout(ds) is not None
     frames_by_series[key].extend(frames)
 
 
@@ -558,9 +556,9 @@ class _DatasetCache:
                 self._datasets.move_to_end(path)
                 return self._datasets[path]
         try:
-            ds = pydicom.dcmread(path, force=True)
+            ds, _ = read_dicom(path)  # the scan reported the warning
         except Exception as err:
-            raise InputError(path, f"could not be read ({type(err).__name__}: {err})") from err
+            raise InputError(path, f"could not be read ({type(err).__name__}: {' '.join(str(err).split())})") from err
         with self._lock:
             self._datasets[path] = ds
             while len(self._datasets) > self._n_datasets:
@@ -583,7 +581,10 @@ class _DatasetCache:
                     self._arrays.popitem(last=False)
         if frame.tile_index is not None:
             ds = self.dataset(frame.path)
-            arr = dp.split_mosaic(arr, dp.mosaic_tile_count(ds))[frame.tile_index]
+            layout = dp.tile_layout(ds)
+            if layout is None:
+                raise InputError(frame.path, "is no longer a tiled image (mosaic/grid) as it was when scanned")
+            arr = dp.split_tiles(arr, layout)[frame.tile_index]
         if arr.shape != (frame.rows, frame.cols):
             raise InputError(
                 frame.path, f"decoded image is {arr.shape[0]}×{arr.shape[1]}, the header says {frame.rows}×{frame.cols}"

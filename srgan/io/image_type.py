@@ -3,7 +3,10 @@
 One table for the reader (:mod:`srgan.io.dicom_series`, what the viewer shows and how volumes are ordered) and
 the derived-series writer (:mod:`srgan.io.dicom_derived`, what is left out of an export), so the two always agree.
 Values 1 and 2 (ORIGINAL/DERIVED, PRIMARY/SECONDARY) say nothing about the content; the tokens looked up here
-are values 3 and on, which are vendor-defined.
+are values 3 and on, which are vendor-defined. Acquisition tokens such as PERFUSION, ASL, DIFFUSION, FMRI, MOCO
+or MOSAIC name how magnitude images were acquired and are not in the table: a DSC perfusion series (raw EPI
+magnitude, many frames), raw ASL label/control pairs or diffusion-weighted images are enhanced like any
+magnitude time series, as the viewer does; only the parameter maps computed from them are left out.
 """
 
 from __future__ import annotations
@@ -45,7 +48,24 @@ KIND_TOKENS: dict[str, str] = {
     "T1_MAP": "map",
     "T2_MAP": "map",
     "T2_STAR_MAP": "map",
-    "PERFUSION": "map",
+    "R2_STAR_MAP": "map",
+    "T1MAP": "map",
+    "T2MAP": "map",
+    "T2STAR_MAP": "map",
+    # perfusion and ASL *parameter maps* (the raw DSC/DCE/ASL series are magnitude time series: Siemens writes
+    # ORIGINAL\PRIMARY\PERFUSION\NONE or ...\ASL\NONE on raw EPI magnitude, which is anatomy to enhance)
+    "RCBV": "map",
+    "RCBF": "map",
+    "CBV": "map",
+    "CBF": "map",
+    "RELCBF": "map",
+    "RELCBV": "map",
+    "MTT": "map",
+    "TTP": "map",
+    "TMAX": "map",
+    "KTRANS": "map",
+    "VE": "map",
+    "PBP": "map",
 }
 
 #: Philips writes e.g. ``P_SE`` (phase, spin echo): a value starting so marks a phase image.

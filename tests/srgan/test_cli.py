@@ -140,3 +140,72 @@ def test_missing_bundled_weights_are_explained(tmp_path, monkeypatch):
                         "--scale", "4"], capture_output=True, text=True, timeout=120,
                        env={**__import__("os").environ, "BRAINSR_RESOURCES": str(env_dir)})
     assert p.returncode == 1 and "no bundled x4 weights" in p.stderr
+
+
+def _phase_copy(src_files, dest: Path):
+    """Real images relabelled as a phase series of their own: a series left out by design."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    uid = generate_uid()
+    for f in src_files:
+        ds = pydicom.dcmread(f)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "P", "ND"]
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SeriesNumber = 77
+        ds.save_as(dest / f"phase_{f.name}")
+
+
+def test_report_exit_codes_and_stale_partials(shared_data, tiny_weights, tmp_path):
+    """A series left out by design is a note (exit 0); a broken file is a failure (exit 1); --report says both as
+    JSON; stale partial folders of an interrupted run into the same output are removed, and the run says so."""
+    import json
+
+    dicom = shared_data / "dicom"
+    src = tmp_path / "src"
+    shutil.copytree(dicom / "trio_sag_jpegls_noisepixels", src)
+    _phase_copy(sorted((dicom / "siemens_prisma_t1_sag_hfs").glob("*.dcm"))[:2], src)
+    stale = [tmp_path / ".out.0123456789ab.partial", tmp_path / ".out.4194999-0123456789ab.partial"]
+    for d in stale:
+        (d / "S0001").mkdir(parents=True)
+    keep = tmp_path / ".other.0123456789ab.partial"   # not this output's: untouched
+    keep.mkdir()
+    p = srgan("enhance", src, "-o", tmp_path / "out", "--scale", 2, "--weights", tiny_weights,
+              "--report", tmp_path / "r.json")
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "stale partial" in p.stderr and not any(d.exists() for d in stale) and keep.is_dir()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["exit_code"] == 0 and report["failed"] == [] and len(report["written"]) == 4
+    assert any("left out" in n and "phase" in n for n in report["notes"])
+
+    (src / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00junk")
+    p = srgan("enhance", src, "-o", tmp_path / "out2", "--scale", 2, "--weights", tiny_weights,
+              "--report", tmp_path / "r2.json")
+    assert p.returncode == 1 and "broken.dcm" in p.stderr and "Traceback" not in p.stderr
+    report = json.loads((tmp_path / "r2.json").read_text())
+    assert report["exit_code"] == 1 and [Path(f["path"]).name for f in report["failed"]] == ["broken.dcm"]
+    assert len(report["written"]) == 4
+
+
+def test_report_of_a_run_that_enhances_nothing(tiny_weights, tmp_path):
+    import json
+
+    p = srgan("enhance", tmp_path / "missing", "-o", tmp_path / "out", "--scale", 2, "--weights", tiny_weights,
+              "--report", tmp_path / "r.json")
+    assert p.returncode == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["exit_code"] == 1 and "does not exist" in report["error"] and report["written"] == []
+
+
+def test_nothing_to_enhance_names_the_series_reason_not_a_file_beside_it(shared_data, tiny_weights, tmp_path):
+    """Only a series left out by design, beside a file that is no image: the error gives the series' reason."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _phase_copy(sorted((shared_data / "dicom" / "siemens_prisma_t1_sag_hfs").glob("*.dcm"))[:2], src)
+    (src / "raw.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00junk")
+    p = srgan("enhance", src, "-o", tmp_path / "out", "--scale", 2, "--weights", tiny_weights)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    error = [line for line in p.stderr.splitlines() if line.startswith("srgan enhance: error")]
+    assert len(error) == 1 and "phase" in error[0] and "raw.dcm" not in error[0], p.stderr
+    assert not (tmp_path / "out").exists()

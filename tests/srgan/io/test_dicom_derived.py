@@ -83,6 +83,8 @@ CASES = {
     "siemens_trio_epi_mosaic_cor": lambda: _files("siemens_trio_epi_mosaic_cor"),
     "siemens_trio_fmri_mosaic_ax_jpeg2000": lambda: _files("siemens_trio_fmri_mosaic_ax_jpeg2000"),
     "trio_sag_jpegls_noisepixels": lambda: _files("trio_sag_jpegls_noisepixels"),
+    # a UIH grid (VFRAME): each file one volume of 20 tiles; its first 4 volumes
+    "uih_umr770_dti_ax_vframe": lambda: _files("../dicom-more/uih_umr770_dti_ax_vframe")[:4],
 }
 
 
@@ -228,9 +230,18 @@ def test_header_and_pixels(derived, name):
             assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
             assert ref.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
             assert np.allclose(ds.PixelSpacing, np.array(src.PixelSpacing, float) / SCALE)
-            want = refine_position(src.ImagePositionPatient, src.ImageOrientationPatient[:3],
-                                   src.ImageOrientationPatient[3:], src.PixelSpacing, SCALE)
-            assert np.allclose(np.array(ds.ImagePositionPatient, float), want, atol=1e-4)
+            layout = dicom_pixels.tile_layout(src)
+            if layout is not None and layout.vendor == "uih":  # every tile's own position, refined on its grid
+                got_tiles = dicom_pixels.tile_positions(ds, dicom_pixels.tile_layout(ds))
+                for k, ipp in enumerate(dicom_pixels.tile_positions(src, layout)):
+                    want = refine_position(ipp, src.ImageOrientationPatient[:3], src.ImageOrientationPatient[3:],
+                                           src.PixelSpacing, SCALE)
+                    assert np.allclose(got_tiles[k], want, atol=1e-4)
+                assert dicom_pixels.tile_layout(ds).tile_rows == layout.tile_rows * SCALE
+            else:
+                want = refine_position(src.ImagePositionPatient, src.ImageOrientationPatient[:3],
+                                       src.ImageOrientationPatient[3:], src.PixelSpacing, SCALE)
+                assert np.allclose(np.array(ds.ImagePositionPatient, float), want, atol=1e-4)
             expect = _expected_pixels(src)
             slope = dicom_pixels.frame_rescale(ds)[0]
             got = dicom_pixels.frame_pixels(ds)
@@ -240,9 +251,10 @@ def test_header_and_pixels(derived, name):
 
 
 def _expected_pixels(src: pydicom.Dataset) -> np.ndarray:
-    if dicom_pixels.is_mosaic(src):
-        tiles = dicom_pixels.split_mosaic(dicom_pixels.frame_pixels(src), dicom_pixels.mosaic_tile_count(src))
-        return dicom_pixels.join_mosaic(nearest(tiles), dicom_pixels.mosaic_grid(src))
+    layout = dicom_pixels.tile_layout(src)
+    if layout is not None:
+        tiles = dicom_pixels.split_tiles(dicom_pixels.frame_pixels(src), layout)
+        return dicom_pixels.join_tiles(nearest(tiles), layout)
     return nearest(dicom_pixels.frame_pixels(src)[None])[0]
 
 
@@ -590,3 +602,141 @@ def test_the_series_is_used_as_the_reader_built_it(derived, tmp_path, monkeypatc
                                   plan="p", lookup=lambda v, s: seen.append((v, s)))
     assert len(report.files) == 2 and len(seen) == 35                 # the lookup serves the first part only
     assert [keys[0] for _, keys in enhancer.calls] == [(0, 0), (1, 0, 0)]
+
+
+def _big_endian_copy(src: Path, dst: Path) -> None:
+    """``src`` re-encoded Explicit VR Big Endian (pixel words byte-swapped), as older scanners wrote it."""
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ds = pydicom.dcmread(src)
+    assert int(ds.BitsAllocated) == 16 and not ds.file_meta.TransferSyntaxUID.is_compressed
+    for _elem in ds.iterall():  # decode every raw element with the source's syntax before writing it in another
+        pass
+    ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+    ds["PixelData"].VR = "OW"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    pydicom.dcmwrite(dst, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+
+
+@pytest.mark.parametrize("name", ["siemens_prisma_t1_sag_hfs", "siemens_vida_xa10_enhanced_fmri_phantom", "pydicom"])
+def test_big_endian_source_is_written_little_endian_with_the_same_pixels(name, tmp_path):
+    """One writer policy: a derived file is Explicit VR Little Endian whatever the source's syntax; a big-endian
+    source gives exactly what its little-endian twin gives."""
+    from pydicom.data import get_testdata_file
+
+    if name == "pydicom":  # pydicom's own big-endian test file and its little-endian twin
+        little = [Path(get_testdata_file("MR_small.dcm"))]
+        big = [Path(get_testdata_file("MR_small_bigendian.dcm"))]
+    else:
+        little = _files(name)[:2]
+        (tmp_path / "be").mkdir()
+        big = [tmp_path / "be" / f"{k}.dcm" for k in range(len(little))]
+        for f, b in zip(little, big):
+            _big_endian_copy(f, b)
+    assert all(pydicom.dcmread(b, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.2"
+               for b in big)
+    out = {}
+    for label, files in (("le", little), ("be", big)):
+        report = write_derived_series(_series(files, tmp_path / f"src_{label}"), nearest, tmp_path / f"out_{label}",
+                                      scale=SCALE, provenance=PROV)
+        assert not report.skipped
+        out[label] = [pydicom.dcmread(f) for f in report.files]
+    assert len(out["le"]) == len(out["be"]) == len(little)
+    for a, b in zip(out["le"], out["be"]):
+        assert b.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert np.array_equal(a.pixel_array, b.pixel_array)
+        assert (b.Rows, b.Columns) == (a.Rows, a.Columns)
+        for kw in ("ImagePositionPatient", "PixelSpacing", "ImageOrientationPatient", "WindowCenter"):
+            if kw in a:
+                assert [float(v) for v in np.ravel(a[kw].value)] == [float(v) for v in np.ravel(b[kw].value)], kw
+        if "PerFrameFunctionalGroupsSequence" in a:
+            pa = a.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+            pb = b.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+            assert list(pa) == list(pb)
+
+
+def _pydicom_file(name: str) -> Path:
+    return Path(pydicom.__file__).parent / "data" / "test_files" / name
+
+
+def test_overlay_planes_are_refined_with_the_image(tmp_path):
+    """A Siemens MedCom overlay (pydicom's examples_overlay.dcm, MR): bitmap ×2 (nearest), size ×2, origin on the
+    new grid, so the graphics land where they were; dciodvfy adds nothing."""
+    src = _pydicom_file("examples_overlay.dcm")
+    report = write_derived_series(_series([src], tmp_path / "src"), nearest, tmp_path / "out", scale=SCALE,
+                                  provenance=PROV)
+    a, b = pydicom.dcmread(src), pydicom.dcmread(report.files[0])
+    assert (int(b[0x6000, 0x0010].value), int(b[0x6000, 0x0011].value)) == (
+        int(a[0x6000, 0x0010].value) * SCALE, int(a[0x6000, 0x0011].value) * SCALE)
+    assert np.array_equal(b.overlay_array(0x6000), np.kron(a.overlay_array(0x6000), np.ones((SCALE, SCALE))))
+    assert [int(v) for v in b[0x6000, 0x0050].value] == [(int(v) - 1) * SCALE + 1 for v in a[0x6000, 0x0050].value]
+    assert b.overlay_array(0x6000).shape == b.pixel_array.shape
+    if HAVE_DCIODVFY:
+        added = _dciodvfy_errors(report.files[0]) - _dciodvfy_errors(src)
+        assert not added, sorted(added)
+
+
+@pytest.mark.parametrize("name, words", [("examples_palette.dcm", "US series"),
+                                         ("examples_palette.dcm MR", "colour image (PALETTE COLOR)"),
+                                         ("SC_rgb_small_odd.dcm MR", "colour image (RGB)"),
+                                         ("CT_small.dcm", "CT series")])
+def test_images_the_model_cannot_honestly_enhance_are_refused_clearly(tmp_path, name, words):
+    """Palette/RGB colour and non-MR images are refused with one clear sentence, nothing written. (``MR``: the
+    file relabelled as MR, so that the colour check, not the modality, refuses it.)"""
+    f = _pydicom_file(name.split()[0])
+    if name.endswith(" MR"):
+        ds = pydicom.dcmread(f)
+        ds.Modality = "MR"
+        f = tmp_path / f.name
+        ds.save_as(f)
+    with pytest.raises(InputError) as err:
+        write_derived_series(_series([f], tmp_path / "src"), nearest, tmp_path / "out",
+                             scale=SCALE, provenance=PROV)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not HAVE_DCIODVFY, reason="dciodvfy (dicom3tools) not on PATH")
+def test_an_invalid_source_uid_is_not_repeated_into_the_references(tmp_path):
+    """A source whose SOP Instance UID is invalid: the copy does not reference it (a reference would repeat the
+    invalid UID, and dciodvfy's error, in new places); a note says so."""
+    src = tmp_path / "in"
+    src.mkdir()
+    ds = pydicom.dcmread(_files("siemens_prisma_t1_sag_hfs")[0])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.840.0123.5"
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        ds.save_as(src / "a.dcm")
+    report = write_derived_series(scan(src).series, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    added = _dciodvfy_errors(report.files[0]) - _dciodvfy_errors(src / "a.dcm")
+    assert not added, sorted(added)
+    assert any("not a valid UID" in n for n in report.notes)
+
+
+def test_a_modality_lut_becomes_a_linear_rescale(tmp_path):
+    """A source with a Modality LUT Sequence: the copy holds modality values with a rescale and no LUT beside it
+    (a LUT next to an added rescale is an IOD error); the values are the enhanced modality values."""
+    from pydicom.dataset import Dataset as Ds
+
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    ds = pydicom.dcmread(_files("siemens_prisma_t1_sag_hfs")[0])
+    lut = Ds()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.ModalityLUTType = "US"
+    lut.add_new("LUTData", "OW", (2 * np.arange(4096)).astype("<u2").tobytes())   # modality = 2 × stored
+    ds.ModalityLUTSequence = pydicom.sequence.Sequence([lut])
+    for kw in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+        if kw in ds:
+            del ds[kw]
+    ds.save_as(src_dir / "a.dcm")
+    report = write_derived_series(scan(src_dir).series, nearest, tmp_path / "out", scale=SCALE, provenance=PROV)
+    out = pydicom.dcmread(report.files[0])
+    assert "ModalityLUTSequence" not in out and out.RescaleType == "US"
+    want = nearest((2.0 * pydicom.dcmread(src_dir / "a.dcm").pixel_array.astype(np.float32))[None])[0]
+    got = dicom_pixels.frame_pixels(out)
+    assert np.abs(got - want).max() <= float(out.RescaleSlope) / 2 + 1e-3
+    assert any("Modality LUT" in n for n in report.notes)
+    if HAVE_DCIODVFY:
+        added = _dciodvfy_errors(report.files[0]) - _dciodvfy_errors(src_dir / "a.dcm")
+        assert not added, sorted(added)

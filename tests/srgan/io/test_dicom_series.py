@@ -322,3 +322,85 @@ def test_images_without_geometry_are_ordered_by_instance_number(prisma_copy):
     s = scan(folder).series[0]
     assert [s.frame(0, k).instance_number for k in range(3)] == [1, 2, 3]
     assert any("InstanceNumber" in p for p in s.problems)
+
+
+@pytest.mark.parametrize("image_type, kind", [
+    ("ORIGINAL\\PRIMARY\\PERFUSION\\NONE", "magnitude"),    # Siemens DSC raw EPI magnitude
+    ("ORIGINAL\\PRIMARY\\ASL\\NONE", "magnitude"),          # raw ASL label/control
+    ("ORIGINAL\\PRIMARY\\DIFFUSION\\NONE", "magnitude"),    # diffusion-weighted images
+    ("ORIGINAL\\PRIMARY\\FMRI\\NONE", "magnitude"),
+    ("DERIVED\\PRIMARY\\PERFUSION\\RCBV", "map"),           # the maps computed from them
+    ("DERIVED\\PRIMARY\\ASL\\RELCBF", "map"),
+    ("DERIVED\\PRIMARY\\PERFUSION\\TTP", "map"),
+    ("DERIVED\\PRIMARY\\DIFFUSION\\ADC", "adc"),
+    ("DERIVED\\PRIMARY\\DIFFUSION\\TRACEW", "trace"),
+    ("ORIGINAL\\PRIMARY\\B0 MAP", "field_map"),
+    ("ORIGINAL\\PRIMARY\\P\\ND", "phase"),
+])
+def test_acquisition_tokens_are_magnitude_and_parameter_maps_are_not(image_type, kind):
+    from srgan.io.image_type import kind_of_tokens
+
+    assert (kind_of_tokens(image_type.split("\\")[2:]) or "magnitude") == kind
+
+
+def test_a_dsc_perfusion_time_series_is_anatomy_to_enhance(dicom_dir, tmp_path):
+    """Real raw EPI magnitude time series (GE fMRI, 150 frames) labelled as Siemens labels DSC perfusion: one
+    series of magnitude volumes, every volume enhanced (the viewer's rule), none left out as a map."""
+    from srgan.io.dicom_derived import write_derived_series
+    from srgan.provenance import Provenance
+
+    files = sorted((dicom_dir / "ge_mr750_epi_ax_mixed_2series").glob("*.dcm"))
+    mine = [f for f in files if int(pydicom.dcmread(f, stop_before_pixels=True).SeriesNumber) == 4][:30]
+    for f in mine:
+        ds = pydicom.dcmread(f)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "PERFUSION", "NONE"]
+        (tmp_path / "src").mkdir(exist_ok=True)
+        ds.save_as(tmp_path / "src" / f.name)
+    (series,) = scan(tmp_path / "src").series
+    assert series.kind == "magnitude" and series.anatomy_volumes == list(range(series.shape[0]))
+    assert series.shape[0] > 1
+    report = write_derived_series(series, lambda x: np.kron(x, np.ones((1, 2, 2), np.float32)), tmp_path / "out",
+                                  scale=2, provenance=Provenance(model="n", weights_name="t",
+                                                                 weights_sha256="ab" * 32, scale=2))
+    assert len(report.files) == len(mine) and not report.notes
+
+
+def test_uih_vframe_grid_is_read_as_tiles(dicom_dir):
+    """United Imaging VFRAME: each file one volume of 20 tiles of 64×64 in a 256×320 image (4×5 grid), each tile's
+    position in its item of (0065,1051): 17 volumes × 20 slices, as dcm2niix reads it."""
+    folder = dicom_dir.parent / "dicom-more" / "uih_umr770_dti_ax_vframe"
+    if not folder.is_dir():
+        pytest.skip("dicom-more not found")
+    (series,) = scan(folder).series
+    assert series.shape == (17, 20, 64, 64) and not series.problems
+    f = series.frame(0, 0)
+    ds = pydicom.dcmread(f.path)
+    items = ds[0x0065, 0x1051].value
+    k = f.tile_index
+    assert np.allclose(f.position, [float(v) for v in items[k].ImagePositionPatient])
+    tiles = dp.split_tiles(ds.pixel_array, dp.tile_layout(ds))
+    assert np.array_equal(series.pixels(0, 0), tiles[k].astype(np.float32))
+    assert abs(series.slice_spacing - float(ds.SpacingBetweenSlices)) < 0.05
+
+
+def test_not_anatomy_classification_on_the_real_diffusion_field_map_and_fmri_series(dicom_dir):
+    """The one table (srgan.io.image_type) against every real series: diffusion-weighted volumes (Philips, UIH),
+    fMRI and EPI time series are magnitude anatomy to enhance; only the Philips trace volume and the field-map
+    frames are left out."""
+    from collections import Counter
+
+    want = {
+        "philips_achieva_dti_ax": {"magnitude": 16, "trace": 1},
+        "philips_achieva_enhanced_b0map_phantom": {"magnitude": 1, "field_map": 1},
+        "ge_mr750_epi_ax_mixed_2series": {"magnitude": 10},
+        "siemens_vida_xa10_enhanced_fmri_phantom": {"magnitude": 4},
+        "siemens_trio_epi_mosaic_cor": {"magnitude": 2},
+        "siemens_trio_fmri_mosaic_ax_jpeg2000": {"magnitude": 2},
+        "uih_umr770_dti_ax_vframe": {"magnitude": 17},
+    }
+    found = {}
+    for root in (dicom_dir, dicom_dir.parent / "dicom-more"):
+        for s in scan(root).series:
+            found.setdefault(s.files[0].parent.name, Counter(s.volume_kinds))
+    for folder, kinds in want.items():
+        assert found[folder] == Counter(kinds), folder
