@@ -22,9 +22,9 @@ run: install
 test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
 
-# ruff (lint and format) and mypy (default strictness) on the Qt-free package
+# ruff (lint and format) and mypy (default strictness) on the Qt-free package; ruff's lint on the viewer too
 lint: install
-	$(VENV)/bin/ruff check srgan
+	$(VENV)/bin/ruff check srgan viewer
 	$(VENV)/bin/ruff format --check srgan
 	$(VENV)/bin/mypy srgan
 

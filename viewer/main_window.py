@@ -30,7 +30,7 @@ from viewer.difference import robust_scale
 from viewer.export import export_series_dialog, running_exports, shutdown_exports
 from viewer.jobs import interpolation_key
 from viewer.menus import APPLICATION, HEADER_PRESET, ORGANISATION, settings
-from viewer.model import DISAGREEMENT_LABEL, KEEP, ViewerModel, first_anatomy, reconfigured
+from viewer.model import DISAGREEMENT_LABEL, KEEP, ViewerModel, first_anatomy, problem_lines, reconfigured
 from viewer.state import Plane, ViewState
 from viewer.viewport import AI_COLOR, DIM_COLOR, ERROR_COLOR, TEXT_COLOR, Viewport
 from viewer.workers import EnhanceConfig, EnhanceWorker, FolderScanner, SliceLoader, build_engine, series_key
@@ -72,6 +72,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._scanner: FolderScanner | None = None  # the scan whose result will be shown
         self._scanners: set[FolderScanner] = set()   # every scan thread still running
         self._export_session = None
+        self.scan_problems: list[str] = []  # the last scan's skipped files and warnings, one line each
         self.last_export: tuple[Path, Any] | None = None  # (folder, source series) of the last finished export
         self.pacs: Any = None  # the PACS window, made when first opened
 
@@ -167,10 +168,24 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model.set_scanned(folder, result)
         menus.add_recent(self, folder)
         self.browser.set_series(result.series)
+        self.scan_problems = problem_lines(result)
+        self.act_problems.setEnabled(bool(self.scan_problems))
         skipped = f" · {len(result.problems)} file(s) skipped" if result.problems else ""
-        self.statusBar().showMessage(f"{len(result.series)} series in {folder}{skipped}", 8000)
+        warnings = getattr(result, "warnings", [])
+        warned = f" · {len(warnings)} read with a warning" if warnings else ""
+        more = " (File → Scan problems…)" if self.scan_problems else ""
+        self.statusBar().showMessage(f"{len(result.series)} series in {folder}{skipped}{warned}{more}", 8000)
         self.show_series(first_anatomy(result.series))
         self.left.view.setFocus()  # arrows/PgUp/PgDn go to the images straight away
+
+    def show_problems(self) -> None:
+        """Every file of the last scan that was skipped, or read despite something wrong in it, with its reason."""
+        text = "\n".join(self.scan_problems) or "No problems in the last scan."
+        if self.show_dialogs:
+            box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Information, "Scan problems",
+                                        f"{len(self.scan_problems)} file(s) with problems", parent=self)
+            box.setDetailedText(text)
+            box.exec()
 
     def _on_scan_failed(self, folder: str, message: str) -> None:
         self.report_error("Cannot open folder", message)

@@ -100,6 +100,9 @@ def _build_actions(win: MainWindow) -> None:
     win.act_send_pacs = action(win, "Send enhanced series to PACS…", win.send_export_to_pacs,
                                tip="Send the last exported enhanced series to a configured PACS node (asks first)")
     win.act_send_pacs.setEnabled(False)
+    win.act_problems = action(win, "Scan &problems…", win.show_problems,
+                              tip="Files of the last scan that were skipped or read with a warning, and why")
+    win.act_problems.setEnabled(False)
     win.act_quit = action(win, "&Quit", win.close, K.Quit)
 
     win.act_zoom_in = action(win, "Zoom &in", lambda: state.zoom_by(1.25), ["+", "=", "Ctrl++"])
@@ -164,7 +167,7 @@ def _build_menus(win: MainWindow) -> None:
     m.addActions([win.act_open, win.act_sample])
     win.recent_menu = m.addMenu("&Recent folders")
     m.addSeparator()
-    m.addActions([win.act_pacs])
+    m.addActions([win.act_pacs, win.act_problems])
     m.addSeparator()
     m.addActions([win.act_export_series, win.act_send_pacs, win.act_export_png])
     m.addSeparator()

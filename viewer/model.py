@@ -42,6 +42,13 @@ def scale_of_card(card: dict) -> int | None:
     return card.get("kwargs", {}).get("scale", card.get("scale"))
 
 
+def problem_lines(result: Any) -> list[str]:
+    """One line per file a scan skipped ("skipped: PATH: reason") or read with a warning ("warning: PATH: …")."""
+    return [f"skipped: {p.path}: {p.message}" for p in result.problems] + [
+        f"warning: {p.path}: {p.message}" for p in getattr(result, "warnings", [])
+    ]
+
+
 def first_anatomy(series_list: list) -> Any:
     """The series to show first: the first one whose images are magnitude anatomy, else the first."""
     for s in series_list:

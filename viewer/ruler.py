@@ -10,7 +10,7 @@ Qt: :class:`RulerTool` (mirrored ``pg.LineSegmentROI`` + length label on each vi
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pyqtgraph as pg
 from PySide6 import QtCore

@@ -1,7 +1,8 @@
 """Series browser: the scanned folder as patient → study → series, one click to show a series."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
@@ -74,8 +75,9 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
                 item = QtWidgets.QTreeWidgetItem(series_row(s))
                 item.setData(0, SERIES_ROLE, s)
                 item.setToolTip(0, "\n".join([s.description, *getattr(s, "problems", [])]))
+                right = QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
                 for col in (2, 3):
-                    item.setTextAlignment(col, QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                    item.setTextAlignment(col, right)
                 studies[skey].addChild(item)
                 self._items[id(s)] = item
             self.expandAll()

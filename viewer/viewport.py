@@ -137,7 +137,8 @@ class Viewport(QtWidgets.QWidget):
             "bottom_right": _label(self, a.AlignRight | a.AlignBottom),
         }
         self.markers: dict[str, QtWidgets.QLabel] = {
-            side: _label(self, a.AlignCenter, MARKER_COLOR, 11, bold=True) for side in ("left", "right", "top", "bottom")
+            side: _label(self, a.AlignCenter, MARKER_COLOR, 11, bold=True)
+            for side in ("left", "right", "top", "bottom")
         }
         self._corner_lines: dict[str, list[str]] = {}
         self.placeholder = _label(self, a.AlignCenter, DIM_COLOR, 11)

@@ -8,8 +8,9 @@ suit any MR contrast. All values are in the modality's units (after RescaleSlope
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class WindowLevel:
         return (self.lower, self.upper)
 
     @classmethod
-    def from_range(cls, lower: float, upper: float) -> "WindowLevel":
+    def from_range(cls, lower: float, upper: float) -> WindowLevel:
         return cls(center=(lower + upper) / 2.0, width=upper - lower)
 
 
@@ -133,7 +134,7 @@ class ImageStats:
     p99_5: float
 
     @classmethod
-    def of(cls, image: np.ndarray) -> "ImageStats":
+    def of(cls, image: np.ndarray) -> ImageStats:
         values = np.asarray(image, dtype=np.float64).ravel()
         values = values[np.isfinite(values)]
         if values.size == 0:

@@ -529,3 +529,34 @@ def test_scale_and_device_choices(qtbot, window, hfs_folder, tiny_weights_x4):
     # the slice already enhanced by these weights stays shown, still labelled with its model
     sha = window.model_info["card"]["sha256"][:8]
     assert window.right.corner_text("top_right").splitlines()[:2] == ["AI-enhanced ×4", "tiny-x4 · " + sha]
+
+
+def test_scan_problems_name_the_bad_files_and_the_good_series_still_opens(qtbot, window, hfs_folder, tmp_path):
+    """A folder with a series, a truncated copy of one of its files and a file with a lying transfer syntax: the
+    series opens, and File → Scan problems… lists the truncated file (skipped) and the lying one (read, warned)."""
+    import shutil
+
+    import pydicom
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(hfs_folder, folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    truncated = folder / "truncated.dcm"
+    truncated.write_bytes(files[0].read_bytes()[:3000])
+    lying = files[1]
+    ds = pydicom.dcmread(lying)
+    if ds.file_meta.TransferSyntaxUID != pydicom.uid.ExplicitVRLittleEndian:
+        pytest.skip("the source is not explicit VR little endian")
+    raw = bytearray(lying.read_bytes())  # claim implicit VR for explicit data: same length, so patch in place
+    at = raw.find(pydicom.uid.ExplicitVRLittleEndian.encode())
+    raw[at:at + len(pydicom.uid.ImplicitVRLittleEndian)] = pydicom.uid.ImplicitVRLittleEndian.encode()
+    n = len(pydicom.uid.ImplicitVRLittleEndian)
+    raw[at + n:at + len(pydicom.uid.ExplicitVRLittleEndian)] = b"\0" * 2  # the UID value is padded with NUL
+    lying.write_bytes(bytes(raw))
+    assert not window.act_problems.isEnabled()
+    _open(qtbot, window, folder)
+    assert window.series is not None and window.series.shape[1] == len(files)
+    assert window.act_problems.isEnabled()
+    assert any(line.startswith("skipped: ") and "truncated.dcm" in line for line in window.scan_problems)
+    assert any(line.startswith("warning: ") and lying.name in line for line in window.scan_problems)
+    assert "Scan problems" in window.statusBar().currentMessage()
