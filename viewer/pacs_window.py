@@ -369,17 +369,19 @@ class PacsWindow(QWidget):
 
 
 def demo(argv: list[str] | None = None) -> int:
-    """``make pacs-demo``: a throwaway local Orthanc loaded with the bundled sample series, and this window connected
-    to it; a retrieved study opens in the viewer (``brainsr FOLDER``, its own process). ``--screenshot PNG`` renders
-    the window after a search and exits."""
+    """``make pacs-demo``: a throwaway local Orthanc loaded with the bundled sample series, and the viewer with its
+    PACS window connected to it; a retrieved study opens in the viewer's series tree. ``--screenshot PNG`` searches,
+    retrieves the first study, waits until the viewer shows it enhanced, saves the viewer to PNG and the PACS window
+    beside it (``…-pacs.png``) and exits."""
     import argparse
-    import subprocess
     import sys
     import tempfile
+    import time
 
     from PySide6.QtWidgets import QApplication
 
     from viewer import SAMPLE_SERIES
+    from viewer.main_window import MainWindow
     from viewer.pacs.orthanc import LocalOrthanc
 
     parser = argparse.ArgumentParser(prog="pacs-demo", description=demo.__doc__.split("\n")[0] if demo.__doc__ else "")
@@ -390,19 +392,35 @@ def demo(argv: list[str] | None = None) -> int:
         server = LocalOrthanc(Path(tmp) / "orthanc", modalities={"BRAINSR": ("127.0.0.1", 11112)}).start()
         try:
             server.upload(sorted(SAMPLE_SERIES.glob("*.dcm")))
+            viewer = MainWindow(enhance=True, show_dialogs=not args.screenshot)
+            viewer.resize(1440, 900)
             window = PacsWindow(cache=StudyCache(Path(tmp) / "cache"))
             window.set_node(Node(name="local demo Orthanc", host="127.0.0.1", port=server.dicom_port,
                                  aet=server.aet))
-            window.studyRetrieved.connect(lambda folder: subprocess.Popen([sys.executable, "-m", "viewer.app",
-                                                                           str(folder)]))
-            window.show()
+            window.studyRetrieved.connect(lambda folder: viewer.open_folder(folder))
+            viewer.pacs = window  # File → PACS… shows this window
+            viewer.show()
+            viewer.open_pacs()
             window.search()
-            if args.screenshot:
-                while window.busy():
+            if not args.screenshot:
+                return int(app.exec())
+
+            def wait(done, timeout: float = 120.0) -> bool:
+                end = time.monotonic() + timeout
+                while not done() and time.monotonic() < end:
                     app.processEvents()
-                window.grab().save(args.screenshot)
-                return 0
-            return int(app.exec())
+                    time.sleep(0.01)
+                return bool(done())
+
+            wait(lambda: not window.busy() and window.study_table.rowCount() > 0)
+            window.study_table.selectRow(0)
+            window.retrieve()
+            ok = wait(lambda: viewer.series is not None and viewer.is_settled())
+            out = Path(args.screenshot)
+            viewer.grab().save(str(out))
+            window.grab().save(str(out.with_name(out.stem + "-pacs.png")))
+            viewer.shutdown()
+            return 0 if ok else 1
         finally:
             server.stop()
 
