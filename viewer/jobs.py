@@ -7,7 +7,9 @@
   dropped (:meth:`JobQueue.is_current`).
 - :class:`EnhanceScheduler` — the enhancement queue: the model configuration (:class:`EnhanceConfig`), the
   result keys (series, volume, slice, model, scale, consistency), the caches of enhanced slices and TTA
-  spreads, and the progress of the current request.
+  spreads, the progress of the current request, and the batches the worker takes
+  (:meth:`EnhanceScheduler.next_batch`: the requested slice alone, then the rest nearest first in batches of
+  slices of one shape).
 
 ``viewer.workers`` wraps these in QThreads that only take the next job, run it and emit signals.
 """
@@ -59,6 +61,16 @@ def nearest_first(current: int, n: int) -> list[int]:
             if 0 <= i < n:
                 order.append(i)
     return order
+
+
+def slice_shape(series: Any, volume: int, slice_: int) -> tuple[int, int]:
+    """``(rows, cols)`` of one slice from its header (``Series.frame``), without decoding it; the series'
+    ``shape[2:]`` for a series without frames."""
+    frame = getattr(series, "frame", None)
+    if frame is not None:
+        f = frame(volume, slice_)
+        return int(f.rows), int(f.cols)
+    return int(series.shape[2]), int(series.shape[3])
 
 
 def error_message(err: BaseException) -> str:
@@ -120,6 +132,7 @@ class Job:
     slice: int
     generation: int
     kind: str = "enhance"  # or "spread": the TTA disagreement map of the slice
+    alone: bool = False  # the slice a request asked for: enhanced by itself, never batched (lowest latency)
 
 
 class JobQueue:
@@ -234,8 +247,9 @@ class EnhanceScheduler(JobQueue):
     slices; TTA spreads on demand right after their slice; progress of the current request.
 
     The GUI thread calls :meth:`request`, :meth:`request_spread`, :meth:`cancel`, :meth:`configure`; the worker
-    takes :meth:`next`, checks :meth:`is_current` before and after the work, stores with :meth:`store` /
-    :meth:`store_spread` and reports :meth:`advance`.
+    takes :meth:`next_batch` (or :meth:`next`), checks :meth:`is_current` before and after the work (and while
+    a batch runs, through the engine's ``cancel`` callback), stores with :meth:`store` / :meth:`store_spread`
+    and reports :meth:`advance` per slice.
     """
 
     def __init__(self, config: EnhanceConfig | None = None, cache_bytes: int = 1536 * 2**20):
@@ -275,10 +289,32 @@ class EnhanceScheduler(JobQueue):
         with self.cond:
             todo = [s for s in order if self.key(series, volume, s) not in self.results]
             self._generation += 1
-            self._queue = [Job(series, volume, s, self._generation) for s in todo]
+            self._queue = [Job(series, volume, s, self._generation, alone=s == slice_) for s in todo]
             self._total, self._done = len(order), len(order) - len(todo)
             self.cond.notify_all()
             return self._done, self._total
+
+    def next_batch(self, size: int, timeout: float | None = None) -> list[Job]:
+        """The next job and, when it is background enhancement (not the requested slice, not a TTA spread), up
+        to ``size`` − 1 more taken with it: the enhancement jobs queued right after it of the same series, volume,
+        generation and slice shape (``slice_shape``), in queue order (nearest first). ``[]`` once stopped or
+        after ``timeout`` s (as :meth:`next`)."""
+        with self.cond:
+            job = self.next(timeout)
+            if job is None:
+                return []
+            batch = [job]
+            if job.kind != "enhance" or job.alone or size <= 1:
+                return batch
+            shape = slice_shape(job.series, job.volume, job.slice)
+            while len(batch) < size and self._queue:
+                nxt = self._queue[0]
+                if (nxt.kind != "enhance" or nxt.alone or nxt.series is not job.series or nxt.volume != job.volume
+                        or nxt.generation != job.generation
+                        or slice_shape(nxt.series, nxt.volume, nxt.slice) != shape):
+                    break
+                batch.append(self._queue.pop(0))
+            return batch
 
     def request_spread(self, series: Any, volume: int, slice_: int) -> bool:
         """Queue the TTA spread of one slice unless cached or queued; False when cached.

@@ -9,8 +9,10 @@ threads here only take the next job, run it and emit its result.
 - :class:`SliceLoader` — long-lived thread: decodes the current slice first, then its neighbours, and
   computes the plain interpolation ×s of each (the right viewport's fallback and the "enhancement off" view).
 - :class:`EnhanceWorker` — long-lived thread that owns the ``Enhancer`` (``engine``, built in that thread)
-  and works through an :class:`viewer.jobs.EnhanceScheduler`. On demand it also measures the model's
-  disagreement with itself on the current slice (8 flips/rotations, ``srgan.inference.tta.tta_spread``).
+  and works through an :class:`viewer.jobs.EnhanceScheduler`: the requested slice alone, then the rest of the
+  volume nearest first in batches of equal-size slices through ``Enhancer.enhance_stack``. On demand it also
+  measures the model's disagreement with itself on the current slice (8 flips/rotations,
+  ``srgan.inference.tta.tta_spread``).
 
 ``torch`` and ``srgan.inference.engine`` are imported inside the threads, so starting the viewer (or ``--help``)
 does not pay for them.
@@ -44,16 +46,27 @@ from viewer.jobs import (
 )
 
 __all__ = ["CONSISTENCY_DEFAULT", "ArrayCache", "EnhanceConfig", "EnhanceWorker", "FolderScanner", "SliceLoader",
-           "build_engine", "nearest_first", "series_key"]
+           "build_engine", "default_batch", "nearest_first", "series_key"]
 
 
-def build_engine(config: EnhanceConfig, threads: int | None = None):
-    """An ``srgan.inference.engine.Enhancer`` for ``config`` (torch is imported here, not at start-up)."""
+def build_engine(config: EnhanceConfig, threads: int | None = None, batch: int | None = None):
+    """An ``srgan.inference.engine.Enhancer`` for ``config`` (torch is imported here, not at start-up);
+    ``batch``: slices per generator call (default: :func:`default_batch` for the config's device)."""
     from srgan.inference.engine import Enhancer, default_threads
 
     return Enhancer(scale=config.scale, model=config.model, weights=config.weights, device=config.device,
                     threads=threads or default_threads(), consistency=config.consistency,
-                    runtime=config.runtime, precision=config.precision)
+                    runtime=config.runtime, precision=config.precision,
+                    batch=batch or default_batch(config.device))
+
+
+def default_batch(device: str) -> int:
+    """Slices per batch for ``device``: 1 on the CPU, where one 256² slice already keeps the cores busy and a
+    larger batch is slower per slice (measured on 256² slices at ×2, see docs/benchmarks.md) and would hold
+    off a cancel for longer; 8 on a GPU, where a batch fills the device."""
+    from srgan.options import resolve_device
+
+    return 1 if resolve_device(device).type == "cpu" else 8
 
 
 class FolderScanner(QtCore.QThread):
@@ -187,6 +200,13 @@ class SliceLoader(_QueueThread):
 class EnhanceWorker(_QueueThread):
     """Owns the ``Enhancer`` (:attr:`engine`); enhances the current slice first, then the rest of the volume.
 
+    The requested slice runs alone (what the reader waits for); the rest comes in batches of up to ``batch``
+    slices of one size (``EnhanceScheduler.next_batch``; default :func:`default_batch` of the device), one
+    ``Enhancer.enhance_stack`` call each, every slice emitted and cached as its batch finishes. A new request,
+    a cancel or another model makes the batch in flight stale: ``enhance_stack``'s ``cancel`` callback abandons
+    it before its next generator call, and nothing of it is emitted. The engine runs on
+    ``srgan.inference.engine.default_threads()`` (all cores but one, left to the GUI) unless ``threads`` is given.
+
     The queue, the generations, the result keys and the caches are the :class:`viewer.jobs.EnhanceScheduler`
     ``jobs``; ``request``, ``request_spread``, ``cancel``, ``configure``, ``key``, ``cached``… are its, plus the
     signals. Signals (all delivered on the GUI thread):
@@ -213,12 +233,13 @@ class EnhanceWorker(_QueueThread):
     jobs: EnhanceScheduler
 
     def __init__(self, config: EnhanceConfig | None = None, parent: QtCore.QObject | None = None,
-                 threads: int | None = None, cache_bytes: int = 1536 * 2**20):
+                 threads: int | None = None, cache_bytes: int = 1536 * 2**20, batch: int | None = None):
         super().__init__(EnhanceScheduler(config, cache_bytes), parent)
         self.results = self.jobs.results
         self.spreads = self.jobs.spreads
         self._plans: dict[tuple, Plan] = {}  # per (series, model), worker thread only
         self._threads = threads
+        self._batch = batch
         self._engine = None
         self._engine_config: EnhanceConfig | None = None
 
@@ -259,12 +280,33 @@ class EnhanceWorker(_QueueThread):
         self.jobs.cancel()
         self.progress.emit(0, 0)
 
+    def forget(self) -> None:
+        """Drop every enhanced slice, TTA spread and series plan (the next request starts from scratch, as in a
+        fresh viewer; the benchmark repeats a run so). Call it while the worker is idle."""
+        self.jobs.cancel()
+        self.results.clear()
+        self.spreads.clear()
+        self._plans.clear()
+
     # -- worker thread ---------------------------------------------------------------------------
+    def run(self) -> None:
+        while batch := self.jobs.next_batch(self._batch_size()):
+            if len(batch) == 1:
+                self._do(batch[0])
+            else:
+                self._do_batch(batch)
+
+    def _batch_size(self) -> int:
+        if self._batch:
+            return self._batch
+        engine = self._engine
+        return engine.batch if engine is not None and self._engine_config == self.config else 1
+
     def _ensure_engine(self, config: EnhanceConfig):
         if self._engine is not None and self._engine_config == config:
             return self._engine
         self._engine = None
-        engine = build_engine(config, self._threads)
+        engine = build_engine(config, self._threads, self._batch)
         self._engine, self._engine_config = engine, config
         self.model_ready.emit({
             "card": dict(engine.card), "label": engine.label, "device": str(engine.device),
@@ -293,6 +335,45 @@ class EnhanceWorker(_QueueThread):
         if key is not None and jobs.is_current(job):
             self.enhanced.emit(key, result)
             self._advance(job)
+
+    def _do_batch(self, batch: list[Job]) -> None:
+        """Background slices of one request, one size: one ``enhance_stack`` call (several where the decoded
+        sizes differ from the headers'), abandoned as soon as the request is superseded."""
+        jobs, config = self.jobs, self.config
+        todo = []
+        for job in batch:
+            if self.key(job.series, job.volume, job.slice, config) in self.results:
+                self._advance(job)
+            else:
+                todo.append(job)
+        if not todo:
+            return
+        head = todo[0]
+        try:
+            engine = self._ensure_engine(config)
+            if not jobs.is_current(head):
+                return
+            plan = self._plan(engine, head, config)
+            images = [np.asarray(job.series.pixels(job.volume, job.slice), dtype=np.float32) for job in todo]
+            groups: dict[tuple, list[int]] = {}
+            for i, image in enumerate(images):
+                groups.setdefault(image.shape, []).append(i)
+            for rows in groups.values():
+                if not jobs.is_current(head):
+                    return
+                out = engine.enhance_stack(np.stack([images[i] for i in rows]), plan,
+                                           keys=[(todo[i].volume, todo[i].slice) for i in rows],
+                                           cancel=lambda: not jobs.is_current(head))
+                for i, result in zip(rows, out):
+                    result = result.copy() if len(rows) > 1 else result  # a cached row must not pin the stack
+                    key = jobs.store(todo[i], config, result)
+                    if key is not None and jobs.is_current(todo[i]):
+                        self.enhanced.emit(key, result)
+                        self._advance(todo[i])
+        except InterruptedError:  # another slice or model asked for meanwhile: the batch is stale
+            return
+        except Exception as err:  # InputError, RuntimeError (incl. out of memory), decode errors
+            self._failed(head, err, drop_queue=True)
 
     def _do_spread(self, job: Job, config: EnhanceConfig) -> None:
         jobs = self.jobs

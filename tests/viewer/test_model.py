@@ -240,3 +240,73 @@ def test_corners_of_a_real_series(hfs_series):
     empty = ViewerModel(ViewState())
     assert all(lines == [] for side in empty.corners("interpolated").values() for lines, _ in side.values())
 
+
+
+@dataclass(frozen=True)
+class _Frame:
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True)
+class FramedSeries:
+    """A series whose slice ``odd`` has another size in its header (parts of a series may differ)."""
+    uid: str
+    odd: int = -1
+    shape: tuple = (1, 9, 4, 4)
+    pixel_spacing: tuple = (1.0, 1.0)
+
+    def frame(self, volume: int, slice_: int) -> _Frame:
+        return _Frame(8, 8) if slice_ == self.odd else _Frame(4, 4)
+
+
+def _batches(s: EnhanceScheduler, size: int) -> list[list[tuple[int, str]]]:
+    out = []
+    while batch := s.next_batch(size, timeout=0):
+        out.append([(j.slice, j.kind) for j in batch])
+    return out
+
+
+def test_batches_are_the_current_slice_alone_then_nearest_first_of_one_size():
+    s = EnhanceScheduler()
+    series = FakeSeries("1.2")
+    s.request(series, 0, 4)  # nearest first: 4, 5, 3, 6, 2, 7, 1, 8, 0
+    assert [[k for k, _ in b] for b in _batches(s, 3)] == [[4], [5, 3, 6], [2, 7, 1], [8, 0]]
+    s.request(series, 0, 4)
+    assert [[k for k, _ in b] for b in _batches(s, 1)] == [[k] for k in nearest_first(4, 9)], "size 1: one by one"
+    # the TTA spread runs right after its slice, alone, and a batch never takes it in
+    s.request(series, 0, 4)
+    s.request_spread(series, 0, 4)
+    assert _batches(s, 4)[:3] == [[(4, "enhance")], [(4, "spread")], [(5, "enhance"), (3, "enhance"),
+                                                                      (6, "enhance"), (2, "enhance")]]
+    # a slice of another size (from its header) ends a batch and starts its own
+    odd = FramedSeries("1.3", odd=6)
+    s.request(odd, 0, 4)
+    assert [[k for k, _ in b] for b in _batches(s, 3)] == [[4], [5, 3], [6], [2, 7, 1], [8, 0]]
+    # cached slices are not queued, so a batch is made of slices still to do
+    s.request(series, 0, 4)
+    s.results.put(s.key(series, 0, 3), np.zeros((8, 8), np.float32))
+    s.request(series, 0, 4)
+    assert [[k for k, _ in b] for b in _batches(s, 3)][:2] == [[4], [5, 6, 2]]
+
+
+def test_a_new_request_makes_a_batch_in_flight_stale_and_drops_the_queued_ones():
+    s = EnhanceScheduler()
+    series = FakeSeries("1.2")
+    s.request(series, 0, 4)
+    assert [j.slice for j in s.next_batch(3, timeout=0)] == [4]
+    batch = s.next_batch(3, timeout=0)
+    assert [j.slice for j in batch] == [5, 3, 6] and all(s.is_current(j) for j in batch) and s.busy
+    s.request(series, 0, 0)  # the reader moved on while the batch runs
+    assert not any(s.is_current(j) for j in batch), "the whole batch is stale: its cancel callback fires"
+    assert [s.advance(j) for j in batch] == [None] * 3, "a stale batch's progress is dropped"
+    fresh = s.next_batch(3, timeout=0)
+    assert [j.slice for j in fresh] == [0] and fresh[0].alone, "the new request's slice first, alone"
+    assert {j.generation for j in s.next_batch(8, timeout=0)} == {fresh[0].generation}
+    config = s.config
+    s.configure(EnhanceConfig(scale=4))
+    assert s.next_batch(3, timeout=0) == [], "another model drops every queued batch"
+    assert s.store(batch[0], config, np.ones((2, 2), np.float32)) is None
+    s.request(series, 0, 2)
+    s.stop()
+    assert s.next_batch(3, timeout=0) == []

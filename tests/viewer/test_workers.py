@@ -197,3 +197,85 @@ def test_worker_gives_every_slice_the_series_lr_kind_estimate(qtbot, hfs_series,
         np.testing.assert_allclose(blocker.args[1], ref.enhance(hfs_series.pixels(0, 17), ref.plan(sample)), atol=1e-4)
     finally:
         w.stop()
+
+
+def _count_stacks(monkeypatch, block=None):
+    """Record the size of every ``Enhancer.enhance_stack`` call (and whether it was abandoned); ``block``: a
+    function called before a multi-slice call runs (the test holds the batch there)."""
+    calls = []
+    original = Enhancer.enhance_stack
+
+    def counted(self, images, plan=None, **kw):
+        calls.append({"n": len(images), "keys": list(kw.get("keys") or []), "cancelled": False})
+        if block is not None and len(images) > 1:
+            block()
+        try:
+            return original(self, images, plan, **kw)
+        except InterruptedError:
+            calls[-1]["cancelled"] = True
+            raise
+
+    monkeypatch.setattr(Enhancer, "enhance_stack", counted)
+    return calls
+
+
+def test_worker_enhances_the_rest_of_the_series_in_batches(qtbot, hfs_series, tiny_weights, monkeypatch):
+    calls = _count_stacks(monkeypatch)
+    config = EnhanceConfig(weights=str(tiny_weights), consistency="bicubic")
+    w = EnhanceWorker(config, threads=1, batch=4)
+    got = {}
+    w.enhanced.connect(lambda key, image: got.setdefault(key[2], image))
+    w.start()
+    try:
+        w.request(hfs_series, 0, 17)
+        n = hfs_series.shape[1]
+        qtbot.waitUntil(lambda: len(got) == n and not w.busy, timeout=120_000)
+    finally:
+        w.stop()
+    assert list(got) == nearest_first(17, n), "emitted in the reading order: current slice, then nearest first"
+    # the current slice alone, then the 34 others in batches of 4 (the last holds the 2 left), each slice once
+    assert [c["n"] for c in calls] == [1] + [4] * 8 + [2]
+    assert [k for c in calls for k in c["keys"]] == [(0, s) for s in nearest_first(17, n)]
+    assert not any(c["cancelled"] for c in calls)
+    monkeypatch.undo()
+    ref = Enhancer(weights=tiny_weights, device="cpu", threads=1, consistency="bicubic")
+    plan = ref.plan_series(hfs_series)
+    for s in (17, 16, 0, 34):
+        one = ref.enhance(hfs_series.pixels(0, s), plan, key=(0, s))
+        scale = float(np.abs(one).max())
+        assert np.abs(got[s] - one).max() <= 1e-5 * scale, f"slice {s}: batched ≠ one by one"
+        assert w.cached(hfs_series, 0, s) is got[s]
+
+
+def test_a_cancel_while_a_batch_runs_emits_nothing_of_it(qtbot, hfs_series, tiny_weights, monkeypatch):
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        if not started.is_set():
+            started.set()
+            release.wait(30)
+
+    calls = _count_stacks(monkeypatch, block=hold)
+    w = EnhanceWorker(EnhanceConfig(weights=str(tiny_weights)), threads=1, batch=4)
+    got, failed = [], []
+    w.enhanced.connect(lambda key, image: got.append(key[2]))
+    w.failed.connect(failed.append)
+    w.start()
+    try:
+        w.request(hfs_series, 0, 10)
+        assert started.wait(60), "the first background batch started"
+        in_flight = calls[-1]["keys"]
+        assert len(in_flight) == 4
+        w.request(hfs_series, 0, 30, whole_volume=False)  # the reader moved on while the batch runs
+        release.set()
+        qtbot.waitUntil(lambda: 30 in got and not w.busy, timeout=60_000)
+        qtbot.wait(200)  # any queued signal of the stale batch would have arrived by now
+    finally:
+        release.set()
+        w.stop()
+    assert calls[1]["cancelled"], "the batch in flight was abandoned through enhance_stack's cancel callback"
+    assert not {s for _, s in in_flight} & set(got), "nothing of the stale batch is emitted"
+    assert not any(w.cached(hfs_series, 0, s) is not None for _, s in in_flight), "nor cached"
+    assert got == [10, 30] and failed == []
