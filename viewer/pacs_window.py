@@ -387,7 +387,10 @@ def demo(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pacs-demo", description=demo.__doc__.split("\n")[0] if demo.__doc__ else "")
     parser.add_argument("--screenshot", metavar="PNG")
     args = parser.parse_args(argv)
+    from viewer.style import apply_dark_theme
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    apply_dark_theme(app)  # as `brainsr` looks
     with tempfile.TemporaryDirectory(prefix="brainsr-pacs-demo-") as tmp:
         server = LocalOrthanc(Path(tmp) / "orthanc", modalities={"BRAINSR": ("127.0.0.1", 11112)}).start()
         try:
