@@ -251,16 +251,21 @@ class Enhancer:
                 out[k] = norms[k].inverse(y[j])
         return out
 
-    def _run(self, x: Any, model_p: float | None = None) -> Any:
+    def _run(self, x: Any, model_p: float | Sequence[float] | None = None) -> Any:
         """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``. ``model_p``:
-        the plan's LR-kind input (None for models without it)."""
+        the plan's LR-kind input (None for models without it), or one per row (images with plans of their own)."""
         import torch
 
         b, _, h, w = x.shape
         s, t, m = self.scale, self.tile, self.margin
         # a global interpolation (zero-filled k-space) and the LR-kind estimate are computed once on the whole
         # slice (stack) and handed to every tile
-        kind = None if model_p is None else torch.full((b,), float(model_p), device=self.device)
+        if model_p is None:
+            kind = None
+        elif isinstance(model_p, (int, float)):
+            kind = torch.full((b,), float(model_p), device=self.device)
+        else:
+            kind = torch.tensor([float(p) for p in model_p], dtype=torch.float32, device=self.device)
         if h <= t + 2 * m and w <= t + 2 * m:
             return self.generator(x, None, kind).cpu().contiguous()
         base = self.model.upsample(x.to(self.device)) if getattr(self.model, "base", None) == "zerofill" else None
@@ -322,10 +327,115 @@ class Enhancer:
                     progress(j, n)
         return out
 
+    def plan_images(self, images: Sequence[np.ndarray]) -> list[Plan]:
+        """One plan per image, for images that are each their own acquisition: equal to ``plan(image[None])``
+        image by image (outputs keyed 0), with the LR-kind estimates and the residual test's generator runs
+        batched over images of equal size."""
+        import torch
+
+        stacks = [np.asarray(im, dtype=np.float32) for im in images]
+        for im in stacks:
+            if im.ndim != 2:
+                raise ValueError(f"expected (H, W) images, got shape {im.shape}")
+        p: list[float | None] = [None] * len(stacks)
+        with self._lock, torch.inference_mode():
+            if self.has_kind_input:
+                for idx in _by_shape(stacks, range(len(stacks))):
+                    p_group = _pooled_each(
+                        self.model.kind, torch.from_numpy(np.stack([stacks[k] for k in idx]))[:, None].to(self.device)
+                    )
+                    for k, pk in zip(idx, p_group):
+                        p[k] = pk
+            tested = [k for k in range(len(stacks)) if needs_test(self.consistency, p[k])]
+            norms = {k: Normalizer.fit(stacks[k]) for k in tested}
+            outputs = self._raw_rows(stacks, tested, norms, p)
+            plans = []
+            for k, im in enumerate(stacks):
+                if k not in outputs:
+                    plans.append(decide(self.consistency, p[k], self.scale))
+                    continue
+                ratio = float(np.median([residual_log_ratio(outputs[k], im, self.scale)]))
+                plan = decide(self.consistency, p[k], self.scale, ratio)
+                plans.append(replace(plan, outputs={0: outputs[k]}) if plan.model_p == p[k] else plan)
+        return plans
+
+    def _raw_rows(
+        self,
+        images: Sequence[np.ndarray],
+        picks: Sequence[int],
+        norms: Mapping[int, Normalizer],
+        model_p: Sequence[float | None],
+    ) -> dict[int, np.ndarray]:
+        """Generator outputs in modality units (no projection) of the images ``picks`` (each its own acquisition,
+        ``model_p`` its LR-kind input), batched over images of equal size."""
+        import torch
+
+        out: dict[int, np.ndarray] = {}
+        for idx in _by_shape(images, picks, key=lambda k: model_p[k] is None):
+            for a in range(0, len(idx), self.batch):
+                chunk = idx[a : a + self.batch]
+                x = np.stack([norms[k].forward(images[k]) for k in chunk])[:, None]
+                kinds = None if model_p[chunk[0]] is None else [cast(float, model_p[k]) for k in chunk]
+                y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), kinds).numpy()[:, 0]
+                for j, k in enumerate(chunk):
+                    out[k] = norms[k].inverse(y[j])
+        return out
+
+    def enhance_images(self, images: Sequence[np.ndarray], plans: Sequence[Plan]) -> list[np.ndarray]:
+        """Images that are each their own acquisition, each with its own plan (``plan_images``, or
+        ``plan(image[None])``: outputs keyed 0) → their enhancements, equal to ``enhance(image, plan, key=0)``
+        image by image. Images of equal size share the generator's batches, each row with its plan's LR-kind input;
+        outputs a plan already holds are taken; each image is projected as its own plan says (a folder of 2D
+        images: ``srgan.inference.files``)."""
+        import torch
+
+        if len(images) != len(plans):
+            raise ValueError(f"{len(plans)} plans for {len(images)} images")
+        stacks = [np.asarray(im, dtype=np.float32) for im in images]
+        for im in stacks:
+            if im.ndim != 2:
+                raise ValueError(f"expected (H, W) images, got shape {im.shape}")
+        raw: dict[int, np.ndarray] = {i: pl.outputs[0] for i, pl in enumerate(plans) if 0 in pl.outputs}
+        todo = [i for i in range(len(stacks)) if i not in raw]
+        with self._lock, torch.inference_mode():
+            norms = {k: Normalizer.fit(stacks[k]) for k in todo}
+            raw.update(self._raw_rows(stacks, todo, norms, [pl.model_p for pl in plans]))
+            out = []
+            for i, plan in enumerate(plans):
+                sr = np.asarray(raw[i], dtype=np.float32)
+                if plan.projection != "off":
+                    sr = project(sr, stacks[i], self.scale, plan.projection, steps=plan.steps)
+                out.append(sr)
+        return out
+
     def enhance(self, image: np.ndarray, plan: Plan | None = None, *, key: Hashable | None = None) -> np.ndarray:
         """One ``(H, W)`` image → ``(s·H, s·W)`` float32 in the same units; ``plan`` and ``key`` as in
         ``enhance_stack`` (default: the image planned alone)."""
         return self.enhance_stack(np.asarray(image)[None], plan, keys=None if key is None else [key])[0]
+
+
+def _pooled_each(detector: Any, slices: Any) -> list[float]:
+    """``detector.pooled`` of each ``(1, h, w)`` row of ``(N, 1, h, w)`` alone (each image its own acquisition), in
+    one batch: the row's estimate, or 0.5 for a row without content."""
+    import torch
+
+    from srgan.models.kind_detector import spectral_features
+
+    x = slices.detach().to(torch.float64)
+    flat = x.flatten(1)
+    has_content = (flat.amax(1) - flat.amin(1)) > 0
+    p = torch.full((len(x),), 0.5, dtype=slices.dtype)
+    if bool(has_content.any()):
+        p[has_content] = torch.sigmoid(detector.logits(spectral_features(x[has_content]))).to(slices.dtype).cpu()
+    return [float(v) for v in p]
+
+
+def _by_shape(images: Sequence[np.ndarray], picks: Sequence[int], key: Callable[[int], Hashable] = lambda k: 0):
+    """``picks`` grouped by image shape (and ``key``), each group in the order given."""
+    groups: dict[Hashable, list[int]] = {}
+    for k in picks:
+        groups.setdefault((images[k].shape, key(k)), []).append(k)
+    return list(groups.values())
 
 
 def default_threads() -> int:

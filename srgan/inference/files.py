@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,20 +55,28 @@ def _png_text(enhancer) -> dict:
     return {"Software": f"BrainSR {p.software_version}", "Description": p.long(), "BrainSR-Provenance": p.to_json()}
 
 
+def _image_bit_depth(img, dst: Path) -> int:
+    """The output's bit depth: the input's (8 or 16), 32 only for a float TIFF written as TIFF, else 16."""
+    if dst.suffix.lower() in (".tif", ".tiff") and img.bit_depth == 32:
+        return 32
+    return img.bit_depth if img.bit_depth in (8, 16) else 16
+
+
+def _save_enhanced(dst: Path, sr: np.ndarray, bit_depth: int, text: dict) -> None:
+    from srgan.io.images import save_image
+
+    save_image(dst, sr if bit_depth == 32 else np.clip(sr, 0.0, 1.0), bit_depth=bit_depth, text=text)
+
+
 def enhance_image_file(src: Path, dst: Path, enhancer) -> tuple[list[str], Plan]:
     """One 2D image → ``dst`` at s× width and height; 16-bit output where the input was 16-bit. Each image is its
     own acquisition (a folder of 2D images may mix sources). Returns notes and the image's plan."""
-    from srgan.io.images import load_image, save_image
+    from srgan.io.images import load_image
 
     img = load_image(src)
     plan = enhancer.plan(img.data[None])
     sr = enhancer.enhance(img.data, plan, key=0)
-    bit_depth = img.bit_depth if img.bit_depth in (8, 16) else 16
-    if dst.suffix.lower() in (".tif", ".tiff") and img.bit_depth == 32:
-        bit_depth = 32
-    else:
-        sr = np.clip(sr, 0.0, 1.0)
-    save_image(dst, sr, bit_depth=bit_depth, text=_png_text(enhancer))
+    _save_enhanced(dst, sr, _image_bit_depth(img, dst), _png_text(enhancer))
     return [f"{src.name}: {n}" for n in img.notes], plan
 
 
@@ -77,20 +86,82 @@ def _image_output_path(src: Path, output: Path) -> Path:
     return output / (src.stem + ".png")
 
 
-def enhance_image_folder(folder: Path, output: Path, enhancer, images: list[Path], log: Log) -> EnhanceReport:
-    """Every image under ``folder`` → ``output``/same relative name, saved as PNG."""
+def enhance_image_folder(
+    folder: Path, output: Path, enhancer, images: list[Path], log: Log, *, io_threads: int = 2
+) -> EnhanceReport:
+    """Every image under ``folder`` → ``output``/same relative name, saved as PNG.
+
+    How a folder of 2D images is planned: each image is its own acquisition (a folder may mix sources, sizes and
+    ways of losing resolution), so each gets its own plan, its own LR-kind estimate and projection, exactly as
+    :func:`enhance_image_file` plans it alone (``Enhancer.plan(image[None])``); what is shared is the work, never
+    the decision: ``Enhancer.plan_images`` batches the LR-kind estimates and the residual tests of ``auto`` over
+    images of equal size, and ``Enhancer.enhance_images`` takes each test's generator output from its plan and
+    batches the rest through the generator (each row with its own plan's LR-kind input), then projects each image
+    as its plan says, so every output equals the one-image path's and no slice goes through the generator twice.
+    Decoding (read ahead) and PNG encoding (write behind) run on ``io_threads`` threads overlapped with the
+    generator (Pillow releases the GIL while it decodes, compresses and writes). Results are logged in order.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from srgan.io.images import load_image
+
     report = EnhanceReport()
-    for i, src in enumerate(images, 1):
-        dst = output / src.relative_to(folder).with_suffix(".png")
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            notes, plan = enhance_image_file(src, dst, enhancer)
+    n = len(images)
+    text = _png_text(enhancer)
+    batch = max(1, int(getattr(enhancer, "batch", 8)))
+    lookahead = 2 * batch
+    pending: list[tuple[int, Path, Path, Plan, list[str], Future]] = []  # written behind, logged in order
+
+    def finish(block: bool) -> None:
+        while pending and (block or pending[0][5].done()):
+            i, src, dst, plan, notes, fut = pending.pop(0)
+            try:
+                fut.result()
+            except InputError as e:
+                report.failed.append((src, e.problem))
+                log(f"[{i}/{n}] skipped {src}: {e.problem}")
+                continue
             report.notes += notes
             report.written.append(dst)
-            log(_noted(f"[{i}/{len(images)}] {src.relative_to(folder)} -> {dst}", enhancer, plan))
-        except InputError as e:
-            report.failed.append((src, e.problem))
-            log(f"[{i}/{len(images)}] skipped {src}: {e.problem}")
+            log(_noted(f"[{i}/{n}] {src.relative_to(folder)} -> {dst}", enhancer, plan))
+
+    with ThreadPoolExecutor(max(1, io_threads), thread_name_prefix="srgan-io") as pool:
+        reads: list[Future | None] = [pool.submit(load_image, src) for src in images[:lookahead]]
+        chunk: list[tuple[int, Path, Path, Any]] = []  # (index, source, destination, Image2D or its InputError)
+
+        def compute() -> None:
+            ok = [c for c in chunk if not isinstance(c[3], InputError)]
+            plans = enhancer.plan_images([c[3].data for c in ok]) if ok else []
+            srs = iter(enhancer.enhance_images([c[3].data for c in ok], plans) if ok else [])
+            by_index = {c[0]: plan for c, plan in zip(ok, plans)}
+            for i, src, dst, img in chunk:
+                fut: Future = Future()
+                if isinstance(img, InputError):  # logged in its place among the others
+                    fut.set_exception(img)
+                    pending.append((i, src, dst, cast(Plan, None), [], fut))
+                    continue
+                notes = [f"{src.name}: {m}" for m in img.notes]
+                fut = pool.submit(_save_enhanced, dst, next(srs), _image_bit_depth(img, dst), text)
+                pending.append((i, src, dst, by_index[i], notes, fut))
+            chunk.clear()
+            finish(block=len(pending) > lookahead)
+
+        for i, src in enumerate(images, 1):
+            if i - 1 + lookahead < n:
+                reads.append(pool.submit(load_image, images[i - 1 + lookahead]))
+            dst = output / src.relative_to(folder).with_suffix(".png")
+            read, reads[i - 1] = reads[i - 1], None
+            try:
+                img = cast(Future, read).result()
+            except InputError as e:
+                chunk.append((i, src, dst, e))
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            chunk.append((i, src, dst, img))
+            if len(chunk) >= batch:
+                compute()
+        compute()
+        finish(block=True)
     _remove_empty_dirs(output)
     return report
 
