@@ -26,7 +26,9 @@ from srgan.options import CONSISTENCY_MODES, resolve_device
 from srgan.provenance import Provenance
 
 __all__ = [
+    "BATCH_PIXELS",
     "Enhancer",
+    "batch_rows",
     "default_threads",
     "for_inference",
     "interpolate",
@@ -327,6 +329,11 @@ class Enhancer:
                     progress(j, n)
         return out
 
+    def rows_per_call(self, shape: Sequence[int]) -> int:
+        """How many LR images of ``shape`` (H, W) from different acquisitions share one generator call
+        (``batch_rows``); the derived writer reads files ahead until they fill one."""
+        return batch_rows(shape, self.batch)
+
     def plan_images(self, images: Sequence[np.ndarray]) -> list[Plan]:
         """One plan per image, for images that are each their own acquisition: equal to ``plan(image[None])``
         image by image (outputs keyed 0), with the LR-kind estimates and the residual test's generator runs
@@ -372,8 +379,9 @@ class Enhancer:
 
         out: dict[int, np.ndarray] = {}
         for idx in _by_shape(images, picks, key=lambda k: model_p[k] is None):
-            for a in range(0, len(idx), self.batch):
-                chunk = idx[a : a + self.batch]
+            rows = batch_rows(images[idx[0]].shape, self.batch)
+            for a in range(0, len(idx), rows):
+                chunk = idx[a : a + rows]
                 x = np.stack([norms[k].forward(images[k]) for k in chunk])[:, None]
                 kinds = None if model_p[chunk[0]] is None else [cast(float, model_p[k]) for k in chunk]
                 y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), kinds).numpy()[:, 0]
@@ -412,6 +420,17 @@ class Enhancer:
         """One ``(H, W)`` image → ``(s·H, s·W)`` float32 in the same units; ``plan`` and ``key`` as in
         ``enhance_stack`` (default: the image planned alone)."""
         return self.enhance_stack(np.asarray(image)[None], plan, keys=None if key is None else [key])[0]
+
+
+#: LR pixels per generator call when images are batched across acquisitions (``plan_images``/``enhance_images``,
+#: the derived writer's read-ahead): on the CPU a batch whose activations outgrow the caches is slower per slice
+#: than one slice at a time (docs/benchmarks.md), so large slices go one by one and small ones share a batch.
+BATCH_PIXELS = 32768
+
+
+def batch_rows(shape: Sequence[int], most: int) -> int:
+    """How many LR images of ``shape`` (H, W) share one generator call: ``BATCH_PIXELS`` worth, 1 to ``most``."""
+    return max(1, min(int(most), BATCH_PIXELS // max(1, int(shape[-2]) * int(shape[-1]))))
 
 
 def _pooled_each(detector: Any, slices: Any) -> list[float]:

@@ -78,7 +78,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -112,6 +112,8 @@ _AI_MARKERS = ("super-resolution", "brainsr", DISCLAIMER.lower())
 DERIVATION_CODE = ("113085", "DCM", "Spatial resampling")
 SOURCE_PURPOSE_CODE = ("121322", "DCM", "Source image for image processing operation")
 SERIES_NUMBER_OFFSET = 1000
+#: At most this many source files are read ahead to fill the enhancer's batches (memory stays bounded).
+LOOKAHEAD = 16
 _LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}  # JPEG baseline / extended: always lossy
 # Enhanced MR Pulse Sequence / Bulk Motion Synchronization attributes: the IOD conditions them on ImageType
 # value 1 ORIGINAL or MIXED and dciodvfy rejects them on DERIVED images; the source still holds them
@@ -346,6 +348,17 @@ def _decoded(read: Callable[[], np.ndarray]) -> np.ndarray:
         raise _Skip(f"cannot be read ({e.__class__.__name__}: {_one_line(e)})") from e
 
 
+@dataclass
+class _Want:
+    """One file's enhanced slices in the making: ``out`` (N, s·H, s·W), its rows ``todo`` still to enhance from the
+    decoded ``stack`` with their ``keys`` (``stack`` None once filled)."""
+
+    out: np.ndarray
+    todo: list[int]
+    stack: np.ndarray | None
+    keys: list[Key | None]
+
+
 class _Slices:
     """Enhanced slices for the writer: the viewer's ``lookup`` first, the enhancer for the rest (with the series'
     plan and the slices' keys, so the plan's outputs are reused)."""
@@ -376,11 +389,9 @@ class _Slices:
         arr = np.asarray(got, dtype=np.float32)
         return arr if arr.shape == (shape[0] * self.scale, shape[1] * self.scale) else None
 
-    def get(
-        self, keys: list[Key | None], shape: tuple[int, int], source: Callable[[list[int]], np.ndarray]
-    ) -> np.ndarray:
-        """(N, s·H, s·W) for the N slices ``keys`` of one file; ``source(rows)`` decodes the source slices
-        ``rows`` (only those the lookup lacks)."""
+    def want(self, keys: list[Key | None], shape: tuple[int, int], source: Callable[[list[int]], np.ndarray]) -> _Want:
+        """The N slices ``keys`` of one file: those the lookup has are filled in, the others decoded
+        (``source(rows)``) and left for :meth:`fill`."""
         out = np.empty((len(keys), shape[0] * self.scale, shape[1] * self.scale), dtype=np.float32)
         todo = []
         for k, key in enumerate(keys):
@@ -389,10 +400,24 @@ class _Slices:
                 todo.append(k)
             else:
                 out[k] = cached
-        if todo:
-            stack = np.ascontiguousarray(_decoded(lambda: source(todo)), dtype=np.float32)
-            out[todo] = self._enhance(stack, [keys[k] for k in todo])
-        return out
+        stack = np.ascontiguousarray(_decoded(lambda: source(todo)), dtype=np.float32) if todo else None
+        return _Want(out, todo, stack, [keys[k] for k in todo])
+
+    def fill(self, wants: Sequence[_Want]) -> None:
+        """Enhance what ``wants`` still lack: one enhancer call per slice size for all of them together (rows of
+        several files share the generator's batches), each row with its key."""
+        groups: dict[tuple[int, ...], list[_Want]] = {}
+        for w in wants:
+            if w.stack is not None:
+                groups.setdefault(w.stack.shape[1:], []).append(w)
+        for group in groups.values():
+            stack = group[0].stack if len(group) == 1 else np.concatenate([w.stack for w in group])
+            hr = self._enhance(cast(np.ndarray, stack), [k for w in group for k in w.keys])
+            start = 0
+            for w in group:
+                w.out[w.todo] = hr[start : start + len(w.todo)]
+                start += len(w.todo)
+                w.stack = None
 
     def _enhance(self, stack: np.ndarray, keys: list[Key | None]) -> np.ndarray:
         if hasattr(self.enhancer, "enhance_stack"):
@@ -429,7 +454,9 @@ def write_derived_series(
     their kinds are used as the reader made them. ``lookup(volume, slice)``: enhanced slices already made (the
     viewer's cache; None for a slice not enhanced yet); ``plan`` and ``lookup`` address the slices of the first
     part. ``enhancer``: an object with ``enhance_stack(stack, plan, *, keys, cancel)``
-    (``srgan.inference.engine.Enhancer``), called once per file with the slices the lookup lacks, the series'
+    (``srgan.inference.engine.Enhancer``), called with the slices the lookup lacks, once per slice size for a
+    window of files read ahead until their slices fill one generator batch (its ``rows_per_call``; at most
+    ``LOOKAHEAD`` files, so memory stays bounded; a file with more slices is one call), with the series'
     ``plan`` (default: ``enhancer.plan_series(series)``, made on first need) and their keys ``(volume, slice)``, so
     outputs the plan already holds are not generated again; or a plain callable ``stack (N, H, W) -> (N, sH, sW)``
     in modality units. ``progress(done, total)`` is called per file, ``cancel()`` polled between files (and passed
@@ -481,30 +508,58 @@ def write_derived_series(
     slices = _Slices(enhancer, plan, lookup, parts[0], s, cancel)
     uid_map: dict = {"series": generate_uid()}
     report.series_instance_uid = uid_map["series"]
+    # Files are read ahead until their slices still to enhance fill one generator batch (``rows_per_call``: small
+    # slices share one, large ones go alone; at most LOOKAHEAD files), so small slices of several files share
+    # the generator's calls; then each is derived and written in order. A plain callable is called once per file.
+    rows_per_call = getattr(enhancer, "rows_per_call", None) if hasattr(enhancer, "enhance_stack") else None
     with atomic_folder(out) as tmp:
         written: list[str] = []
-        for n, (f, frame_ids) in enumerate(work):
+        window: list[tuple[Path, list[int] | None, Dataset | None, _Want | None, Exception | None]] = []
+        done = 0
+
+        def flush() -> None:
+            nonlocal done
+            slices.fill([w for _, _, _, w, _ in window if w is not None])
+            for f, frame_ids, src, want, err in window:
+                ds = None
+                try:
+                    if err is not None:
+                        raise err
+                    ds = _finish(cast(Dataset, src), frame_ids, cast(_Want, want).out, s, provenance, uid_map)
+                except _Skip as e:
+                    report.skipped.append((f, str(e)))
+                except _Excluded as e:
+                    excluded[f"{e} images"] = excluded.get(f"{e} images", 0) + 1
+                if ds is not None:
+                    name = tmp / f"IM{len(written) + 1:05d}.dcm"
+                    try:
+                        write_dataset(ds, name)
+                    except (ValueError, TypeError, NotImplementedError, OverflowError) as e:  # this file's header
+                        name.unlink(missing_ok=True)
+                        report.skipped.append((f, f"cannot be written ({type(e).__name__}: {_one_line(e)})"))
+                    else:
+                        written.append(name.name)
+                done += 1
+                if progress is not None:
+                    progress(done, len(work))
+            window.clear()
+
+        for f, frame_ids in work:
             if cancel is not None and cancel():
                 raise WriteCancelled("cancelled")
             try:
-                ds = _derive_file(f, frame_ids, keys, slices, s, provenance, uid_map, include_non_anatomy)
-            except _Skip as e:
-                report.skipped.append((f, str(e)))
-                ds = None
-            except _Excluded as e:
-                excluded[f"{e} images"] = excluded.get(f"{e} images", 0) + 1
-                ds = None
-            if ds is not None:
-                name = tmp / f"IM{len(written) + 1:05d}.dcm"
-                try:
-                    write_dataset(ds, name)
-                except (ValueError, TypeError, NotImplementedError, OverflowError) as e:  # this file's header
-                    name.unlink(missing_ok=True)
-                    report.skipped.append((f, f"cannot be written ({type(e).__name__}: {_one_line(e)})"))
-                else:
-                    written.append(name.name)
-            if progress is not None:
-                progress(n + 1, len(work))
+                src, want = _prepare(f, frame_ids, keys, slices, include_non_anatomy)
+                window.append((f, frame_ids, src, want, None))
+            except (_Skip, _Excluded) as e:
+                window.append((f, frame_ids, None, None, e))
+            stacks = [w.stack for _, _, _, w, _ in window if w is not None and w.stack is not None]
+            if (
+                rows_per_call is None
+                or len(window) >= LOOKAHEAD
+                or (stacks and sum(len(st) for st in stacks) >= rows_per_call(stacks[-1].shape[1:]))
+            ):
+                flush()
+        flush()
         report.notes = notes() + sorted(uid_map.get("notes", ()))
         if not written:
             if report.skipped:
@@ -555,17 +610,15 @@ class _Excluded(Exception):
     """This single-frame file is not magnitude anatomy though its ImageType says so; the message says what."""
 
 
-def _derive_file(
+def _prepare(
     path: Path,
     frame_ids: list[int] | None,
     keys: dict[_Ident, Key],
     slices: _Slices,
-    s: int,
-    provenance: Provenance,
-    uid_map: dict,
     include_non_anatomy: bool,
-) -> Dataset:
-    """The derived dataset of one source file (its kept frames, or its only image, or its mosaic tiles)."""
+) -> tuple[Dataset, _Want]:
+    """One source file read, and what its derived dataset needs: its kept frames, its mosaic tiles or its only
+    image, taken from the lookup or decoded for the enhancer."""
     src = _read(path)
     multi = str(src.get("SOPClassUID", "")) in ENHANCED_SOP_CLASSES and "PerFrameFunctionalGroupsSequence" in src
     if frame_ids is not None and not multi:
@@ -577,27 +630,35 @@ def _derive_file(
     rows, cols = int(src.Rows), int(src.Columns)
     try:
         if frame_ids is not None:
-            hr = slices.get(
-                [keys.get((path, i, None)) for i in frame_ids],
+            ids = frame_ids
+            return src, slices.want(
+                [keys.get((path, i, None)) for i in ids],
                 (rows, cols),
-                lambda todo: np.stack([dicom_pixels.frame_pixels(src, frame_ids[k]) for k in todo]),
+                lambda todo: np.stack([dicom_pixels.frame_pixels(src, ids[k]) for k in todo]),
             )
-        elif (layout := dicom_pixels.tile_layout(src)) is not None:
+        if (layout := dicom_pixels.tile_layout(src)) is not None:
             try:
                 dicom_pixels.split_tiles(np.zeros((rows, cols), np.uint8), layout)
             except ValueError as e:
                 raise _Skip(f"tiled image (mosaic/grid) cannot be split into tiles: {e}") from e
-            hr = slices.get(
+            return src, slices.want(
                 [keys.get((path, None, k)) for k in range(layout.n)],
                 (layout.tile_rows, layout.tile_cols),
                 lambda todo: dicom_pixels.split_tiles(dicom_pixels.frame_pixels(src), layout)[todo],
             )
-        else:
-            hr = slices.get(
-                [keys.get((path, None, None))], (rows, cols), lambda todo: dicom_pixels.frame_pixels(src)[None]
-            )
-        return _derive(src, frame_ids, hr, s, provenance, uid_map)
+        return src, slices.want(
+            [keys.get((path, None, None))], (rows, cols), lambda todo: dicom_pixels.frame_pixels(src)[None]
+        )
     except InputError as e:  # this file's own problem (e.g. a mosaic without tile count)
+        raise _Skip(e.problem) from e
+
+
+def _finish(
+    src: Dataset, frame_ids: list[int] | None, hr: np.ndarray, s: int, provenance: Provenance, uid_map: dict
+) -> Dataset:
+    try:
+        return _derive(src, frame_ids, hr, s, provenance, uid_map)
+    except InputError as e:  # this file's own problem
         raise _Skip(e.problem) from e
 
 
