@@ -105,14 +105,17 @@ def enhance_main(argv: list[str]) -> int:
 
     try:
         from srgan.inference.engine import Enhancer
-        from srgan.inference.files import enhance_path
+        from srgan.inference.files import Shard, enhance_path
 
+        shard = Shard.from_env()  # under torchrun: a DICOM tree's series are shared among the ranks
+        if shard is not None and shard.rank != 0:
+            args.quiet = True
         enhancer = Enhancer(
             scale=args.scale,
             model=args.model,
             weights=args.weights,
             device=args.device,
-            threads=args.threads,
+            threads=args.threads if shard is None else shard.threads(args.threads),
             consistency=args.consistency,
             runtime=args.runtime,
             precision=args.precision,
@@ -122,7 +125,13 @@ def enhance_main(argv: list[str]) -> int:
             f"runtime {enhancer.generator.name} {enhancer.generator.precision}"
         )
         report = enhance_path(
-            args.input, args.output, enhancer, axis=args.axis, log=log, include_non_anatomy=args.include_non_anatomy
+            args.input,
+            args.output,
+            enhancer,
+            axis=args.axis,
+            log=log,
+            include_non_anatomy=args.include_non_anatomy,
+            shard=shard,
         )
     except InputError as e:
         print(f"srgan enhance: error: {e}", file=sys.stderr)
@@ -130,6 +139,8 @@ def enhance_main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("srgan enhance: interrupted; nothing half-written was kept", file=sys.stderr)
         return write_report(None, 130, "interrupted")
+    if shard is not None and shard.rank != 0:  # rank 0 prints the one summary of every rank
+        return write_report(report, 0 if not report.failed else 1)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for path, why in report.failed:

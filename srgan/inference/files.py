@@ -7,7 +7,8 @@ is written for an input that fails; every file or series is written atomically (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -234,22 +235,78 @@ def _series_folder_name(series) -> str:
     return f"S{int(series.series_number or 0):04d}_{desc}"
 
 
+def _write_series(
+    parts: list,
+    dest: Path,
+    enhancer,
+    log: Log,
+    report: EnhanceReport,
+    series_errors: list[str],
+    folder: Path,
+    include_non_anatomy: bool,
+) -> list[Path]:
+    """One series (every part of a SeriesInstanceUID) → the derived series ``dest`` (built atomically); the
+    written files, or [] with the reason in ``report``."""
+    from srgan.io.dicom_derived import NothingToEnhance, write_derived_series
+
+    first = parts[0]
+    label = f"series {first.series_number} {first.series_description!r}"
+    try:
+        plan = enhancer.plan_series(first)
+        derived = write_derived_series(
+            parts,
+            enhancer,
+            dest,
+            scale=enhancer.scale,
+            plan=plan,
+            provenance=enhancer.provenance,
+            include_non_anatomy=include_non_anatomy,
+            progress=lambda d, n: log(f"{label}: {d}/{n} files"),
+        )
+    except NothingToEnhance as e:  # left out by design (a field map, ADC...): a note, not an error
+        report.notes.append(f"{label} left out: {e.problem}")
+        log(f"left out {label}: {e.problem}")
+        return []
+    except InputError as e:
+        report.failed.append((e.path or folder, e.problem))
+        series_errors.append(f"{label}: {e.problem}")
+        log(f"skipped {label}: {e}")
+        return []
+    if enhancer.consistency == "auto":
+        log(f"{label}: {plan.note()}")
+    report.notes += [f"{label}: {n}" for n in derived.notes]
+    report.failed += [(Path(path), reason) for path, reason in derived.skipped]
+    return derived.files
+
+
+def _scan_report(result, report: EnhanceReport, log: Log) -> None:
+    for p in result.problems:
+        report.failed.append((Path(p.path), p.message))
+        log(f"skipped {p.path}: {p.message}")
+    for w in getattr(result, "warnings", []):
+        report.notes.append(f"{w.path}: {w.message}")
+
+
+def _by_uid(result) -> dict[str, list]:
+    # The reader may split one series into geometric parts (mixed sizes or orientations); the writer derives
+    # image for image, so it gets every part of a SeriesInstanceUID at once.
+    by_uid: dict[str, list] = {}
+    for series in result.series:
+        by_uid.setdefault(series.uid, []).append(series)
+    return by_uid
+
+
 def enhance_dicom_folder(
     folder: Path, output: Path, enhancer, log: Log, *, include_non_anatomy: bool = False, scan_result=None
 ) -> EnhanceReport:
     """Every series under ``folder`` → a derived series. One series is written into ``output`` itself; several go
     into one sub-folder each, assembled in a temporary folder beside ``output`` and renamed at the end.
     """
-    from srgan.io.dicom_derived import NothingToEnhance, write_derived_series
-    from srgan.io.dicom_series import Series, scan
+    from srgan.io.dicom_series import scan
 
     result = scan_result or scan(folder)
     report = EnhanceReport()
-    for p in result.problems:
-        report.failed.append((Path(p.path), p.message))
-        log(f"skipped {p.path}: {p.message}")
-    for w in getattr(result, "warnings", []):
-        report.notes.append(f"{w.path}: {w.message}")
+    _scan_report(result, report, log)
     output = check_new_folder(output, sources=[folder])
     stale = clean_stale_partials(output)
     if stale:
@@ -258,43 +315,11 @@ def enhance_dicom_folder(
         )
         report.notes.append(line)
         log(line)
-    # The reader may split one series into geometric parts (mixed sizes or orientations); the writer derives
-    # image for image, so it gets every part of a SeriesInstanceUID at once.
-    by_uid: dict[str, list[Series]] = {}
-    for series in result.series:
-        by_uid.setdefault(series.uid, []).append(series)
-
-    def write(parts: list[Series], dest: Path) -> list[Path]:
-        first = parts[0]
-        label = f"series {first.series_number} {first.series_description!r}"
-        try:
-            plan = enhancer.plan_series(first)
-            derived = write_derived_series(
-                parts,
-                enhancer,
-                dest,
-                scale=enhancer.scale,
-                plan=plan,
-                provenance=enhancer.provenance,
-                include_non_anatomy=include_non_anatomy,
-                progress=lambda d, n: log(f"{label}: {d}/{n} files"),
-            )
-        except NothingToEnhance as e:  # left out by design (a field map, ADC...): a note, not an error
-            report.notes.append(f"{label} left out: {e.problem}")
-            log(f"left out {label}: {e.problem}")
-            return []
-        except InputError as e:
-            report.failed.append((e.path or folder, e.problem))
-            series_errors.append(f"{label}: {e.problem}")
-            log(f"skipped {label}: {e}")
-            return []
-        if enhancer.consistency == "auto":
-            log(f"{label}: {plan.note()}")
-        report.notes += [f"{label}: {n}" for n in derived.notes]
-        report.failed += [(Path(path), reason) for path, reason in derived.skipped]
-        return derived.files
-
+    by_uid = _by_uid(result)
     series_errors: list[str] = []
+
+    def write(parts: list, dest: Path) -> list[Path]:
+        return _write_series(parts, dest, enhancer, log, report, series_errors, folder, include_non_anatomy)
 
     def nothing_written() -> InputError:
         """Why nothing was written: each series' own reason first (not a file beside it that was not an image)."""
@@ -318,6 +343,105 @@ def enhance_dicom_folder(
     return report
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process' place among the processes ``torchrun`` started: ``rank`` of ``world``, ``local`` of them on
+    this machine (their share of its cores)."""
+
+    rank: int
+    world: int
+    local: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Shard | None:
+        """The shard ``torchrun`` set in the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``), or None
+        outside ``torchrun``."""
+        env = os.environ if env is None else env
+        if "RANK" not in env or "WORLD_SIZE" not in env:
+            return None
+        world = max(1, int(env["WORLD_SIZE"]))
+        rank = int(env["RANK"])
+        if not 0 <= rank < world:
+            raise InputError(None, f"RANK {rank} is outside WORLD_SIZE {world}")
+        return cls(rank, world, max(1, int(env.get("LOCAL_WORLD_SIZE", world))))
+
+    def threads(self, asked: int | None) -> int:
+        """CPU threads for this rank: ``asked``, else its share of this machine's cores."""
+        return int(asked) if asked else max(1, (os.cpu_count() or 1) // self.local)
+
+
+def _rank_report_path(output: Path, rank: int) -> Path:
+    return output / f".srgan-enhance-rank{rank}.json"
+
+
+def _barrier(shard: Shard) -> None:
+    """Wait for every rank (gloo: works on CPU and beside CUDA); one process needs none."""
+    if shard.world == 1:
+        return
+    import torch.distributed as dist
+
+    made = not dist.is_initialized()
+    if made:
+        dist.init_process_group("gloo", rank=shard.rank, world_size=shard.world)
+    try:
+        dist.barrier()
+    finally:
+        if made:
+            dist.destroy_process_group()
+
+
+def enhance_dicom_tree(
+    folder: Path, output: Path, enhancer, log: Log, shard: Shard, *, include_non_anatomy: bool = False
+) -> EnhanceReport:
+    """A folder tree of many DICOM series, shared among the processes of ``torchrun``: every series (all parts of a
+    SeriesInstanceUID) goes to ``output``/``S<number>_<description>``, the series sorted by that name (then UID)
+    and rank r taking every ``world``-th from the r-th. Each series is built in a temporary folder and renamed
+    into place, so a series folder that exists is finished: a re-run skips it (and removes the partial folders
+    an interrupted run left). Each rank writes its report as ``output``/.srgan-enhance-rank<r>.json (atomically);
+    after a barrier, rank 0 returns the merged report of every rank (the one summary), the others their own."""
+    import json
+
+    from srgan.io.atomic import write_text
+    from srgan.io.dicom_series import scan
+
+    report = EnhanceReport()
+    if output.resolve().is_relative_to(folder.resolve()):
+        raise InputError(output, f"is inside the source folder {folder}; choose an output outside it")
+    result = scan(folder)
+    if shard.rank == 0:
+        _scan_report(result, report, log)
+    output.mkdir(parents=True, exist_ok=True)
+    if shard.rank == 0:
+        stale = clean_stale_partials(output)
+        if stale:
+            report.notes.append(f"removed {len(stale)} stale partial folder(s) of an interrupted earlier run")
+    items = sorted(((_series_folder_name(parts[0]), uid), parts) for uid, parts in _by_uid(result).items())
+    names = [name for (name, _), _ in items]
+    series_errors: list[str] = []
+    for (name, uid), parts in items[shard.rank :: shard.world]:
+        dest = output / (name if names.count(name) == 1 else f"{name}_{uid[-12:]}")
+        if dest.is_dir() and any(dest.iterdir()):
+            report.notes.append(f"{dest.name}: already finished, skipped")
+            log(f"{dest.name}: already finished by an earlier run, skipped")
+            continue
+        report.written += _write_series(parts, dest, enhancer, log, report, series_errors, folder, include_non_anatomy)
+    write_text(_rank_report_path(output, shard.rank), json.dumps(report.as_dict()) + "\n")
+    _barrier(shard)
+    if shard.rank != 0:
+        return report
+    merged = EnhanceReport(notes=[f"{len(items)} series shared by {shard.world} process(es)"])
+    for r in range(shard.world):
+        data = json.loads(_rank_report_path(output, r).read_text())
+        merged.written += [Path(p) for p in data["written"]]
+        merged.failed += [(Path(f["path"]), f["reason"]) for f in data["failed"]]
+        merged.notes += data["notes"]
+    if not merged.written and not any("already finished" in n for n in merged.notes):
+        raise InputError(
+            folder, "no derived image could be written" + (f" ({'; '.join(series_errors)})" if series_errors else "")
+        )
+    return merged
+
+
 def enhance_path(
     input_path: str | Path,
     output: str | Path,
@@ -326,11 +450,16 @@ def enhance_path(
     axis: int | None = None,
     log: Log = lambda s: None,
     include_non_anatomy: bool = False,
+    shard: Shard | None = None,
 ) -> EnhanceReport:
     """Dispatch on what ``input_path`` is. Raises :class:`InputError` when nothing can be enhanced, also when the
     output cannot be written (read-only or full disk, a file where a folder must go): one sentence naming the path,
-    and nothing partial is left (every write is atomic)."""
+    and nothing partial is left (every write is atomic). ``shard`` (under ``torchrun``: ``Shard.from_env()``): a
+    DICOM folder tree is shared among the ranks (:func:`enhance_dicom_tree`); any other input is enhanced by
+    rank 0 alone."""
     try:
+        if shard is not None:
+            return _enhance_sharded(Path(input_path), Path(output), enhancer, log, shard, include_non_anatomy)
         return _enhance_path(input_path, output, enhancer, axis=axis, log=log, include_non_anatomy=include_non_anatomy)
     except OSError as e:
         why = e.strerror or type(e).__name__
@@ -338,6 +467,18 @@ def enhance_path(
         if name is not None and name != Path(output) and not name.name.startswith("."):  # not our temporary name
             why += f": {name}"
         raise InputError(output, f"cannot be written ({why}); choose another output") from e
+
+
+def _enhance_sharded(
+    src: Path, out: Path, enhancer, log: Log, shard: Shard, include_non_anatomy: bool
+) -> EnhanceReport:
+    from srgan.io.images import find_images
+
+    if src.is_dir() and not find_images(src):
+        return enhance_dicom_tree(src, out, enhancer, log, shard, include_non_anatomy=include_non_anatomy)
+    if shard.rank != 0:
+        return EnhanceReport(notes=[f"{src}: not a DICOM folder tree; enhanced by rank 0 alone"])
+    return _enhance_path(src, out, enhancer, axis=None, log=log, include_non_anatomy=include_non_anatomy)
 
 
 def _enhance_path(
