@@ -52,6 +52,7 @@ class LocalOrthanc:
     users: dict[str, str] = field(default_factory=dict)  # HTTP basic-auth users; none: no authentication
     tls: dict[str, str] | None = None  # {"certificate", "key", "trusted", "require_client": "1"/"0"}
     dicom_port: int = 0
+    name: str = field(default_factory=lambda: f"brainsr-test-{os.getpid()}-{os.urandom(4).hex()}")
     http_port: int = 0
     extra: dict[str, object] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
@@ -77,7 +78,7 @@ class LocalOrthanc:
     def configuration(self) -> dict[str, object]:
         plugin = dicomweb_plugin()
         config: dict[str, object] = {
-            "Name": "brainsr-test",
+            "Name": self.name,
             "StorageDirectory": str(self.folder / "db"),
             "IndexDirectory": str(self.folder / "db"),
             "HttpPort": self.http_port,
@@ -134,8 +135,14 @@ class LocalOrthanc:
                 with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5), \
                         socket.create_connection(("127.0.0.1", self.dicom_port), timeout=0.5):
                     pass
-                self.rest("GET", "/system")
-                return self
+                answer = self.rest("GET", "/system")
+                # a free port can be taken by another Orthanc between our pick and its bind (parallel tests):
+                # only ours, alive and answering with its own name, counts as started
+                if self.process.poll() is None and isinstance(answer, dict) and answer.get("Name") == self.name:
+                    return self
+                if self.process.poll() is not None:
+                    continue
+                time.sleep(0.1)
             except OSError:
                 time.sleep(0.1)
         self.stop()
