@@ -245,8 +245,9 @@ class Enhancer:
         import torch
 
         out = {}
-        for i in range(0, len(picks), self.batch):
-            chunk = picks[i : i + self.batch]
+        step = self.rows_per_call(stack.shape[-2:])
+        for i in range(0, len(picks), step):
+            chunk = picks[i : i + step]
             x = np.stack([norms[k].forward(stack[k]) for k in chunk])[:, None]
             y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), model_p).numpy()[:, 0]
             for j, k in enumerate(chunk):
@@ -314,10 +315,11 @@ class Enhancer:
             if plan is None:
                 plan, keys = self._plan(stack, None, None, norms), range(n)
             made = plan.outputs
-            for i in range(0, n, self.batch):
+            step = self.rows_per_call((h, w))  # one acquisition batches by the same pixel budget as several
+            for i in range(0, n, step):
                 if cancel is not None and cancel():
                     raise InterruptedError("enhancement cancelled")
-                j = min(n, i + self.batch)
+                j = min(n, i + step)
                 have = {k: made[keys[k]] for k in range(i, j) if keys is not None and keys[k] in made}
                 todo = [k for k in range(i, j) if k not in have]
                 have.update(self._raw(stack, todo, norms, plan.model_p) if todo else {})
@@ -330,8 +332,9 @@ class Enhancer:
         return out
 
     def rows_per_call(self, shape: Sequence[int]) -> int:
-        """How many LR images of ``shape`` (H, W) from different acquisitions share one generator call
-        (``batch_rows``); the derived writer reads files ahead until they fill one."""
+        """How many LR images of ``shape`` (H, W) share one generator call (``batch_rows``: a pixel budget, at most
+        ``batch``), within one acquisition and across several; the derived writer reads files ahead until they fill
+        one. On the CPU a call whose activations outgrow the caches is slower per slice (docs/benchmarks.md)."""
         return batch_rows(shape, self.batch)
 
     def plan_images(self, images: Sequence[np.ndarray]) -> list[Plan]:
