@@ -241,18 +241,8 @@ class Enhancer:
         model_p: float | None,
     ) -> dict[int, np.ndarray]:
         """Generator outputs in modality units (no projection) of the slices ``picks``, by index (``norms``: the
-        slices' normalisers, indexed the same way)."""
-        import torch
-
-        out = {}
-        step = self.rows_per_call(stack.shape[-2:])
-        for i in range(0, len(picks), step):
-            chunk = picks[i : i + step]
-            x = np.stack([norms[k].forward(stack[k]) for k in chunk])[:, None]
-            y = self._run(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), model_p).numpy()[:, 0]
-            for j, k in enumerate(chunk):
-                out[k] = norms[k].inverse(y[j])
-        return out
+        slices' normalisers, indexed the same way): ``_raw_rows`` with the acquisition's one LR-kind input."""
+        return self._raw_rows(list(stack), picks, norms, [model_p] * len(stack))
 
     def _run(self, x: Any, model_p: float | Sequence[float] | None = None) -> Any:
         """Normalised ``(B, 1, h, w)`` tensor → ``(B, 1, s·h, s·w)``, tiled when larger than ``tile``. ``model_p``:
@@ -373,7 +363,7 @@ class Enhancer:
         self,
         images: Sequence[np.ndarray],
         picks: Sequence[int],
-        norms: Mapping[int, Normalizer],
+        norms: Mapping[int, Normalizer] | Sequence[Normalizer],
         model_p: Sequence[float | None],
     ) -> dict[int, np.ndarray]:
         """Generator outputs in modality units (no projection) of the images ``picks`` (each its own acquisition,
