@@ -354,7 +354,7 @@ class Enhancer:
                 if k not in outputs:
                     plans.append(decide(self.consistency, p[k], self.scale))
                     continue
-                ratio = float(np.median([residual_log_ratio(outputs[k], im, self.scale)]))
+                ratio = residual_log_ratio(outputs[k], im, self.scale)  # one slice: its own test
                 plan = decide(self.consistency, p[k], self.scale, ratio)
                 plans.append(replace(plan, outputs={0: outputs[k]}) if plan.model_p == p[k] else plan)
         return plans
