@@ -59,9 +59,9 @@ def _enhance_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        default="torch",
-        help="where the generator runs on the CPU (default torch; auto: the fastest installed here, measured once "
-        "and cached); CUDA/MPS run on torch",
+        default="auto",
+        help="where the generator runs on the CPU (default auto: the fastest installed here, measured once and "
+        "cached); CUDA/MPS run on torch",
     )
     p.add_argument(
         "--precision",

@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-consistency projection of each enhanced slice, so that degrading it reproduces the "
                         "original; auto: chosen per series from the model's LR-kind estimate (default: what the "
                         "model card recommends, else off)")
-    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                   help="where the model runs on the CPU (default torch; auto: the fastest installed here, measured "
-                        "once and cached)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="where the model runs on the CPU (default auto: the fastest installed here, measured once "
+                        "and cached)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the model's arithmetic (default: what the model card recommends, else fp32)")
     p.add_argument("--screenshot", metavar="PNG",

@@ -217,7 +217,7 @@ class EnhanceConfig:
     weights: str | None = None
     device: str = "auto"
     consistency: str | None = None
-    runtime: str = "torch"  # srgan.options.RUNTIMES
+    runtime: str = "auto"  # srgan.options.RUNTIMES
     precision: str | None = None  # srgan.options.PRECISIONS; None = what the model card recommends
 
     @property

@@ -112,19 +112,15 @@ class Enhancer:
         margin: int = 32,
         batch: int = 8,
         consistency: str | None = None,
-        runtime: str = "torch",
+        runtime: str = "auto",
         precision: str | None = None,
         log: Callable[[str], None] | None = None,
     ):
         """``runtime``/``precision``: where and in what arithmetic the generator runs on the CPU
         (``srgan.inference.runtime.load_generator``; precision None: the model card's recommendation, else fp32);
         ``log``: where a fallback's one line goes (default: ``logging.warning``)."""
-        import torch
-
         if scale not in (2, 4):
             raise InputError(None, f"scale must be 2 or 4, got {scale}")
-        if threads:
-            torch.set_num_threads(max(1, int(threads)))
         self.device = resolve_device(device)
         path = Path(weights) if weights else bundled_weights(scale, model)
         model, self.card = load_weights(path, device=self.device)
@@ -142,7 +138,7 @@ class Enhancer:
             )
         # the generator call of ``_run``; ``self.model`` keeps the LR-kind detector and the interpolation base
         self.generator = load_generator(
-            self.model, self.card, device=self.device, runtime=runtime, precision=precision, log=log
+            self.model, self.card, device=self.device, runtime=runtime, precision=precision, threads=threads, log=log
         )
         self.provenance = Provenance(
             model=self.card["arch"],

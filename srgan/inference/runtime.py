@@ -21,10 +21,15 @@ interpolation base, the LR-kind estimate and the final addition stay fp32. It ne
 (AVX-512 BF16 or AMX) and is otherwise refused with one log line; ONNX Runtime has no bf16 CPU convolutions and
 runs fp32.
 
-``runtime="auto"`` times each installed runtime on a representative slice (``AUTO_SIDE``) and keeps the fastest;
-the choice is cached on disk by the same key plus the thread count and precision, so a machine measures once.
-CUDA and MPS stay on torch. A runtime that is missing, fails to build or disagrees with torch gives one log line
-and the generator runs on torch: never a crash.
+Threads: an exported runtime gets the thread count torch had (``Enhancer(threads=...)``), and torch itself then
+runs single-threaded in this process until a torch generator is loaded again. torch's OpenMP workers busy-wait
+after every parallel operation, and the small torch operations around each graph call (the interpolation base,
+the LR-kind estimate, projections) would leave them spinning on the cores the runtime's own threads need.
+
+``runtime="auto"`` (the default) times each installed runtime on a representative slice (``AUTO_SIDE``) and keeps
+the fastest; the choice is cached on disk by the same key plus the thread count and precision, so a machine
+measures once. CUDA and MPS stay on torch. A runtime that is missing, fails to build or disagrees with torch gives
+one log line and the generator runs on torch: never a crash.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ PROBE_SIDE = 24  # a probe input checks every built graph against torch
 PROBE_TOL = {"fp32": 1e-3, "bf16": 5e-2}  # max |difference| from torch fp32 accepted on the probe
 AUTO_SIDE = {2: 128, 3: 96, 4: 64}  # LR side of the slice ``auto`` times (within one tile: no tiling)
 AUTO_RUNS = 3  # timed runs per runtime after one warm-up; the minimum counts
+# torch's thread count before loading an exported runtime set it to 1 (see "Threads"), restored for a torch one
+_LOWERED: dict[str, int] = {}
 
 
 def cache_dir() -> Path:
@@ -136,6 +143,7 @@ class Generator:
 
     name = "torch"
     precision = "fp32"
+    threads = 1  # CPU threads the generator runs on (set by ``load_generator``)
 
     def __call__(self, x: Any, base: Any = None, kind: Any = None) -> Any:
         raise NotImplementedError
@@ -321,9 +329,10 @@ def _build(name: str, model: Any, sha256: str, precision: str, threads: int) -> 
     return gen
 
 
-def _time(gens: dict[str, Generator], model: Any, side: int) -> dict[str, float]:
+def _time(gens: dict[str, Generator], model: Any, side: int, threads: int) -> dict[str, float]:
     """Minimum ms per generator of ``AUTO_RUNS`` runs after one warm-up on a ``side``² slice, the generators taking
-    turns run by run, so that a burst of load from other processes slows them all alike."""
+    turns run by run, so that a burst of load from other processes slows them all alike. Each runs with torch's
+    threads as it would run for real (``threads`` for torch, one beside an exported runtime)."""
     import torch
 
     x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
@@ -332,9 +341,11 @@ def _time(gens: dict[str, Generator], model: Any, side: int) -> dict[str, float]
     with torch.inference_mode():
         for _ in range(AUTO_RUNS + 1):
             for name, gen in gens.items():
+                torch.set_num_threads(threads if name == "torch" else 1)
                 t0 = time.perf_counter()
                 gen(x, None, kind)
                 times[name].append(time.perf_counter() - t0)
+    torch.set_num_threads(threads)
     return {name: 1000 * min(t[1:]) for name, t in times.items()}
 
 
@@ -366,7 +377,7 @@ def _auto(model: Any, sha256: str, precision: str, threads: int, scale: int, war
         except Exception as e:  # noqa: BLE001
             warn(f"runtime {name} failed ({_reason(e)}); auto leaves it out")
     side = AUTO_SIDE.get(scale, 96)
-    ms = _time(gens, model, side)
+    ms = _time(gens, model, side, threads)
     best = min(ms, key=lambda k: ms[k])
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"runtime": best, "ms": ms, "side": side, "threads": threads, "precision": precision}
@@ -386,10 +397,12 @@ def load_generator(
     device: Any,
     runtime: str = "auto",
     precision: str | None = None,
+    threads: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Generator:
     """The generator ``model`` (weights with ``card``, already hash-checked) on ``runtime`` (``RUNTIMES``) in
-    ``precision`` (``PRECISIONS``; None: bf16 if the card recommends it, else fp32) on ``device``.
+    ``precision`` (``PRECISIONS``; None: bf16 if the card recommends it, else fp32) on ``device``, with ``threads``
+    CPU threads (None: torch's, as it was before an exported runtime lowered it; see "Threads" above).
 
     Problems that are the machine's (a runtime not installed or failing, bf16 without CPU support, an exported
     runtime asked for on CUDA/MPS) give one line to ``log`` (default: ``logging.warning``) and the nearest
@@ -413,18 +426,28 @@ def load_generator(
         if runtime in EXPORTED:
             warn(f"runtime {runtime} runs on the CPU only; on {device.type} the generator runs on torch")
         return TorchGenerator(model, device, precision)
-    threads = torch.get_num_threads()
+    threads = max(1, int(threads or _LOWERED.get("from") or torch.get_num_threads()))
+    torch.set_num_threads(threads)
     sha256 = str(card.get("sha256", ""))
     scale = int(card.get("kwargs", {}).get("scale", getattr(model, "scale", 2)))
+    gen: Generator
     if runtime == "torch":
-        return TorchGenerator(model, device, precision)
-    if runtime == "auto":
-        return _auto(model, sha256, precision, threads, scale, warn)
-    if precision == "bf16" and runtime in NO_BF16:
-        warn(f"{runtime} has no bf16 convolutions on the CPU; running it in fp32")
-        precision = "fp32"
-    try:
-        return _build(runtime, model, sha256, precision, threads)
-    except Exception as e:  # noqa: BLE001 - any failure of a runtime falls back to torch
-        warn(f"runtime {runtime} unavailable ({_reason(e)}); running the generator on torch")
-        return TorchGenerator(model, device, precision)
+        gen = TorchGenerator(model, device, precision)
+    elif runtime == "auto":
+        gen = _auto(model, sha256, precision, threads, scale, warn)
+    else:
+        if precision == "bf16" and runtime in NO_BF16:
+            warn(f"{runtime} has no bf16 convolutions on the CPU; running it in fp32")
+            precision = "fp32"
+        try:
+            gen = _build(runtime, model, sha256, precision, threads)
+        except Exception as e:  # noqa: BLE001 - any failure of a runtime falls back to torch
+            warn(f"runtime {runtime} unavailable ({_reason(e)}); running the generator on torch")
+            gen = TorchGenerator(model, device, precision)
+    if isinstance(gen, GraphGenerator):
+        _LOWERED["from"] = threads
+        torch.set_num_threads(1)  # see "Threads" above
+    else:
+        _LOWERED.pop("from", None)
+    gen.threads = threads
+    return gen

@@ -315,3 +315,34 @@ def test_srgan_enhance_writes_the_runtime_into_the_outputs_provenance(shared_dat
     assert "runtime onnxruntime fp32" in text["Description"]
     prov = json.loads(text["BrainSR-Provenance"])
     assert prov["runtime"] == "onnxruntime" and prov["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("runtime", GRAPH_RUNTIMES)
+def test_an_exported_runtime_takes_the_threads_and_torch_runs_single_threaded_beside_it(runtime, models):
+    """torch's busy-waiting OpenMP workers would take the cores from the runtime's threads between graph calls."""
+    before = torch.get_num_threads()
+    try:
+        graph = Enhancer(weights=models["tiny-kind"], scale=2, device="cpu", runtime=runtime, threads=2)
+        assert graph.generator.name == runtime and graph.generator.threads == 2
+        assert torch.get_num_threads() == 1
+        # a torch generator loaded afterwards gets the threads back without being told
+        plain = Enhancer(weights=models["tiny-kind"], scale=2, device="cpu", runtime="torch")
+        assert plain.generator.threads == 2 and torch.get_num_threads() == 2
+        one = Enhancer(weights=models["tiny"], scale=2, device="cpu", runtime="torch", threads=1)
+        assert one.generator.threads == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_auto_is_the_default_everywhere():
+    import inspect
+
+    from srgan.cli import _enhance_parser
+    from viewer.app import build_parser as viewer_parser
+    from viewer.jobs import EnhanceConfig
+
+    assert inspect.signature(Enhancer).parameters["runtime"].default == "auto"
+    assert _enhance_parser().parse_args(["x", "-o", "y", "--scale", "2"]).runtime == "auto"
+    assert viewer_parser().parse_args([]).runtime == "auto"
+    assert EnhanceConfig().runtime == "auto"
