@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="srgan benchmark",
         description="The model comparison table and HTML report: baselines, bundled fidelity/GAN models and "
         "--weights on held-out images and volumes at x2/x4, bicubic and k-space LR; quality with 95%% "
-        "bootstrap intervals, CPU ms/slice, consistency, tumour regions.",
+        "bootstrap intervals, MACs per LR pixel, CPU ms/slice, a Pareto plot of quality against cost, per-source "
+        "tables, consistency, tumour regions.",
         epilog="Example: srgan benchmark --images shared/data/kaggle-brain-tumor-mri --volumes "
         "shared/data/brainles-examples --label shared/data/brainles-examples/TCGA-DU-7294/mav.nii.gz "
         "--weights runs/seed/brainsr-x4-fidelity.safetensors --out benchmark-report",

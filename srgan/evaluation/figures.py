@@ -235,6 +235,14 @@ def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: s
 _MARKERS = {"images": "o", "volumes": "s"}
 
 
+def _short(v: float) -> str:
+    """A tick label: 2, 50, 200k, 1M."""
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= f:
+            return f"{v / f:g}{unit}"
+    return f"{v:g}"
+
+
 def pareto_plot(points: Sequence[dict], panels: Sequence[tuple[int, str]]):
     """Quality against cost: one column per (scale, LR kind) of ``panels``, PSNR gain over the best classical
     baseline (dB, y; ``psnr_gain_best``) against MACs per LR pixel (top row, log x) and CPU ms per slice (bottom
@@ -242,6 +250,8 @@ def pareto_plot(points: Sequence[dict], panels: Sequence[tuple[int, str]]):
     rows = (("macs_per_lr_px", "MACs per LR pixel"), ("ms_per_slice", "CPU ms per slice"))
 
     def draw(plt):
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         fig, axes = plt.subplots(2, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 6.6), squeeze=False)
         for j, (scale, lr) in enumerate(panels):
             mine = [p for p in points if (p["scale"], p["lr"]) == (scale, lr)]
@@ -258,16 +268,21 @@ def pareto_plot(points: Sequence[dict], panels: Sequence[tuple[int, str]]):
                         label=ds,
                         zorder=3,
                     )
-                    for p in pts:
+                    for k, p in enumerate(pts):  # staggered: twin models share a cost
                         ax.annotate(
                             p["model"],
                             (p[key], p["psnr_gain_best"]),
                             textcoords="offset points",
-                            xytext=(4, 3),
+                            xytext=(4, 3 - 9 * (k % 2)),
                             fontsize=7,
                         )
                 if shown:
+                    xs = [p[key] for p in shown]
                     ax.set_xscale("log")
+                    ax.set_xlim(min(xs) / 2, max(xs) * 2)  # at least a decade: no crowded minor labels
+                    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+                    ax.xaxis.set_minor_formatter(NullFormatter())
                     ax.legend(fontsize=7, loc="best")
                 else:
                     ax.text(
