@@ -8,8 +8,13 @@ For each scale (×2, ×4) and LR kind (antialiased bicubic, k-space truncation) 
 
 - PSNR, SSIM (95 % bootstrap intervals over images), HFEN, sharpness, the paired PSNR gain over the best
   classical baseline of each table (named; zero-fill on k-space LR) and over bicubic, the
-  parameter count and the CPU time per slice (×4: 64×64 → 256×256, ×2: 128×128 → 256×256; model load and
-  warm-up excluded, median of ``--timing-runs``, ``torch.set_num_threads(--threads)``);
+  parameter count, the multiply-accumulates per LR pixel (``srgan.models.cost``, on the timing input) and the CPU
+  time per slice (×4: 64×64 → 256×256, ×2: 128×128 → 256×256; model load and warm-up excluded, median of
+  ``--timing-runs``, ``torch.set_num_threads(--threads)``);
+- the Pareto view (``pareto.png``): each model's PSNR gain over the best classical baseline against its MACs per
+  LR pixel and its ms per slice, per scale and LR kind (``pareto_points``);
+- per source (``source_rows``), when the cases come from more than one: the models' and the best baseline's PSNR
+  per image root and per scanner/contrast of the volumes;
 - consistency: each model's PSNR with its output projected (``srgan.inference.consistency.project``) onto the LR
   input under no / bicubic / k-space degradation, and the relative residual left after projection (target ≤ 1e-3);
 - tumour regions: with ``--label``, PSNR/SSIM inside tumour core (labels 1|4) and oedema (2) per volume and model,
@@ -50,7 +55,16 @@ from srgan.evaluation.selection import MAIN_REGION, image_cases, split_config, v
 from srgan.inference.tta import tta_spread
 from srgan.options import BASELINES, LR_DEGRADATIONS, PROJECTIONS, SCALES
 
-__all__ = ["build_parser", "consistency_rows", "crop_spread", "main", "run", "tumour_flags"]
+__all__ = [
+    "build_parser",
+    "consistency_rows",
+    "crop_spread",
+    "main",
+    "pareto_points",
+    "run",
+    "source_rows",
+    "tumour_flags",
+]
 
 
 def tumour_flags(
@@ -137,6 +151,78 @@ def consistency_rows(rows: list[dict], residuals: dict, models: Sequence[str]) -
     return out
 
 
+def source_rows(rows: list[dict], sources: dict, main_methods: dict) -> list[dict]:
+    """Per dataset, scale, LR kind and source: the mean main-region PSNR of every method of that scale's main
+    table, the best classical baseline of the source (highest mean PSNR, named) and each model's gain over it.
+
+    ``sources`` maps ``(dataset, image name)`` to the case's source; images without one are left out."""
+    out = []
+    keys = dict.fromkeys((r["dataset"], r["scale"], r["lr"]) for r in rows)
+    for ds, s, lr in keys:
+        region = MAIN_REGION[ds]
+        sel = [
+            r
+            for r in rows
+            if (r["dataset"], r["scale"], r["lr"], r["region"]) == (ds, s, lr, region)
+            and r["method"] in main_methods[s]
+            and np.isfinite(r["psnr"])
+            and (ds, r["image"]) in sources
+        ]
+        for src in dict.fromkeys(sources[(ds, r["image"])] for r in sel):
+            mine = [r for r in sel if sources[(ds, r["image"])] == src]
+            psnr = {
+                m: float(np.mean([r["psnr"] for r in mine if r["method"] == m]))
+                for m in main_methods[s]
+                if any(r["method"] == m for r in mine)
+            }
+            base = {b: v for b, v in psnr.items() if b in BASELINES}
+            best = max(base, key=lambda b: base[b]) if base else None
+            models = {m: v for m, v in psnr.items() if m not in BASELINES}
+            out.append(
+                {
+                    "dataset": ds,
+                    "scale": s,
+                    "lr": lr,
+                    "source": src,
+                    "region": region,
+                    "n": len({r["image"] for r in mine}),
+                    "best_baseline": best,
+                    "psnr_best_baseline": base[best] if best else float("nan"),
+                    "psnr": psnr,
+                    "gain_best": {m: v - base[best] for m, v in models.items()} if best else {},
+                }
+            )
+    return out
+
+
+def pareto_points(results: dict, models_info: dict, timing: dict, model_names: dict) -> list[dict]:
+    """One point per dataset, scale, LR kind and model: its mean main-region PSNR gain over the best classical
+    baseline (``psnr_gain_best``, named in ``reference``), its MACs per LR pixel and its ms per slice (None
+    without timing)."""
+    out = []
+    for ds, by_scale in results.items():
+        region = MAIN_REGION[ds]
+        for s, by_lr in by_scale.items():
+            for lr, res in by_lr.items():
+                for m in model_names[int(s)]:
+                    e = (res.get(m) or {}).get(region, {}).get("psnr_gain_best")
+                    if not e or e.get("mean") is None or not np.isfinite(e["mean"]):
+                        continue
+                    out.append(
+                        {
+                            "dataset": ds,
+                            "scale": int(s),
+                            "lr": lr,
+                            "model": m,
+                            "psnr_gain_best": float(e["mean"]),
+                            "reference": e.get("reference"),
+                            "macs_per_lr_px": models_info[int(s)][m].get("macs_per_lr_px"),
+                            "ms_per_slice": timing.get(int(s), {}).get(m, {}).get("ms_per_slice"),
+                        }
+                    )
+    return out
+
+
 def crop_spread(enhancer: Any, lr: np.ndarray, scale: int, crop: tuple[slice, slice], margin: int = 8) -> np.ndarray:
     """The flip/rotation spread (``srgan.inference.tta.tta_spread`` of ``enhancer.enhance``) of the HR ``crop`` only:
     the model sees the LR window under it plus ``margin`` LR px."""
@@ -154,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="srgan benchmark",
         description="The model comparison table and HTML report: baselines, bundled fidelity/GAN models and "
         "--weights on held-out images and volumes at x2/x4, bicubic and k-space LR; quality with 95%% "
-        "bootstrap intervals, CPU ms/slice, consistency, tumour regions.",
+        "bootstrap intervals, MACs per LR pixel, CPU ms/slice, a Pareto plot of quality against cost, per-source "
+        "tables, consistency, tumour regions.",
         epilog="Example: srgan benchmark --images shared/data/kaggle-brain-tumor-mri --volumes "
         "shared/data/brainles-examples --label shared/data/brainles-examples/TCGA-DU-7294/mav.nii.gz "
         "--weights runs/seed/brainsr-x4-fidelity.safetensors --out benchmark-report",
@@ -218,6 +305,7 @@ def run(args: argparse.Namespace) -> dict:
     from srgan.evaluation.evaluate import degrader, evaluate_pairs, summarise
     from srgan.inference.engine import Enhancer, interpolate
     from srgan.models import count_parameters
+    from srgan.models.cost import macs_per_lr_pixel
 
     say = lambda msg: print(msg, file=sys.stderr)
     if not args.images and not args.volumes:
@@ -249,6 +337,7 @@ def run(args: argparse.Namespace) -> dict:
                 "role": m.role,
                 "arch": m.card.get("arch"),
                 "params": count_parameters(enh[m.name].model),
+                "macs_per_lr_px": macs_per_lr_pixel(enh[m.name].model, scale, lr_side=TIMING_LR_SIDE[scale]),
                 "path": str(m.path),
                 "bundled": m.bundled,
                 "sha256": m.card.get("sha256"),
@@ -332,6 +421,10 @@ def run(args: argparse.Namespace) -> dict:
                 results.setdefault(ds, {}).setdefault(str(s), {})[lr_kind] = summarise(
                     sel, n_boot=args.bootstrap, seed=args.seed
                 )
+    case_sources = {(ds, c.name): c.source for ds, cases in datasets.items() for c in cases if c.source}
+    per_source = source_rows(rows, case_sources, main_methods)
+    if len({(e["dataset"], e["source"]) for e in per_source}) < 2:
+        per_source = []  # one source: the main tables say it all
     all_models = [m for s in args.scale for m in model_names[s]]
     cons = consistency_rows(rows, residuals, list(dict.fromkeys(all_models)))
     main_rows = [r for r in rows if r["method"] in main_methods[r["scale"]]]
@@ -381,6 +474,8 @@ def run(args: argparse.Namespace) -> dict:
         "models": {str(s): v for s, v in models_info.items()},
         "timing": {str(s): v for s, v in timing.items()},
         "results": results,
+        "pareto": pareto_points(results, models_info, timing, model_names),
+        "per_source": per_source,
         "consistency": cons,
         "tumour_flags": flags,
         "disagreement": {
@@ -401,7 +496,7 @@ def run(args: argparse.Namespace) -> dict:
     outcome = Outcome(summary, rows, main_methods, model_names, flags, examples, disagreement)
     print(markdown(outcome))
     write_report(args.out, outcome)
-    say(f"wrote {args.out}/report.html, table.md, summary.json, per_image.csv")
+    say(f"wrote {args.out}/report.html, table.md, summary.json, per_image.csv, pareto.png")
     return summary
 
 

@@ -93,6 +93,7 @@ class Case:
     clip: tuple[float, float] | None = (0.0, 1.0)  # applied to every method's output
     lr_levels: int | None = None  # quantise LR to this many steps (255: 8-bit file)
     notes: list[str] = field(default_factory=list)
+    source: str = ""  # where it comes from, for per-source tables (``srgan.evaluation.selection``)
 
 
 def _as_case(x, i: int) -> Case:

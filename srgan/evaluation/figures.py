@@ -3,7 +3,8 @@
 :class:`Report` writes PNGs under ``folder/img`` and returns the HTML that shows them; :func:`comparison_panels` is
 the LR | bicubic | models | HR row with its |SR − HR| row on one colour scale; :func:`example_crop` picks what an
 example shows (the most detailed window of an image, or the tumour of a labelled volume); :func:`gain_plot` draws
-the per-image and mean PSNR gains over bicubic (matplotlib, when installed).
+the per-image and mean PSNR gains over bicubic (matplotlib, when installed); :func:`pareto_plot` the gains over the
+best classical baseline against MACs per LR pixel and ms per slice, saved by :func:`save_plot`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import numpy as np
 
 from srgan.evaluation.evaluate import REFERENCE
 
-__all__ = ["Report", "best_crop", "colour", "comparison_panels", "example_crop", "gain_plot"]
+__all__ = [
+    "Report",
+    "best_crop",
+    "colour",
+    "comparison_panels",
+    "example_crop",
+    "gain_plot",
+    "pareto_plot",
+    "save_plot",
+]
 
 
 def _u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -86,6 +96,36 @@ def example_crop(ex: dict, scale: int) -> tuple[int, tuple[slice, slice]]:
     return 0, best_crop(stack[0], 96 if scale == 2 else 128)
 
 
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _png_bytes(plt, draw: Callable) -> bytes:
+    fig = draw(plt)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save_plot(draw: Callable, path: Path) -> bool:
+    """Write the figure ``draw(plt)`` returns as a PNG at ``path`` (inside a report folder that is swapped in whole,
+    like every figure here); False when matplotlib is not installed."""
+    plt = _pyplot()
+    if plt is None:
+        return False
+    Path(path).write_bytes(_png_bytes(plt, draw))
+    return True
+
+
 class Report:
     """Figures of the HTML report: PNGs written to ``folder/img`` and HTML snippets referring to them."""
 
@@ -115,20 +155,12 @@ class Report:
         return f'<div class="row">{figs}</div>'
 
     def plot(self, draw: Callable, stem: str) -> str:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        plt = _pyplot()
+        if plt is None:
             return "<p class=note>Plots need matplotlib (pip install matplotlib).</p>"
-        fig = draw(plt)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
         self.n += 1
         name = f"img/{self.n:03d}-{stem}.png"
-        (self.folder / name).write_bytes(buf.getvalue())
+        (self.folder / name).write_bytes(_png_bytes(plt, draw))
         return f'<div class="row"><img class="plot" src="{name}" alt="{html.escape(stem)}"></div>'
 
 
@@ -195,6 +227,80 @@ def gain_plot(rows: list[dict], methods: Sequence[str], results: dict, region: s
         a.set_ylabel(f"PSNR gain over {best}, dB")
         a.set_title(f"{title}: per image", fontsize=9)
         b.set_title(f"{title}: mean, 95% CI", fontsize=9)
+        return fig
+
+    return draw
+
+
+_MARKERS = {"images": "o", "volumes": "s"}
+
+
+def _short(v: float) -> str:
+    """A tick label: 2, 50, 200k, 1M."""
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= f:
+            return f"{v / f:g}{unit}"
+    return f"{v:g}"
+
+
+def pareto_plot(points: Sequence[dict], panels: Sequence[tuple[int, str]]):
+    """Quality against cost: one column per (scale, LR kind) of ``panels``, PSNR gain over the best classical
+    baseline (dB, y; ``psnr_gain_best``) against MACs per LR pixel (top row, log x) and CPU ms per slice (bottom
+    row, log x), one labelled point per model and dataset (``srgan.evaluation.comparison.pareto_points``)."""
+    rows = (("macs_per_lr_px", "MACs per LR pixel"), ("ms_per_slice", "CPU ms per slice"))
+
+    def draw(plt):
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        fig, axes = plt.subplots(2, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 6.6), squeeze=False)
+        for j, (scale, lr) in enumerate(panels):
+            mine = [p for p in points if (p["scale"], p["lr"]) == (scale, lr)]
+            refs = sorted({str(p["reference"]) for p in mine})
+            for i, (key, xlabel) in enumerate(rows):
+                ax = axes[i][j]
+                shown = [p for p in mine if p.get(key) is not None and np.isfinite(p[key]) and p[key] > 0]
+                for ds in dict.fromkeys(p["dataset"] for p in shown):
+                    pts = [p for p in shown if p["dataset"] == ds]
+                    ax.scatter(
+                        [p[key] for p in pts],
+                        [p["psnr_gain_best"] for p in pts],
+                        marker=_MARKERS.get(ds, "^"),
+                        label=ds,
+                        zorder=3,
+                    )
+                    for k, p in enumerate(pts):  # staggered: twin models share a cost
+                        ax.annotate(
+                            p["model"],
+                            (p[key], p["psnr_gain_best"]),
+                            textcoords="offset points",
+                            xytext=(4, 3 - 9 * (k % 2)),
+                            fontsize=7,
+                        )
+                if shown:
+                    xs = [p[key] for p in shown]
+                    ax.set_xscale("log")
+                    ax.set_xlim(min(xs) / 2, max(xs) * 2)  # at least a decade: no crowded minor labels
+                    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+                    ax.xaxis.set_minor_formatter(NullFormatter())
+                    ax.legend(fontsize=7, loc="best")
+                else:
+                    ax.text(
+                        0.5,
+                        0.5,
+                        "no timing" if key == "ms_per_slice" else "no models",
+                        ha="center",
+                        va="center",
+                        transform=ax.transAxes,
+                        fontsize=9,
+                        color="#777",
+                    )
+                ax.axhline(0, color="k", lw=0.8)
+                ax.grid(True, which="both", alpha=0.3)
+                ax.set_xlabel(xlabel, fontsize=8)
+                ax.set_ylabel(f"PSNR gain over best baseline ({', '.join(refs) or '–'}), dB", fontsize=7)
+                ax.set_title(f"×{scale}, {lr} LR", fontsize=9)
+        fig.tight_layout()
         return fig
 
     return draw

@@ -1,5 +1,6 @@
-"""The benchmark report: its tables (markdown and HTML), ``table.md``, ``summary.json``, ``per_image.csv`` and a
-self-contained ``report.html`` with example crops, |SR − HR| maps, tumour zooms, the disagreement panel and plots.
+"""The benchmark report: its tables (markdown and HTML), ``table.md``, ``summary.json``, ``per_image.csv``,
+``pareto.png`` (quality against MACs per LR pixel and ms per slice) and a self-contained ``report.html`` with
+example crops, |SR − HR| maps, tumour zooms, the disagreement panel and plots.
 
 :func:`write_report` builds the folder beside ``--out`` and swaps it in whole (``srgan.io.atomic``); an ``--out``
 holding anything but an earlier report is refused first (:func:`check_out`). The numbers come from
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import html
+import importlib.util
 import io
 import json
 from collections.abc import Sequence
@@ -19,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from srgan.evaluation.evaluate import METRICS, REFERENCE, TUMOUR_REGIONS, json_safe
-from srgan.evaluation.figures import Report, colour, comparison_panels, example_crop, gain_plot
+from srgan.evaluation.figures import (
+    Report,
+    colour,
+    comparison_panels,
+    example_crop,
+    gain_plot,
+    pareto_plot,
+    save_plot,
+)
 from srgan.evaluation.methods import RESIDUAL_TARGET
 from srgan.evaluation.selection import MAIN_REGION
 from srgan.io import atomic
@@ -27,6 +37,7 @@ from srgan.io import atomic
 __all__ = [
     "CONSISTENCY_HEADERS",
     "MAIN_HEADERS",
+    "PARETO_FILE",
     "TUMOUR_HEADERS",
     "Outcome",
     "check_out",
@@ -37,6 +48,7 @@ __all__ = [
     "markdown",
     "md_table",
     "rows_csv",
+    "source_tables",
     "tumour_table",
     "write_report",
 ]
@@ -59,6 +71,8 @@ class Outcome:
     disagreement: dict = field(default_factory=dict)
 
 
+PARETO_FILE = "pareto.png"
+
 # ---------------------------------------------------------------- tables
 
 
@@ -72,6 +86,46 @@ def _ci(e: dict | None, fmt: str) -> str:
 
 def _num(v, fmt: str) -> str:
     return "–" if v is None or not np.isfinite(v) else fmt.format(v)
+
+
+def _macs(v) -> str:
+    """MACs per LR pixel, to three significant figures: ``4.25k``, ``1.23M``."""
+    if v is None or not np.isfinite(v):
+        return "–"
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= f:
+            return f"{v / f:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def source_tables(entries: list[dict], model_names: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows) per scale and LR kind of ``comparison.source_rows``: each source's best classical
+    baseline and its PSNR, and each model's PSNR with its gain over that baseline."""
+    out = []
+    for s, lr in dict.fromkeys((e["scale"], e["lr"]) for e in entries):
+        models = [m for m in model_names.get(s, model_names.get(str(s), []))]
+        rows = []
+        for e in (e for e in entries if (e["scale"], e["lr"]) == (s, lr)):
+            cells = [
+                e["dataset"],
+                e["source"],
+                str(e["n"]),
+                str(e["best_baseline"] or "–"),
+                _num(e["psnr_best_baseline"], "{:.2f}"),
+            ]
+            for m in models:
+                v, g = e["psnr"].get(m), e["gain_best"].get(m)
+                cells.append("–" if v is None else f"{v:.2f} ({_num(g, '{:+.2f}')})")
+            rows.append(cells)
+        out.append(
+            (
+                f"Per source, ×{s}, {lr} LR — mean PSNR dB of the main region (images whole, volumes foreground); "
+                "models: (Δ vs the source's best baseline)",
+                ["data", "source", "n", "best baseline", "its PSNR", *models],
+                rows,
+            )
+        )
+    return out
 
 
 MAIN_HEADERS = [
@@ -254,6 +308,7 @@ def _sections(summary: dict, rows: list[dict], model_names: dict, flags: list[di
             str(i["arch"]),
             json.dumps(i["kwargs"]),
             f"{i['params']:,}",
+            _macs(i.get("macs_per_lr_px")),
             i["consistency"],
             str(i["sha256"])[:12],
             i["path"],
@@ -266,11 +321,13 @@ def _sections(summary: dict, rows: list[dict], model_names: dict, flags: list[di
         out.append(
             (
                 "Models (main rows use each card's recommended consistency projection)",
-                ["scale", "name", "role", "arch", "kwargs", "params", "consistency", "sha256", "weights"],
+                ["scale", "name", "role", "arch", "kwargs", "params", "MACs/LR px", "consistency", "sha256", "weights"],
                 mrows,
                 None,
             )
         )
+    for title, heads, trs in source_tables(summary.get("per_source", []), model_names):
+        out.append((title, heads, trs, None))
     if summary["consistency"]:
         out.append(
             (
@@ -300,6 +357,12 @@ def markdown(o: Outcome) -> str:
     """``table.md``: every table, the timing conditions, the tumour flags and the notes."""
     summary, flags = o.summary, o.flags
     lines = ["# BrainSR benchmark", ""]
+    if summary.get("pareto") and importlib.util.find_spec("matplotlib") is not None:
+        lines += [
+            f"Quality against cost: [{PARETO_FILE}]({PARETO_FILE}) (PSNR gain over the best classical baseline "
+            "against MACs per LR pixel and CPU ms per slice, per scale and LR kind).",
+            "",
+        ]
     for title, heads, trs, _ in _sections(summary, o.rows, o.model_names, flags):
         lines += [f"## {title}", "", md_table(heads, trs), ""]
     s_timing = summary["config"]["timing_input"]
@@ -351,6 +414,12 @@ def html_page(folder: Path, o: Outcome) -> str:
     ]
     for n in summary["notes"]:
         parts.append(f"<p class=warn>note: {html.escape(n)}</p>")
+    if (folder / PARETO_FILE).is_file():
+        parts.append(
+            "<h2>Quality against cost</h2><p class=note>PSNR gain over the best classical baseline of each table "
+            "against MACs per LR pixel (one forward pass, convolutions and linear layers) and CPU ms per slice.</p>"
+            f'<div class="row"><img class="plot" src="{PARETO_FILE}" alt="Pareto: quality against cost"></div>'
+        )
     for title, heads, trs, key in _sections(summary, rows, o.model_names, flags):
         parts += [f"<h2>{html.escape(title)}</h2>", html_table(heads, trs)]
         if key is not None:
@@ -462,6 +531,12 @@ def write_report(out: Path, o: Outcome) -> str:
         (folder / "summary.json").write_text(json.dumps(json_safe(o.summary), indent=2, allow_nan=False) + "\n")
         (folder / "table.md").write_text(md + "\n", encoding="utf-8")
         (folder / "per_image.csv").write_text(rows_csv(o.rows))
+        if o.summary.get("pareto"):
+            cfg = o.summary["config"]
+            save_plot(
+                pareto_plot(o.summary["pareto"], [(s, lr) for s in cfg["scales"] for lr in cfg["lr"]]),
+                folder / PARETO_FILE,
+            )
         (folder / "report.html").write_text(html_page(folder, o), encoding="utf-8")
 
     with atomic.atomic_folder(check_out(out), replace=True) as folder:

@@ -5,6 +5,11 @@ and ``seed`` of a run's ``config.json`` or the training defaults) and only the v
 volume is measured only when its patient was never trained on (``TCGA-DU-7294`` and ``data.exclude``) or falls
 in the validation share of its source. ``--split all`` measures everything.
 
+Each case carries its source (``Case.source``) for the per-source tables: an image root is named with what its
+files are (``image_source``: "kaggle-brain-tumor-mri (8-bit JPEG slices)"), a volume by scanner, contrast and bit
+depth (``volume_source``: from the BIDS JSON sidecar beside the NIfTI when there is one, else from its folder and
+file name), so volumes of one scanner and contrast form one source.
+
 Each dataset has its main-table region (``MAIN_REGION``): the whole image for 2D images (as training validation and
 the contract check measure) and the head foreground for volumes (their zero background would inflate PSNR).
 """
@@ -12,6 +17,7 @@ the contract check measure) and the head foreground for volumes (their zero back
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +35,12 @@ __all__ = [
     "SplitConfig",
     "heldout_images",
     "image_cases",
+    "image_source",
     "looks_like_label_map",
     "split_config",
     "volume_cases",
     "volume_held_out",
+    "volume_source",
 ]
 
 
@@ -181,6 +189,79 @@ def looks_like_label_map(path: Path) -> bool:
     return data.ndim >= 3 and sdata.is_label_map(data[..., 0] if data.ndim == 4 else data, img.get_data_dtype())
 
 
+# ---- sources
+
+
+def image_source(root: str | Path, paths: Sequence[Path]) -> str:
+    """An image root named with what its files are: ``"kaggle-brain-tumor-mri (8-bit JPEG slices)"``."""
+    from PIL import Image
+
+    kinds: dict[str, None] = {}
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                bits = {"I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32, "1": 1}.get(im.mode, 8)
+                kinds[f"{bits}-bit {im.format or p.suffix.lstrip('.').upper()}"] = None
+        except OSError as e:
+            raise InputError(p, f"not a readable image ({e})") from None
+    name = Path(root).name or str(root)
+    return f"{name} ({', '.join(kinds)} slices)" if kinds else name
+
+
+_CONTRASTS = ("t1ce", "t1gd", "t1c", "t1", "t2star", "t2", "flair", "pd", "swi", "dwi", "mprage", "gre")
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(re.sub(r"\.nii(\.gz)?$", "", path.name, flags=re.I) + ".json")
+
+
+def volume_source(path: str | Path) -> dict[str, str]:
+    """Scanner, contrast and bit depth of a NIfTI volume, and its source ``label`` (the three joined).
+
+    From the BIDS JSON sidecar beside it (``NAME.json`` for ``NAME.nii[.gz]``, as dcm2niix writes it) when there is
+    one: ``Manufacturer`` ``ManufacturersModelName`` ``MagneticFieldStrength`` T, ``SeriesDescription`` (else
+    ``ProtocolName``); otherwise the scanner is the folder's name and the contrast the file name's contrast token
+    (t1c, T2, FLAIR, …; else its stem). The bit depth is the NIfTI's stored dtype (before scaling)."""
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        img: Any = nib.load(str(path))  # a NIfTI image (nibabel types it as any image file)
+        dtype = np.dtype(img.get_data_dtype())
+    except Exception as e:  # nibabel raises many types for broken files
+        raise InputError(path, f"not a readable NIfTI file ({e})") from None
+    bits = f"{dtype.itemsize * 8}-bit {dtype.name}"
+    stem = re.sub(r"\.nii(\.gz)?$", "", path.name, flags=re.I)
+    side = _sidecar(path)
+    meta: dict[str, Any] = {}
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(side, f"not a readable JSON sidecar ({e})") from None
+        if not isinstance(meta, dict):
+            raise InputError(side, "not a JSON object (a BIDS sidecar)")
+    if meta:
+        field_t = meta.get("MagneticFieldStrength")
+        tesla = f"{float(field_t):g}T" if isinstance(field_t, (int, float)) else ""
+        parts = [str(meta.get(k, "")).strip() for k in ("Manufacturer", "ManufacturersModelName")]
+        scanner = " ".join(p for p in [*parts, tesla] if p) or path.parent.name
+        contrast = str(meta.get("SeriesDescription") or meta.get("ProtocolName") or stem).strip()
+        origin = side.name
+    else:
+        tokens = [t for t in re.split(r"[_\-. ]+", stem) if t]
+        contrast = next((t for c in _CONTRASTS for t in tokens if t.lower() == c), stem)
+        scanner = path.parent.name or stem
+        origin = "folder and file name"
+    return {
+        "scanner": scanner,
+        "contrast": contrast,
+        "bits": bits,
+        "label": f"{scanner}, {contrast}, {bits}",
+        "from": origin,
+    }
+
+
 # ---- the cases
 
 
@@ -211,8 +292,12 @@ def image_cases(
             "benchmarked": len(picked),
             "images": [g for g, _ in picked],
         }
+        source = image_source(root, [p for _, p in picked])
+        info["roots"][str(root)]["source"] = source
         for group, path in picked:
-            cases.append(image_case(group, path))
+            case = image_case(group, path)
+            case.source = source
+            cases.append(case)
     return cases, info
 
 
@@ -245,8 +330,10 @@ def volume_cases(
                 info["skipped_trained_on"].append(str(path))
                 continue
             own = label if label is not None and label.parent.resolve() == path.parent.resolve() else None
+            src = volume_source(path)
             cases.append(volume_case(name, path, own, max_slices))
-            info["volumes"].append({"name": name, "label": str(own) if own else None})
+            cases[-1].source = src["label"]
+            info["volumes"].append({"name": name, "label": str(own) if own else None, "source": src})
             for n in cases[-1].notes:
                 say(f"note: {name}: {n}")
     if info["skipped_trained_on"]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from srgan.training.config import TrainConfig
+from srgan.training.licences import licences_for
 
 
 def card(
@@ -24,7 +25,7 @@ def card(
     world: int,
 ) -> dict:
     """The model card of weights of ``kind`` exported at ``step`` (``validated_at_step`` -1: not validated in this
-    invocation)."""
+    invocation). ``data.licences``: the licence notes of its sources (``srgan.training.licences``)."""
     adversarial = kind.startswith("gan")  # "gan" or "gan-partial" (stopped early in stage 2)
     return {
         "arch": cfg.generator,
@@ -32,7 +33,7 @@ def card(
         "scale": cfg.scale,
         "kind": kind,
         "name": f"{cfg.weights_name}-{kind}",
-        "data": data_card,
+        "data": {**data_card, "licences": licences_for(data_card.get("sources", []))},
         "degradation": cfg.degradation.as_dict(),
         "metrics": {
             "step": step,

@@ -100,6 +100,30 @@ def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
     imgs = re.findall(r'src="(img/[^"]+)"', page)
     assert imgs and all((out / i).is_file() for i in imgs)
     assert "Tumour zoom" in page and "Disagreement" in page and "tiny-x2" in page
+    # cost: MACs per LR pixel of every model (the tiny x2 by hand: head, one block, trunk, tail of 2² phases)
+    assert summary["models"]["2"]["tiny-x2"]["macs_per_lr_px"] == 1 * 8 * 9 + 3 * 8 * 8 * 9 + 8 * 4 * 9
+    assert "| MACs/LR px |" in table and "| 2.09k |" in table
+    # the Pareto plot: one point per dataset, scale and model, from this run's own numbers
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "[pareto.png](pareto.png)" in table and 'src="pareto.png"' in page
+    points = {(p["dataset"], p["scale"], p["model"]): p for p in summary["pareto"]}
+    assert set(points) == {(d, s, m) for d in ("images", "volumes") for s, m in ((2, "tiny-x2"), (4, "tiny-x4"))}
+    for (d, s, m), p in points.items():
+        region = "whole" if d == "images" else "foreground"
+        assert p["psnr_gain_best"] == summary["results"][d][str(s)]["bicubic"][m][region]["psnr_gain_best"]["mean"]
+        assert p["macs_per_lr_px"] == summary["models"][str(s)][m]["macs_per_lr_px"]
+        assert p["ms_per_slice"] == summary["timing"][str(s)][m]["ms_per_slice"]
+    # two sources (the image root, the volume): a per-source table per scale and LR kind
+    by_source = {(e["scale"], e["source"]): e for e in summary["per_source"]}
+    assert set(by_source) == {(s, src) for s in (2, 4)
+                              for src in ("kaggle (8-bit JPEG slices)", "TCGA-DU-7294, t1c, 16-bit int16")}
+    img = by_source[(2, "kaggle (8-bit JPEG slices)")]
+    best = summary["results"]["images"]["2"]["bicubic"]["tiny-x2"]["whole"]["psnr_gain_best"]["reference"]
+    assert img["n"] == 3 and img["best_baseline"] == best
+    x2 = summary["results"]["images"]["2"]["bicubic"]
+    assert abs(img["psnr"]["tiny-x2"] - x2["tiny-x2"]["whole"]["psnr"]["mean"]) < 1e-9
+    assert abs(img["psnr_best_baseline"] - x2[best]["whole"]["psnr"]["mean"]) < 1e-9
+    assert "## Per source, ×2, bicubic LR" in table and "| volumes | TCGA-DU-7294, t1c, 16-bit int16 | 1 |" in table
     # a second run replaces the report as a whole
     assert C.main(argv[:-2] + ["--scale", "2", "--out", str(out)]) == 0
     assert set(json.loads((out / "summary.json").read_text())["results"]["images"]) == {"2"}
