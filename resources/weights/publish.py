@@ -23,16 +23,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 from srgan.io import atomic  # noqa: E402
 from srgan.options import CONSISTENCY_MODES  # noqa: E402
 from srgan.models.weights import load_weights, read_card, sha256_file  # noqa: E402
-
-DATA_LICENCES = {
-    "kaggle-brain-tumor-mri": "Kaggle 'Brain Tumor MRI Dataset' (Nickparvar): CC0 compilation; figshare part CC BY 4.0 "
-                              "(Cheng et al., PLoS ONE 2015); SARTAJ and Br35H parts of unclear licence. Research use.",
-    "brainles-examples": "BrainLesion tutorials (Apache-2.0 repository): BraTS-GLI-00001-000 (BraTS challenge terms; "
-                         "licence uncertain). TCGA-DU-7294 (TCIA TCGA-LGG, CC BY 3.0) was never trained on: it is the "
-                         "tumour-region evaluation case.",
-    "dicom": "Public scanner DICOM from neurolabusc/dcm_qa* repositories (BSD-2-Clause).",
-}
-
+from srgan.training.licences import licences_for  # noqa: E402
 
 def relative_source(path: str) -> str:
     """A source path relative to the shared data folder; already relative (a re-published card) stays as it is."""
@@ -64,7 +55,7 @@ def main(argv=None) -> int:
     card["name"], card["kind"], card["file"] = a.name, a.kind, f"{a.name}.safetensors"
     sources = card.get("data", {}).get("sources", [])
     card.setdefault("data", {})["sources"] = [relative_source(s) for s in sources]
-    card["data"]["licences"] = {k: v for k, v in DATA_LICENCES.items() if any(k in s for s in sources)}
+    card["data"]["licences"] = licences_for(sources)
     card["training"] = {**card.get("training", {}), "command": a.command, "wall_time_min": a.wall_min,
                         "machine": "2 CPU cores, no GPU"}
     if a.heldout:
