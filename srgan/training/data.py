@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ALWAYS_EXCLUDED = ("TCGA-DU-7294",)  # the tumour-ROI evaluation case: never trained on
+ZIP_OUTER_ENERGY = 5e-4  # below this share of energy beyond half Nyquist a plane was zero-fill interpolated
 
 
 @dataclass
@@ -121,8 +122,23 @@ def _lr_norms(planes: np.ndarray, scale: int) -> list[Normalizer]:
     return [Normalizer.fit(p) for p in lr]
 
 
-def _usable_slices(vol: np.ndarray, zooms, axes, cfg: DataConfig, *, scale: int, min_side: int):
-    """(slices, norms): planes whose in-plane pixels are square and with enough foreground to draw patches."""
+def outer_kspace_fraction(plane: np.ndarray) -> float:
+    """Share of a ``(H, W)`` plane's spectral energy outside the central half of k-space (beyond half the Nyquist
+    frequency along either axis), its mean removed."""
+    p = np.asarray(plane, dtype=np.float64)
+    power = np.abs(np.fft.fftshift(np.fft.fft2(p - p.mean()))) ** 2
+    h, w = power.shape
+    inner = power[h // 4 : h - h // 4, w // 4 : w - w // 4].sum()
+    total = power.sum()
+    return float(1.0 - inner / total) if total > 0 else 0.0
+
+
+def _usable_slices(vol: np.ndarray, zooms, axes, cfg: DataConfig, *, scale: int, min_side: int, name: str = ""):
+    """(slices, norms): planes whose in-plane pixels are square and with enough foreground to draw patches.
+
+    An orientation whose middle plane keeps less than ``ZIP_OUTER_ENERGY`` of its energy outside the central half
+    of k-space was interpolated by the scanner (zero-filled k-space, "ZIP"): it holds no detail at its own grid,
+    so it would teach the generator to add none; it is left out with one log line naming ``name``."""
     slices, norms = [], []
     for ax in axes:
         inplane = [z for i, z in enumerate(zooms[:3]) if i != ax]
@@ -130,6 +146,16 @@ def _usable_slices(vol: np.ndarray, zooms, axes, cfg: DataConfig, *, scale: int,
             continue
         planes = np.moveaxis(vol, ax, 0)
         if min(planes.shape[1:]) < min_side:
+            continue
+        outer = outer_kspace_fraction(planes[len(planes) // 2])
+        if outer < ZIP_OUTER_ENERGY:
+            log.warning(
+                "skipping %s across axis %d: interpolated by the scanner (%.1e of its energy beyond half "
+                "the Nyquist frequency)",
+                name or "a volume",
+                ax,
+                outer,
+            )
             continue
         for i, norm in enumerate(_lr_norms(planes, scale)):
             if (norm.forward(planes[i]) > cfg.foreground_level).mean() >= cfg.min_foreground / 2:
@@ -195,7 +221,7 @@ def load_source(
                 continue
             vol = np.nan_to_num(data.astype(np.float32))
             slices, norms = _usable_slices(
-                vol, img.header.get_zooms(), cfg.slice_axes, cfg, scale=scale, min_side=min_side
+                vol, img.header.get_zooms(), cfg.slice_axes, cfg, scale=scale, min_side=min_side, name=str(p)
             )
             if slices:
                 items.append(Item(vol, str(p), group, False, norms, slices))
@@ -244,7 +270,9 @@ def _load_dicom(root: Path, cfg: DataConfig, *, scale: int, min_side: int) -> li
         except InputError as e:
             log.warning("skipping DICOM series %s: %s", series.description, e)
             continue
-        slices, norms = _usable_slices(vol, (1.0, 1.0, 1.0), [0], cfg, scale=scale, min_side=min_side)
+        slices, norms = _usable_slices(
+            vol, (1.0, 1.0, 1.0), [0], cfg, scale=scale, min_side=min_side, name=f"{root} ({series.description})"
+        )
         if slices:
             items.append(Item(vol, f"{root}#{series.uid}", group, False, norms, slices))
         if cfg.max_items_per_source and len(items) >= cfg.max_items_per_source:

@@ -269,3 +269,27 @@ def test_real_dicom_series_loads_as_a_patient_volume():
     lr, hr, *_ = PatchSampler([items], patch_size=64, degradation=DegradationConfig(scale=2), seed=0,
                              cfg=cfg).batch(0, range(2))
     assert hr.shape == (2, 1, 64, 64) and torch.isfinite(lr).all()
+
+
+def test_a_volume_the_scanner_interpolated_by_zero_filling_is_not_trained_on(shared_data, caplog):
+    """The Aera T2* GRE (448×512) was zero-filled ×2 by the scanner: no detail at its own grid to learn from;
+    the T1 SE and FLAIR of the same exam, and the ×2 of a real slice, are kept."""
+    import logging
+
+    from srgan.training.data import ZIP_OUTER_ENERGY, DataConfig, load_source, outer_kspace_fraction
+
+    aera = shared_data / "extra-brain-mr" / "siemens_aera_1p5t_clinical"
+    with caplog.at_level(logging.WARNING, logger="srgan.training.data"):
+        items = load_source(aera, DataConfig(), scale=2, min_side=96)
+    assert sorted(Path(it.path).name for it in items) == ["T1_SE_SAG.nii.gz", "T2_FLAIR_TRA.nii.gz"]
+    (line,) = [r.getMessage() for r in caplog.records if "interpolated by the scanner" in r.getMessage()]
+    assert "T2_GRE_TRA.nii.gz" in line
+    # the measure itself: a real slice is above the line, its own zero-filled ×2 far below
+    from srgan.degrade import zerofill_base
+
+    plane = np.asarray(items[0].array, dtype=np.float32)
+    plane = np.moveaxis(plane, items[0].slices[0][0], 0)[items[0].slices[0][1]]
+    plane = plane[: plane.shape[0] // 2 * 2, : plane.shape[1] // 2 * 2]
+    assert outer_kspace_fraction(plane) > ZIP_OUTER_ENERGY
+    up = zerofill_base(torch.from_numpy(np.ascontiguousarray(plane))[None, None], 2)[0, 0].numpy()
+    assert outer_kspace_fraction(up) < ZIP_OUTER_ENERGY
