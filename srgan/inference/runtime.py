@@ -249,6 +249,38 @@ def export_graph(model: Any, path: Path) -> None:
         )
 
 
+def export_graph_elsewhere(model: Any, card: dict, path: Path) -> None:
+    """``export_graph`` in a child process. torch's ONNX exporter holds the GIL for most of a second at a time,
+    which would freeze a GUI thread while a worker thread builds a runtime. The child gets the weights through a
+    temporary safetensors file with a card (``arch``, ``kwargs`` from ``card``; hash-checked on load), never a
+    pickle."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from srgan.models.weights import save_weights
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    code = "import sys; from srgan.inference.runtime import _export_file; _export_file(sys.argv[1], sys.argv[2])"
+    with tempfile.TemporaryDirectory(prefix="brainsr-export-") as d:
+        meta = {"arch": card["arch"], "kwargs": dict(card.get("kwargs", {}))}
+        src = save_weights(Path(d) / "model.safetensors", model, meta)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(src), str(path)], env=env, capture_output=True, text=True, timeout=600
+        )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(f"graph export in a child process failed ({lines[-1] if lines else done.returncode})")
+
+
+def _export_file(weights: str, path: str) -> None:
+    from srgan.models.weights import load_weights
+
+    model, _ = load_weights(weights)
+    export_graph(model, Path(path))
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -305,15 +337,26 @@ def _probe(gen: Generator, model: Any) -> None:
         raise RuntimeError(f"its output differs from torch's by {err:.3g} on a probe input")
 
 
-def _build(name: str, model: Any, sha256: str, precision: str, threads: int) -> GraphGenerator:
-    """The graph of ``model`` on runtime ``name``, from the cache or exported now; a cache file that fails to
-    load or to agree with torch is exported again once."""
+def _export(model: Any, card: dict, path: Path) -> None:
+    """``export_graph`` here on the main thread (nothing else to keep responsive), in a child process from any
+    other (``export_graph_elsewhere``)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        export_graph(model, path)
+    else:
+        export_graph_elsewhere(model, card, path)
+
+
+def _build(name: str, model: Any, card: dict, precision: str, threads: int) -> GraphGenerator:
+    """The graph of ``model`` (weights with ``card``) on runtime ``name``, from the cache or exported now; a cache
+    file that fails to load or to agree with torch is exported again once."""
     if runtime_version(name) is None:
         raise RuntimeError(f"{name} is not installed")
-    path = _graph_path(name, sha256)
+    path = _graph_path(name, str(card.get("sha256", "")))
     exported = not path.is_file()
     if exported:
-        export_graph(model, path)
+        _export(model, card, path)
     try:
         gen = GraphGenerator(model, _session(name, path, precision, threads), name, precision, path)
         _probe(gen, model)
@@ -321,7 +364,7 @@ def _build(name: str, model: Any, sha256: str, precision: str, threads: int) -> 
         if exported:
             raise
         path.unlink(missing_ok=True)  # corrupt or stale: build it again
-        export_graph(model, path)
+        _export(model, card, path)
         exported = True
         gen = GraphGenerator(model, _session(name, path, precision, threads), name, precision, path)
         _probe(gen, model)
@@ -353,12 +396,13 @@ def _time(gens: dict[str, Generator], model: Any, side: int, threads: int) -> di
     return {name: 1000 * min(t[1:]) for name, t in times.items()}
 
 
-def _auto(model: Any, sha256: str, precision: str, threads: int, scale: int, warn: Callable[[str], None]) -> Generator:
+def _auto(model: Any, card: dict, precision: str, threads: int, scale: int, warn: Callable[[str], None]) -> Generator:
     """The fastest installed runtime on this machine, from the cached choice or measured now (and cached)."""
     import torch
 
     cpu = torch.device("cpu")
     versions = {name: runtime_version(name) for name in EXPORTED}
+    sha256 = str(card.get("sha256", ""))
     path = cache_dir() / f"auto-{_key(sha256, versions, torch.__version__, cpu_id(), threads, precision)}.json"
     try:
         choice = json.loads(path.read_text())["runtime"]
@@ -368,7 +412,7 @@ def _auto(model: Any, sha256: str, precision: str, threads: int, scale: int, war
         return TorchGenerator(model, cpu, precision)
     if choice in EXPORTED:
         try:
-            return _build(choice, model, sha256, precision, threads)
+            return _build(choice, model, card, precision, threads)
         except Exception as e:  # noqa: BLE001 - any failure of a runtime falls back to torch
             warn(f"runtime {choice} (chosen by auto) failed ({_reason(e)}); running the generator on torch")
             return TorchGenerator(model, cpu, precision)
@@ -377,7 +421,7 @@ def _auto(model: Any, sha256: str, precision: str, threads: int, scale: int, war
         if versions[name] is None or (precision == "bf16" and name in NO_BF16):
             continue
         try:
-            gens[name] = _build(name, model, sha256, precision, threads)
+            gens[name] = _build(name, model, card, precision, threads)
         except Exception as e:  # noqa: BLE001
             warn(f"runtime {name} failed ({_reason(e)}); auto leaves it out")
     side = AUTO_SIDE.get(scale, 96)
@@ -432,19 +476,18 @@ def load_generator(
         return TorchGenerator(model, device, precision)
     threads = max(1, int(threads or _LOWERED.get("from") or torch.get_num_threads()))
     torch.set_num_threads(threads)
-    sha256 = str(card.get("sha256", ""))
     scale = int(card.get("kwargs", {}).get("scale", getattr(model, "scale", 2)))
     gen: Generator
     if runtime == "torch":
         gen = TorchGenerator(model, device, precision)
     elif runtime == "auto":
-        gen = _auto(model, sha256, precision, threads, scale, warn)
+        gen = _auto(model, card, precision, threads, scale, warn)
     else:
         if precision == "bf16" and runtime in NO_BF16:
             warn(f"{runtime} has no bf16 convolutions on the CPU; running it in fp32")
             precision = "fp32"
         try:
-            gen = _build(runtime, model, sha256, precision, threads)
+            gen = _build(runtime, model, card, precision, threads)
         except Exception as e:  # noqa: BLE001 - any failure of a runtime falls back to torch
             warn(f"runtime {runtime} unavailable ({_reason(e)}); running the generator on torch")
             gen = TorchGenerator(model, device, precision)

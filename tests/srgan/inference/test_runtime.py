@@ -346,3 +346,38 @@ def test_auto_is_the_default_everywhere():
     assert _enhance_parser().parse_args(["x", "-o", "y", "--scale", "2"]).runtime == "auto"
     assert viewer_parser().parse_args([]).runtime == "auto"
     assert EnhanceConfig().runtime == "auto"
+
+
+@pytest.mark.parametrize("runtime", GRAPH_RUNTIMES)
+def test_a_build_off_the_main_thread_exports_in_a_child_process(runtime, models, shared_data, monkeypatch, cache):
+    """torch's exporter holds the GIL for most of a second: the viewer's worker thread must not run it in-process
+    (the GUI thread would freeze). The graph the child writes is the same model."""
+    import threading
+
+    def in_process(*a, **k):
+        raise AssertionError("exported in this process")
+
+    monkeypatch.setattr(rt, "export_graph", in_process)
+    box: dict = {}
+
+    def build():
+        try:
+            box["enhancer"] = Enhancer(weights=models["tiny-kind"], scale=2, device="cpu", runtime=runtime)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            box["error"] = e
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    worker.join(120)
+    assert "error" not in box, box.get("error")
+    e = box["enhancer"]
+    assert e.generator.name == runtime and e.generator.exported and e.generator.graph.is_file()
+    image = kaggle_slice(shared_data, 40, 36)
+    ref = Enhancer(weights=models["tiny-kind"], scale=2, device="cpu", runtime="torch", consistency="off")
+    e.consistency = "off"
+    assert np.abs(e.enhance(image) - ref.enhance(image)).max() <= TOL * (image.max() - image.min()) + 1e-3
+    # on the main thread there is no GUI to keep responsive: no child process
+    monkeypatch.undo()
+    monkeypatch.setenv(rt.CACHE_ENV, str(cache / "again"))
+    monkeypatch.setattr(rt, "export_graph_elsewhere", in_process)
+    assert Enhancer(weights=models["tiny-kind"], scale=2, device="cpu", runtime=runtime).generator.exported
