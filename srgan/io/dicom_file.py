@@ -1,4 +1,5 @@
-"""One DICOM file read honestly: what its header claims is checked against what its bytes are.
+"""One DICOM file read honestly (what its header claims is checked against what its bytes are), and written in one
+encoding.
 
 Every reader of a DICOM file in the package (the folder scan, the series' pixel cache, the derived writer) reads it
 with :func:`read_dicom`, so they agree on what a file is:
@@ -14,6 +15,9 @@ with :func:`read_dicom`, so they agree on what a file is:
   (size bombs) before any allocation.
 - :func:`header_problem` says "truncated" only when the file ends inside its data; a header whose bytes stop
   making sense before the end of the file is called damaged.
+
+Every file the package writes (the derived series) is written by :func:`write_dataset`: uncompressed, Explicit VR
+Little Endian, whatever the source used (big endian included), so the writer undoes what the reader accepted.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -361,3 +366,38 @@ def file_size_ok(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+# -------------------------------------------------------------------------------------------- writing
+
+
+#: Binary VRs whose bytes are words of this many bytes: their byte order follows the transfer syntax.
+_WORD_VRS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def write_dataset(ds: pydicom.Dataset, path: Path) -> None:
+    """The one writer policy: every derived file is written Explicit VR Little Endian, whatever the source used.
+
+    A source read as big endian (Explicit VR Big Endian, retired but written by older scanners) keeps its binary
+    word values (OW/OF/OL/OD/OV: overlay data, LUT data, private blobs) as big-endian bytes; they are swapped
+    here, and every dataset of the copy is marked as read little endian, so that pydicom encodes it afresh.
+    """
+    big = ds.original_encoding[1] is False
+    if big:
+        for elem in ds.iterall():  # iterating converts raw (still encoded) elements with the source's syntax
+            size = _WORD_VRS.get(str(elem.VR))
+            if size and isinstance(elem.value, (bytes, bytearray)) and elem.tag != 0x7FE00010:
+                n = len(elem.value) // size * size
+                swapped = np.frombuffer(bytes(elem.value[:n]), dtype=f">u{size}").astype(f"<u{size}").tobytes()
+                elem.value = swapped + bytes(elem.value[n:])
+
+        def relabel(d: pydicom.Dataset) -> None:
+            d.set_original_encoding(False, True, d.original_character_set)
+            for elem in d:
+                if elem.VR == "SQ":
+                    for item in elem.value:
+                        relabel(item)
+
+        relabel(ds)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
