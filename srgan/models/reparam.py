@@ -20,6 +20,12 @@ Why the fold is exact at the border: the fused conv zero-pads its *input*; a 1×
 so the 3×3 stage of ``expand`` and ``edge`` pads the 1×1 output with that bias value (ECBSR's rule) instead of
 zeros. Every branch then equals a 3×3 conv of the zero-padded input at every pixel, the border included.
 
+Training evaluates the sum through that fold: ``forward`` composes the branches' kernels into one (a few
+``(out, in, 3, 3)`` products, differentiable in every branch's parameters) and runs one 3×3 conv. Since the sum
+*is* that conv for every input, the output and the gradients with respect to every branch's parameters are those of
+running the branches one by one (``explicit = True``, ``branch_outputs``), which costs several convolutions per
+pixel instead of one; the over-parameterisation, not the way the sum is evaluated, is what changes the training.
+
 ``fuse_model`` turns a reparameterised ``SRResNetLite`` into a plain one holding the folded weights: what export
 writes, so every loader, runtime and contract only ever sees plain convolutions.
 """
@@ -82,6 +88,7 @@ class RepConv(nn.Module):
         self.edge_bias = nn.Parameter(1e-3 * torch.randn(n_masks, out_channels))
         self.register_buffer("edge_mask", torch.tensor(_MASKS), persistent=False)
         self.identity_scale = nn.Parameter(torch.zeros(out_channels)) if in_channels == out_channels else None
+        self.explicit = False  # forward through the fold (False) or branch by branch (True): the same function
 
     def _edge_depthwise(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The edge branches' depthwise 3×3 stage: weight ``(masks·out, 1, 3, 3)``, bias ``(masks·out,)``."""
@@ -108,43 +115,56 @@ class RepConv(nn.Module):
         return outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = iter(self.branch_outputs(x).values())
-        total = next(outputs)
-        for y in outputs:
-            total = total + y
-        return total
+        """The sum of the branches: evaluated through its fold (``kernel``, differentiable in every branch's
+        parameters), the same function of ``x`` and of the parameters, so the same gradients, as running the
+        branches one by one, at about the cost of one 3×3 conv; ``explicit = True`` runs them one by one."""
+        if self.explicit:
+            outputs = iter(self.branch_outputs(x).values())
+            total = next(outputs)
+            for y in outputs:
+                total = total + y
+            return total
+        weight, bias = self.kernel()
+        return F.conv2d(x, weight, bias, padding=1)
 
     def branch_kernels(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each branch as one 3×3 conv (padding 1): weight ``(out, in, 3, 3)``, bias ``(out,)``, by name."""
         out, cin = self.out_channels, self.in_channels
-        b3, b1, be, bx = self.conv3x3.bias, self.conv1x1.bias, self.expand.bias, self.expand3x3.bias
-        assert b3 is not None and b1 is not None and be is not None and bx is not None  # Conv2d's default bias
+        b3, b1, be, bx, bd = (c.bias for c in (self.conv3x3, self.conv1x1, self.expand, self.expand3x3, self.edge))
+        assert b3 is not None and b1 is not None and be is not None and bx is not None and bd is not None
         kernels = {
             "conv3x3": (self.conv3x3.weight, b3),
             "conv1x1": (F.pad(self.conv1x1.weight, (1, 1, 1, 1)), b1),
             "expand": _compose(self.expand.weight, be, self.expand3x3.weight, bx),
         }
-        # Edge: a depthwise 3×3 is a dense one with a diagonal channel map; each mask's 1×1 feeds its own out.
-        w, b = self._edge_depthwise()
-        eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
-        dense = eye[:, :, None, None] * w  # (masks·out, masks·out, 3, 3)
-        summed = dense.view(-1, out, *dense.shape[1:]).sum(0)  # the masks' outputs add up: (out, masks·out, 3, 3)
-        summed_bias = b.view(-1, out).sum(0)
-        kernels["edge"] = _compose(self.edge.weight, self.edge.bias, summed, summed_bias)  # type: ignore[arg-type]
+        # Edge: output o sums, over the masks m, scale[m, o] · mask[m] applied to 1×1 channel m·out + o.
+        mask: torch.Tensor = self.edge_mask  # type: ignore[assignment]  # a registered buffer
+        n_masks = mask.shape[0]
+        k0, b0 = self.edge.weight[:, :, 0, 0].view(n_masks, out, cin), bd.view(n_masks, out)
+        kernels["edge"] = (
+            torch.einsum("mo,myx,moi->oiyx", self.edge_scale, mask, k0),
+            torch.einsum("mo,myx,mo->o", self.edge_scale, mask, b0) + self.edge_bias.sum(0),
+        )
         if self.identity_scale is not None:
-            ident = torch.zeros(out, cin, 3, 3, dtype=w.dtype, device=w.device)
-            ident[:, :, 1, 1] = torch.diag(self.identity_scale)
+            ident = F.pad(torch.diag(self.identity_scale)[:, :, None, None], (1, 1, 1, 1))
             kernels["identity"] = (ident, torch.zeros_like(self.identity_scale))
         return kernels
+
+    def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The folded 3×3 conv: weight ``(out, in, 3, 3)`` and bias ``(out,)``, the sums of ``branch_kernels``."""
+        kernels = iter(self.branch_kernels().values())
+        weight, bias = next(kernels)
+        for w, b in kernels:
+            weight, bias = weight + w, bias + b
+        return weight, bias
 
     @torch.no_grad()
     def fused(self) -> nn.Conv2d:
         """The plain ``nn.Conv2d(in, out, 3, padding=1)`` equal to this module (same device and dtype)."""
-        kernels = list(self.branch_kernels().values())
-        conv = nn.Conv2d(self.in_channels, self.out_channels, 3, padding=1)
-        conv = conv.to(device=kernels[0][0].device, dtype=kernels[0][0].dtype)
-        conv.weight.copy_(sum((k for k, _ in kernels), torch.zeros_like(kernels[0][0])))
-        conv.bias.copy_(sum((b for _, b in kernels), torch.zeros_like(kernels[0][1])))  # type: ignore[union-attr]
+        weight, bias = self.kernel()
+        conv = nn.Conv2d(self.in_channels, self.out_channels, 3, padding=1).to(device=weight.device, dtype=weight.dtype)
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)  # type: ignore[union-attr]
         return conv
 
     @torch.no_grad()

@@ -44,6 +44,15 @@ def _slice(shared_data, h: int = 36, w: int = 28) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))[None, None]
 
 
+def _explicit(model: nn.Module) -> nn.Module:
+    """Every ``RepConv`` of ``model`` runs branch by branch (not through its fold), so comparing with the fused
+    model checks the fold."""
+    for m in model.modules():
+        if isinstance(m, RepConv):
+            m.explicit = True
+    return model
+
+
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).detach().abs().max())
 
@@ -79,9 +88,29 @@ def test_all_branches_fold_into_one_plain_conv(cin, cout):
     conv = rep.fused()
     assert type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
     with torch.no_grad():
-        y, z = rep(x), conv(x)
+        y, z = _explicit(rep)(x), conv(x)
     assert _max_diff(y, z) < ATOL
     assert _max_diff(y, rep.conv3x3(x)) > 0.1  # the other branches do contribute
+
+
+@pytest.mark.parametrize("cin,cout", [(8, 8), (2, 6)])
+def test_the_folded_forward_has_the_branchwise_output_and_gradients(cin, cout):
+    """Training runs through the fold: it must be the same function of the input and of every branch parameter."""
+    x = torch.randn(2, cin, 11, 14, generator=torch.Generator().manual_seed(5))
+    target = torch.randn(2, cout, 11, 14, generator=torch.Generator().manual_seed(6))
+    grads, outs = [], []
+    for explicit in (False, True):
+        rep = _randomise(RepConv(in_channels=cin, out_channels=cout), seed=7)
+        rep.explicit = explicit
+        y = rep(x)
+        F.l1_loss(y, target).backward()
+        outs.append(y.detach())
+        grads.append({k: p.grad.clone() for k, p in rep.named_parameters()})
+    assert _max_diff(*outs) < ATOL
+    assert set(grads[0]) == set(grads[1])
+    for k in grads[0]:
+        assert grads[1][k].abs().amax() > 0, k  # every parameter learns
+        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-5, rtol=1e-4), k
 
 
 def test_zero_padding_the_1x1_output_would_break_the_fold_at_the_border():
@@ -125,7 +154,7 @@ def test_a_reparam_model_equals_its_fused_plain_twin(kw, shared_data):
     assert list(fused.state_dict()) == list(plain.state_dict())  # the plain model's names: loads like any weights
     x = _slice(shared_data)
     with torch.no_grad():
-        y, z = model(x), fused(x)
+        y, z = _explicit(model)(x), fused(x)
     assert y.shape == (1, 1, 36 * kw["scale"], 28 * kw["scale"])
     assert _max_diff(y, z) < ATOL
     assert _max_diff(y, model.upsample(x)) > 1e-2  # the residual branch is live, so the comparison means something
@@ -147,7 +176,7 @@ def test_bundled_plain_weights_warm_start_a_reparam_model_with_their_function(sh
     assert block.expand.weight.any() and block.edge.weight.any()  # first factors keep gradients flowing
     x = _slice(shared_data, 48, 40)
     with torch.no_grad():
-        y, z = rep(x), plain(x)
+        y, z = _explicit(rep)(x), plain(x)
     assert _max_diff(y, z) < ATOL
 
 
@@ -164,7 +193,7 @@ def test_warm_start_keeps_the_kind_plane_and_deeper_trunk_rules():
     assert not rep.blocks[2].conv2.fused().weight.any() and rep.blocks[2].conv1.conv3x3.weight.any()
     x = torch.rand(2, 1, 20, 18)
     with torch.no_grad():
-        y, z = rep(x, kind=torch.rand(2)), src(x)
+        y, z = _explicit(rep)(x, kind=torch.rand(2)), src(x)
     assert _max_diff(y, src.upsample(x)) > 1e-3
     assert _max_diff(y, z) < ATOL
 
@@ -190,7 +219,7 @@ def test_a_trained_warm_started_model_still_folds_exactly(shared_data):
         assert p.abs().amax() > 1e-3  # the branches started at zero and have grown
     x = _slice(shared_data)
     with torch.no_grad():
-        y, z = rep(x), fuse_model(rep)(x)
+        y, z = _explicit(rep)(x), fuse_model(rep)(x)
     assert _max_diff(y, z) < ATOL
 
 
@@ -226,7 +255,7 @@ def test_export_of_a_reparam_model_writes_a_plain_model(tmp_path, shared_data):
     x = _slice(shared_data)
     model.eval()
     with torch.no_grad():
-        assert _max_diff(loaded(x), model(x)) < ATOL
+        assert _max_diff(loaded(x), _explicit(model)(x)) < ATOL
 
 
 def test_export_of_a_plain_model_is_unchanged(tmp_path):
