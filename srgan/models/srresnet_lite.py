@@ -21,11 +21,19 @@ The bundled ×4 uses it (its model card records its kwargs; timings in docs/benc
 fixed (docs/benchmarks.md). The network learns more easily from a smooth base than from one that carries Gibbs
 ringing; ``bicubic`` is the default and what the bundled models use. No BatchNorm: statistics of small MRI patches
 are unstable and BN makes DDP on CPU diverge from single-process training.
+
+``reparam=True`` trains the head, every residual block's two convs and the trunk conv as ``RepConv``s (sums of
+linear branches, ``srgan.models.reparam``) that fold into plain 3×3 convs: ``reparam.fuse_model`` gives the plain
+model export writes, so inference costs what ``reparam=False`` costs. These are the convs on the LR grid, where
+the trunk's capacity lies; the upsampler and tail stay plain (the tail starts at zero for the bicubic start, and
+the ×4 upsampler's convs run at up to 4× the LR cost in training). With ``reparam=False`` the module and its
+parameter names are the plain model's.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +41,7 @@ from torch import nn
 
 from srgan.degrade import zerofill_base
 from srgan.models.kind_detector import KindDetector
+from srgan.models.reparam import RepConv
 
 BASES = ("bicubic", "zerofill")
 UPSAMPLERS = ("shuffle", "progressive")
@@ -60,11 +69,16 @@ def bicubic_base(x: torch.Tensor, scale: int) -> torch.Tensor:
     return rows @ x @ cols.T
 
 
+def conv3x3(cin: int, cout: int, reparam: bool) -> nn.Module:
+    """A 3×3 conv (padding 1) ``(B, cin, h, w)`` → ``(B, cout, h, w)``; a ``RepConv`` when ``reparam``."""
+    return RepConv(in_channels=cin, out_channels=cout) if reparam else nn.Conv2d(cin, cout, 3, padding=1)
+
+
 class ResidualBlock(nn.Module):
-    def __init__(self, *, channels: int, res_scale: float):
+    def __init__(self, *, channels: int, res_scale: float, reparam: bool = False):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = conv3x3(channels, channels, reparam)
+        self.conv2 = conv3x3(channels, channels, reparam)
         self.res_scale = res_scale
 
     def forward(self, x):
@@ -86,6 +100,7 @@ class SRResNetLite(nn.Module):
         upsampler: str = "shuffle",
         up_channels: int | None = None,
         kind_input: bool = False,
+        reparam: bool = False,
     ):
         super().__init__()
         if scale not in (2, 3, 4):
@@ -97,14 +112,30 @@ class SRResNetLite(nn.Module):
         up_channels = channels if up_channels is None else up_channels
         if up_channels != channels and not (upsampler == "progressive" and scale == 4):
             raise ValueError("up_channels sets the width on the 2× grid: only the ×4 progressive upsampler has one")
+        # The constructor's kwargs, for ``reparam.fuse_model`` to build the plain twin.
+        self.config: dict[str, Any] = {
+            "scale": scale,
+            "in_channels": in_channels,
+            "channels": channels,
+            "num_blocks": num_blocks,
+            "res_scale": res_scale,
+            "base": base,
+            "upsampler": upsampler,
+            "up_channels": up_channels,
+            "kind_input": kind_input,
+            "reparam": reparam,
+        }
         self.scale = scale
+        self.reparam = reparam
         self.base = base
         self.upsampler = upsampler
         # ``kind_input``: a second input plane holds P(k-space LR) from a detector that sees the whole slice
         self.kind = KindDetector() if kind_input else None
-        self.head = nn.Conv2d(in_channels + (1 if kind_input else 0), channels, 3, padding=1)
-        self.blocks = nn.Sequential(*[ResidualBlock(channels=channels, res_scale=res_scale) for _ in range(num_blocks)])
-        self.trunk = nn.Conv2d(channels, channels, 3, padding=1)
+        self.head = conv3x3(in_channels + (1 if kind_input else 0), channels, reparam)
+        self.blocks = nn.Sequential(
+            *[ResidualBlock(channels=channels, res_scale=res_scale, reparam=reparam) for _ in range(num_blocks)]
+        )
+        self.trunk = conv3x3(channels, channels, reparam)
         # ×4 progressive: one nonlinear ×2 stage, then one conv and the sub-pixel conv on the 2× grid. The last
         # layer stays a sub-pixel conv rather than a 1-channel conv at HR: same function class, but oneDNN runs a
         # 1-output conv on 256² 6× slower than the 4-output conv on 128² it is equivalent to.

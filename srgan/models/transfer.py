@@ -8,6 +8,12 @@ Tensors are copied where names and shapes agree. Where they differ:
 - residual blocks the weights do not have (a deeper ``srresnet_lite`` trunk) start as the identity, their last
   convolution zeroed (net2deeper), so the deeper model starts with the shallower one's function;
 - anything else (e.g. the ×2 tail of weights used for a ×4 model) keeps the new model's initialisation.
+
+A reparameterised model (``reparam=True``) started from PLAIN weights: each plain 3×3 conv's weight and bias go
+into its ``RepConv``'s ``conv3x3`` branch and every other branch starts outputting zero (``RepConv.start_as_3x3``:
+their last factor zeroed, the identity branch's learnt scale at 0), so the model starts with the plain model's
+function and the training grows the other branches from there. Weights of a reparameterised model load into one
+by name, branches and all.
 """
 
 from __future__ import annotations
@@ -15,13 +21,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srgan.models.reparam import RepConv
 from srgan.models.srresnet_lite import ResidualBlock
+
+
+def _into_reparam(model: nn.Module, source: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """``source`` with a plain conv's ``<name>.weight``/``.bias`` renamed to ``<name>.conv3x3.*`` wherever
+    ``model`` has a ``RepConv`` at ``<name>``, and the names of those ``RepConv``s."""
+    reps = {name for name, m in model.named_modules() if isinstance(m, RepConv)}
+    out, hit = {}, set()
+    for k, v in source.items():
+        name, _, leaf = k.rpartition(".")
+        if name in reps and leaf in ("weight", "bias"):
+            out[f"{name}.conv3x3.{leaf}"] = v
+            hit.add(name)
+        else:
+            out[k] = v
+    return out, hit
 
 
 def transfer_weights(model: nn.Module, source: dict[str, torch.Tensor]) -> int:
     """Load what fits of the state dict ``source`` into ``model`` in place; returns how many of ``model``'s tensors
     came from ``source`` (0: nothing fits, and ``model`` is left as it was)."""
     own = model.state_dict()
+    source, warm = _into_reparam(model, source)
     picked = {}
     for k, v in source.items():
         if k not in own:
@@ -42,8 +65,13 @@ def transfer_weights(model: nn.Module, source: dict[str, torch.Tensor]) -> int:
     model.load_state_dict(picked, strict=False)
     with torch.no_grad():
         for name, module in model.named_modules():
+            if isinstance(module, RepConv) and name in warm and f"{name}.conv3x3.weight" in picked:
+                module.start_as_3x3()
             if isinstance(module, ResidualBlock) and not any(k.startswith(name + ".") for k in picked):
-                module.conv2.weight.zero_()
+                if isinstance(module.conv2, RepConv):
+                    module.conv2.zero_()
+                    continue
+                module.conv2.weight.zero_()  # type: ignore[operator]
                 if module.conv2.bias is not None:
-                    module.conv2.bias.zero_()
+                    module.conv2.bias.zero_()  # type: ignore[operator]
     return len(picked)

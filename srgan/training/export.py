@@ -2,6 +2,10 @@
 
 Kinds: ``fidelity`` (end of stage 1), ``fidelity-best`` (the best stage-1 validation so far), ``gan`` (end of
 stage 2), and ``fidelity-partial`` / ``gan-partial`` for a run stopped early in that stage.
+
+A generator trained reparameterised (``srresnet_lite`` with ``reparam=True``) is saved fused
+(``srgan.models.reparam.fuse_model``): its card's kwargs build the plain model, and ``training.reparam`` records
+how the weights were trained, so every loader and runtime sees plain convolutions only.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ def card(
     """The model card of weights of ``kind`` exported at ``step`` (``validated_at_step`` -1: not validated in this
     invocation). ``data.licences``: the licence notes of its sources (``srgan.training.licences``)."""
     adversarial = kind.startswith("gan")  # "gan" or "gan-partial" (stopped early in stage 2)
+    reparam = bool(cfg.generator_kwargs.get("reparam"))  # exported fused: the card describes the plain model
     return {
         "arch": cfg.generator,
-        "kwargs": {**cfg.generator_kwargs, "scale": cfg.scale},
+        "kwargs": {**{k: v for k, v in cfg.generator_kwargs.items() if k != "reparam"}, "scale": cfg.scale},
         "scale": cfg.scale,
         "kind": kind,
         "name": f"{cfg.weights_name}-{kind}",
@@ -65,14 +70,20 @@ def card(
                 "w_content": cfg.w_content,
                 "w_adv": cfg.w_adv,
             },
+            **({"reparam": "fused from RepConv branches (ECB-style)"} if reparam else {}),
         },
     }
 
 
 def export(model: Any, cfg: TrainConfig, kind: str, **card_fields: Any) -> Path:
-    """Save ``model`` (the EMA generator) with ``card(cfg, kind, **card_fields)`` into ``cfg.out``."""
+    """Save ``model`` (the EMA generator; fused first when reparameterised) with ``card(cfg, kind, **card_fields)``
+    into ``cfg.out``."""
+    from srgan.models.reparam import fuse_model
+    from srgan.models.srresnet_lite import SRResNetLite
     from srgan.models.weights import save_weights
 
+    if isinstance(model, SRResNetLite) and model.reparam:
+        model = fuse_model(model)
     path = save_weights(Path(cfg.out) / f"{cfg.weights_name}-{kind}", model, card(cfg, kind, **card_fields))
     print(f"exported {path}")
     return path

@@ -287,3 +287,36 @@ def test_kind_input_fits_its_detector_and_starts_from_weights_without_one(images
     assert torch.equal(newer.kind.weight, new.kind.weight)
     assert card2["kind_detector"]["train_accuracy"] == card["kind_detector"]["train_accuracy"]
     assert card2["kind_detector"]["fitted_in"] == card["name"]
+
+
+def test_a_reparam_run_from_plain_weights_exports_a_plain_model(images, tmp_path, capsys):
+    """``reparam: true`` started from plain weights: at lr 0 the exported (fused) weights compute what the plain
+    ones do; after real steps the branches have grown and the export is still the EMA model, fused."""
+    from srgan.models.reparam import RepConv
+    from srgan.models.srresnet_lite import SRResNetLite
+
+    plain = tmp_path / "plain"
+    assert train.main(tiny_args(images, plain, "--stage1-steps", "2", "--stage2-steps", "0")) == 0
+    weights = plain / "brainsr-x2-fidelity.safetensors"
+    kw = {**GENERATORS["srresnet_lite"].TINY, "kind_input": True, "reparam": True}
+    src, _ = load_weights(weights)
+    x = torch.rand(1, 1, 20, 18)
+    for lr in ("0", "1e-2"):
+        run = tmp_path / f"rep-{lr}"
+        args = tiny_args(images, run, "--stage1-steps", "2", "--stage2-steps", "0", "--lr", lr, "--init", str(weights))
+        args[args.index("--generator-kwargs") + 1] = json.dumps(kw)
+        assert train.main(args) == 0
+        new, card = load_weights(run / "brainsr-x2-fidelity.safetensors")
+        assert type(new) is SRResNetLite and not new.reparam and "reparam" not in card["kwargs"]
+        assert card["training"]["reparam"].startswith("fused from RepConv")
+        ema = SRResNetLite(**{**kw, "scale": 2})
+        ema.load_state_dict({k.removeprefix("module."): v for k, v in state(run)["ema"].items() if k != "n_averaged"})
+        for m in ema.modules():
+            if isinstance(m, RepConv):
+                m.explicit = True
+        with torch.no_grad():
+            assert torch.allclose(new.eval()(x), ema.eval()(x), atol=1e-5)
+            if lr == "0":
+                assert torch.allclose(new(x), src.eval()(x), atol=1e-5)
+        grown = state(run)["G"]["blocks.0.conv1.expand3x3.weight"].abs().amax()
+        assert (grown > 0) == (lr != "0")
