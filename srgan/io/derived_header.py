@@ -171,6 +171,19 @@ def _code_item(code: tuple[str, str, str]) -> Dataset:
     return item
 
 
+def _series_reference(src: Dataset, sequence: str) -> Dataset:
+    """A series item referencing ``src``: its SeriesInstanceUID and, under ``sequence`` (the keyword its macro uses:
+    ReferencedSOPSequence in SourceImageEvidenceSequence, ReferencedInstanceSequence in ReferencedSeriesSequence),
+    one item with its SOP class and instance UIDs."""
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = src.SOPClassUID
+    instance.ReferencedSOPInstanceUID = src.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = src.SeriesInstanceUID
+    setattr(series, sequence, DicomSequence([instance]))
+    return series
+
+
 def _source_item(src: Dataset, frame_number: int | None) -> Dataset:
     item = Dataset()
     item.ReferencedSOPClassUID = src.SOPClassUID
@@ -324,13 +337,7 @@ def _derive_frames(
     # and the instance-level evidence lists the source instance
     evidence = Dataset()
     evidence.StudyInstanceUID = src.StudyInstanceUID
-    series = Dataset()
-    series.SeriesInstanceUID = src.SeriesInstanceUID
-    ref = Dataset()
-    ref.ReferencedSOPClassUID = src.SOPClassUID
-    ref.ReferencedSOPInstanceUID = src.SOPInstanceUID
-    series.ReferencedSOPSequence = DicomSequence([ref])
-    evidence.ReferencedSeriesSequence = DicomSequence([series])
+    evidence.ReferencedSeriesSequence = DicomSequence([_series_reference(src, "ReferencedSOPSequence")])
     ds.SourceImageEvidenceSequence = DicomSequence([evidence])
     for kw in _ORIGINAL_ONLY:
         if kw in ds:
@@ -368,12 +375,7 @@ def _mark_derived(ds: Dataset, src: Dataset, provenance: Provenance, uid_map: di
     ds.ImageComments = provenance.long()[:10240]
     ds.BurnedInAnnotation = "NO"
 
-    ref_series = Dataset()
-    ref_series.SeriesInstanceUID = src.SeriesInstanceUID
-    inst = Dataset()
-    inst.ReferencedSOPClassUID = src.SOPClassUID
-    inst.ReferencedSOPInstanceUID = src.SOPInstanceUID
-    ref_series.ReferencedInstanceSequence = DicomSequence([inst])
+    ref_series = _series_reference(src, "ReferencedInstanceSequence")
     if enhanced or (_valid_uid(src.SOPInstanceUID) and _valid_uid(src.SeriesInstanceUID)):
         ds.ReferencedSeriesSequence = DicomSequence([ref_series])
     elif "ReferencedSeriesSequence" in ds:
