@@ -212,7 +212,9 @@ _CONTRASTS = ("t1ce", "t1gd", "t1c", "t1", "t2star", "t2", "flair", "pd", "swi",
 
 
 def _sidecar(path: Path) -> Path:
-    return path.with_name(re.sub(r"\.nii(\.gz)?$", "", path.name, flags=re.I) + ".json")
+    from srgan.io.nifti import volume_stem
+
+    return path.with_name(volume_stem(path) + ".json")
 
 
 def volume_source(path: str | Path) -> dict[str, str]:
@@ -224,6 +226,8 @@ def volume_source(path: str | Path) -> dict[str, str]:
     (t1c, T2, FLAIR, …; else its stem). The bit depth is the NIfTI's stored dtype (before scaling)."""
     import nibabel as nib
 
+    from srgan.io.nifti import volume_stem
+
     path = Path(path)
     try:
         img: Any = nib.load(str(path))  # a NIfTI image (nibabel types it as any image file)
@@ -231,7 +235,7 @@ def volume_source(path: str | Path) -> dict[str, str]:
     except Exception as e:  # nibabel raises many types for broken files
         raise InputError(path, f"not a readable NIfTI file ({e})") from None
     bits = f"{dtype.itemsize * 8}-bit {dtype.name}"
-    stem = re.sub(r"\.nii(\.gz)?$", "", path.name, flags=re.I)
+    stem = volume_stem(path)
     side = _sidecar(path)
     meta: dict[str, Any] = {}
     if side.is_file():
