@@ -153,6 +153,33 @@ def test_send_read_back_and_send_twice(orthanc, node, tmp_path):
     assert len(got) == 28 and all(body(f) == body(sent[f.stem]) for f in got)
 
 
+def test_a_reject_followed_by_the_close_is_still_a_reject(orthanc, monkeypatch):
+    """Orthanc closes the connection right behind its A-ASSOCIATE-RJ. When pynetdicom's requestor thread checks the
+    socket only after its reader thread has seen the close, pynetdicom reports an abort (about 1 in 100 echoes
+    here); the delay below makes the requestor lose that race every time."""
+    import threading
+    import time
+
+    from pynetdicom import transport
+
+    class LateEvent(threading.Event):
+        def wait(self, timeout=None):
+            done = super().wait(timeout)
+            time.sleep(0.3)
+            return done
+
+    real_init = transport.AssociationSocket.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self._ready = LateEvent() if not self._ready.is_set() else self._ready
+
+    monkeypatch.setattr(transport.AssociationSocket, "__init__", init)
+    wrong_called = Node(host="127.0.0.1", port=orthanc.dicom_port, aet="NOTORTHANC")
+    with pytest.raises(PacsError, match=r"association rejected \(Rejected Permanent, .*Called AE title not recog"):
+        service.echo(wrong_called)
+
+
 def test_refusals_name_the_node_and_the_reason(orthanc, node):
     wrong_called = Node(host="127.0.0.1", port=orthanc.dicom_port, aet="NOTORTHANC")
     with pytest.raises(PacsError, match=r"NOTORTHANC@127\.0\.0\.1:\d+: association rejected .*alled AE title"):

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -121,8 +122,16 @@ class DimseClient:
     def _associate(self, ae: AE, *, roles: list | None = None, handlers: list | None = None) -> Association:
         self._reach()
         label = self.node.label
+        # pynetdicom races when the node closes the connection right behind its A-ASSOCIATE-RJ: the requestor then
+        # sees a closed socket and reports an abort, though the reject was received. Keep the reject to report it.
+        rejects: list[A_ASSOCIATE_RJ] = []
+
+        def _on_pdu(event: evt.Event) -> None:
+            if isinstance(event.pdu, A_ASSOCIATE_RJ):
+                rejects.append(event.pdu)
+
         kwargs: dict[str, object] = {"ae_title": self.node.aet, "ext_neg": roles or None,
-                                     "evt_handlers": handlers or None}
+                                     "evt_handlers": [*(handlers or []), (evt.EVT_PDU_RECV, _on_pdu)]}
         if self.node.tls:
             try:
                 kwargs["tls_args"] = (self.node.ssl_context(), self.node.host)
@@ -131,8 +140,10 @@ class DimseClient:
         assoc = ae.associate(self.node.host, self.node.port, **kwargs)  # type: ignore[arg-type]
         if assoc.is_established:
             return assoc
-        if assoc.is_rejected and assoc.acceptor.primitive is not None:
-            p = assoc.acceptor.primitive
+        p = assoc.acceptor.primitive if assoc.is_rejected else None
+        if p is None and rejects:
+            p = rejects[-1].to_primitive()
+        if p is not None:
             raise PacsError(f"{label}: association rejected ({p.result_str}, {p.source_str}: {p.reason_str})")
         if assoc.is_aborted:
             hint = " — TLS handshake refused?" if self.node.tls else ""
