@@ -105,6 +105,15 @@ class TrainConfig:
         default=None,
         metadata=_help("start the generator from saved weights (.safetensors)", flag="--init", metavar="WEIGHTS"),
     )
+    teacher: str | None = field(
+        default=None,
+        metadata=_help(
+            "distil from this trained generator (.safetensors, same scale): stage 1 adds w_teacher × the pixel loss "
+            "between the student's output and the teacher's on the same LR patch",
+            metavar="WEIGHTS",
+        ),
+    )
+    w_teacher: float = field(default=0.5, metadata=_help("weight of the distillation loss (with --teacher)"))
     time_budget_min: float = field(
         default=0.0,
         metadata=_help(

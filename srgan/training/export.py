@@ -71,8 +71,18 @@ def card(
                 "w_adv": cfg.w_adv,
             },
             **({"reparam": "fused from RepConv branches (ECB-style)"} if reparam else {}),
+            **({"teacher": _teacher(cfg)} if cfg.teacher else {}),
         },
     }
+
+
+def _teacher(cfg: TrainConfig) -> dict:
+    """What a distilled model learnt from: the teacher's file, sha256 and card name, and the loss weight."""
+    from srgan.models.weights import read_card, sha256_file
+
+    path = Path(str(cfg.teacher))
+    return {"file": path.name, "sha256": sha256_file(path), "name": read_card(path).get("name"),
+            "w_teacher": cfg.w_teacher, "loss": cfg.pixel_loss, "stage": 1}
 
 
 def export(model: Any, cfg: TrainConfig, kind: str, **card_fields: Any) -> Path:

@@ -95,6 +95,25 @@ def start_from(G: Any, path: str, cfg: TrainConfig, *, say: bool) -> dict:
     return {}
 
 
+def load_teacher(cfg: TrainConfig, G: Any, device: Any) -> Any:
+    """``--teacher``: the hash-checked generator whose outputs the student also learns from, frozen, in eval mode.
+    It is told what the student is told where it takes the same input: the LR kind (the sampler's estimate from the
+    student's detector, which ``--init`` from the teacher copies) and the base when both use the same one."""
+    from srgan.models.weights import load_weights
+
+    model, card = load_weights(cfg.teacher, device=device)
+    if int(card.get("scale", 0)) != cfg.scale:
+        raise InputError(cfg.teacher, f"teacher is a ×{card.get('scale')} model; this run trains ×{cfg.scale}")
+    model.eval().requires_grad_(False)
+    told = set()
+    if getattr(model, "kind", None) is not None and getattr(G, "kind", None) is not None:
+        told.add("kind")
+    if getattr(model, "base", None) is not None and getattr(model, "base", None) == getattr(G, "base", None):
+        told.add("base")
+    model.told = told
+    return model
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> int:
     """Run (or with ``resume``, continue) the training run ``cfg`` describes; rank 0 writes everything."""
     import torch
@@ -136,6 +155,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
     kind_info: dict = {}  # how the LR-kind detector was fitted and how well it does, for the card
     if cfg.init_from and not resume:
         kind_info = start_from(G, cfg.init_from, cfg, say=dist.main)
+    teacher = load_teacher(cfg, G, device) if cfg.teacher else None
     ema = AveragedModel(G, multi_avg_fn=ema_update(cfg.ema_decay), use_buffers=True)
     ema.eval()
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
@@ -278,6 +298,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> int:
             loss_pix = pixel_loss(sr, hr)
             loss = cfg.w_pixel * loss_pix
             logs["loss_pixel"] = loss_pix.item()
+            if teacher is not None and not stage2:
+                with torch.no_grad():
+                    target = teacher(lr, **{k: v for k, v in extra.items() if k in teacher.told})
+                loss_t = pixel_loss(sr, target)
+                loss = loss + cfg.w_teacher * loss_t
+                logs["loss_teacher"] = loss_t.item()
             if stage2:
                 D.requires_grad_(False)
                 loss_c = content_loss(sr, hr)

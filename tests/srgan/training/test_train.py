@@ -239,6 +239,30 @@ def test_init_from_x2_weights_starts_a_x4_model(images, tmp_path, capsys):
     assert "no tensor fits" in capsys.readouterr().err
 
 
+def test_distillation_learns_the_teachers_output_and_the_card_names_the_teacher(images, tmp_path, capsys):
+    """A student started from its teacher at lr 0 matches it exactly (same LR, same kind and base told), so the
+    distillation loss is zero while the pixel loss is not."""
+    kind = {**GENERATORS["srresnet_lite"].TINY, "kind_input": True}
+    teach = tmp_path / "teacher"
+    args = tiny_args(images, teach, "--stage1-steps", "2", "--stage2-steps", "0")
+    args[args.index("--generator-kwargs") + 1] = json.dumps(kind)
+    assert train.main(args) == 0
+    weights = teach / "brainsr-x2-fidelity.safetensors"
+    same = tmp_path / "same"
+    args = tiny_args(images, same, "--stage1-steps", "2", "--stage2-steps", "0", "--lr", "0", "--init", str(weights),
+                     "--teacher", str(weights), "--w-teacher", "0.7")
+    args[args.index("--generator-kwargs") + 1] = json.dumps(kind)
+    assert train.main(args) == 0
+    rows = list(csv.DictReader(open(same / "log.csv")))
+    assert float(rows[-1]["loss_teacher"]) < 1e-7 < float(rows[-1]["loss_pixel"])
+    _, card = load_weights(same / "brainsr-x2-fidelity.safetensors")
+    t = card["training"]["teacher"]
+    assert t["file"] == weights.name and t["w_teacher"] == 0.7 and len(t["sha256"]) == 64
+    bad = tiny_args(images, tmp_path / "bad", "--scale", "4", "--teacher", str(weights))
+    assert train.main(bad) == 2
+    assert "teacher is a ×2 model; this run trains ×4" in capsys.readouterr().err
+
+
 def test_a_deeper_trunk_started_from_shallower_weights_computes_what_they_compute(images, tmp_path):
     """Residual blocks the init weights lack start as the identity (net2deeper), the rest is copied."""
     shallow = tmp_path / "shallow"
