@@ -81,8 +81,14 @@ def _teacher(cfg: TrainConfig) -> dict:
     from srgan.models.weights import read_card, sha256_file
 
     path = Path(str(cfg.teacher))
-    return {"file": path.name, "sha256": sha256_file(path), "name": read_card(path).get("name"),
-            "w_teacher": cfg.w_teacher, "loss": cfg.pixel_loss, "stage": 1}
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "name": read_card(path).get("name"),
+        "w_teacher": cfg.w_teacher,
+        "loss": cfg.pixel_loss,
+        "stage": 1,
+    }
 
 
 def export(model: Any, cfg: TrainConfig, kind: str, **card_fields: Any) -> Path:
