@@ -101,7 +101,7 @@ def load_teacher(cfg: TrainConfig, G: Any, device: Any) -> Any:
     student's detector, which ``--init`` from the teacher copies) and the base when both use the same one."""
     from srgan.models.weights import load_weights
 
-    model, card = load_weights(cfg.teacher, device=device)
+    model, card = load_weights(str(cfg.teacher), device=device)
     if int(card.get("scale", 0)) != cfg.scale:
         raise InputError(cfg.teacher, f"teacher is a ×{card.get('scale')} model; this run trains ×{cfg.scale}")
     model.eval().requires_grad_(False)
