@@ -98,6 +98,24 @@ def zerofill_base(lr, scale: int):
     return _like(out, np.ndim(lr), is_np)
 
 
+# Below this share of a plane's spectral energy beyond half the Nyquist frequency, the plane was interpolated by
+# zero-filling k-space (a scanner's "ZIP" ×2 or more): measured 1.7e-4 on such a series, 1.5e-3–1e-2 on acquired
+# planes of five scanners (docs/benchmarks.md).
+ZIP_OUTER_ENERGY = 5e-4
+
+
+def outer_kspace_fraction(plane: np.ndarray) -> float:
+    """Share of a ``(H, W)`` plane's spectral energy outside the central half of k-space (beyond half the Nyquist
+    frequency along either axis), its mean removed: below ``ZIP_OUTER_ENERGY`` the plane holds no detail at its
+    own grid (it was zero-fill interpolated), so a super-resolved copy can only sharpen an interpolation."""
+    p = np.asarray(plane, dtype=np.float64)
+    power = np.abs(np.fft.fftshift(np.fft.fft2(p - p.mean()))) ** 2
+    h, w = power.shape
+    inner = power[h // 4 : h - h // 4, w // 4 : w - w // 4].sum()
+    total = power.sum()
+    return float(1.0 - inner / total) if total > 0 else 0.0
+
+
 def _centred_hamming(n: int, dtype, device) -> torch.Tensor:
     """Hamming window over n k-space samples, peaking (1.0) at the DC sample n//2 of a centred crop."""
     i = torch.arange(n, dtype=dtype, device=device)

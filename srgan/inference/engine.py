@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -218,13 +218,15 @@ class Enhancer:
         consistency = consistency or self.consistency
         if p_kspace is None:
             p_kspace = self.p_kspace(stack)
-        if not needs_test(consistency, p_kspace):
-            return decide(consistency, p_kspace, self.scale)
         picks = residual_test_slices(len(stack))
+        interpolation = _interpolation(stack[k] for k in picks)
+        if not needs_test(consistency, p_kspace):
+            return replace(decide(consistency, p_kspace, self.scale), **interpolation)
+
         fitted = {k: norms[k] for k in picks} if norms is not None else {k: Normalizer.fit(stack[k]) for k in picks}
         outputs = self._raw(stack, picks, fitted, p_kspace)
         ratio = float(np.median([residual_log_ratio(outputs[k], stack[k], self.scale) for k in picks]))
-        plan = decide(consistency, p_kspace, self.scale, ratio)
+        plan = replace(decide(consistency, p_kspace, self.scale, ratio), **interpolation)
         # the test's outputs are what enhancing would compute only if the generator's input stays the same
         made: dict[Hashable, np.ndarray] = {k: v for k, v in outputs.items()}
         return replace(plan, outputs=made) if plan.model_p == p_kspace else plan
@@ -347,11 +349,12 @@ class Enhancer:
             outputs = self._raw_rows(stacks, tested, norms, p)
             plans = []
             for k, im in enumerate(stacks):
+                interpolation = _interpolation([im])
                 if k not in outputs:
-                    plans.append(decide(self.consistency, p[k], self.scale))
+                    plans.append(replace(decide(self.consistency, p[k], self.scale), **interpolation))
                     continue
                 ratio = residual_log_ratio(outputs[k], im, self.scale)  # one slice: its own test
-                plan = decide(self.consistency, p[k], self.scale, ratio)
+                plan = replace(decide(self.consistency, p[k], self.scale, ratio), **interpolation)
                 plans.append(replace(plan, outputs={0: outputs[k]}) if plan.model_p == p[k] else plan)
         return plans
 
@@ -436,6 +439,17 @@ def _pooled_each(detector: Any, slices: Any) -> list[float]:
     if bool(has_content.any()):
         p[has_content] = torch.sigmoid(detector.logits(spectral_features(x[has_content]))).to(slices.dtype).cpu()
     return [float(v) for v in p]
+
+
+def _interpolation(planes: Iterable[np.ndarray]) -> dict[str, Any]:
+    """``Plan``'s ``outer_energy`` and ``scanner_interpolated`` of an acquisition from some of its planes."""
+    from srgan.degrade import ZIP_OUTER_ENERGY, outer_kspace_fraction
+
+    shares = [outer_kspace_fraction(p) for p in planes if np.ptp(p) > 0]  # a blank plane has no spectrum
+    if not shares:
+        return {}
+    outer = float(np.median(shares))
+    return {"outer_energy": outer, "scanner_interpolated": bool(outer < ZIP_OUTER_ENERGY)}
 
 
 def _by_shape(images: Sequence[np.ndarray], picks: Sequence[int], key: Callable[[int], Hashable] = lambda k: 0):

@@ -51,6 +51,11 @@ def _noted(line: str, enhancer, plan: Plan) -> str:
     return f"{line} ({plan.note()})" if enhancer.consistency == "auto" else line
 
 
+def _interpolated(name: str, plan: Plan | None) -> list[str]:
+    """The note for an input the scanner had already interpolated (``Plan.scanner_interpolated``), if it was."""
+    return [f"{name}: {plan.interpolation_warning()}"] if plan is not None and plan.scanner_interpolated else []
+
+
 def _png_text(enhancer) -> dict:
     p = enhancer.provenance
     return {"Software": f"BrainSR {p.software_version}", "Description": p.long(), "BrainSR-Provenance": p.to_json()}
@@ -78,7 +83,7 @@ def enhance_image_file(src: Path, dst: Path, enhancer) -> tuple[list[str], Plan]
     plan = enhancer.plan(img.data[None])
     sr = enhancer.enhance(img.data, plan, key=0)
     _save_enhanced(dst, sr, _image_bit_depth(img, dst), _png_text(enhancer))
-    return [f"{src.name}: {n}" for n in img.notes], plan
+    return [f"{src.name}: {n}" for n in img.notes] + _interpolated(src.name, plan), plan
 
 
 def _image_output_path(src: Path, output: Path) -> Path:
@@ -141,7 +146,7 @@ def enhance_image_folder(
                     fut.set_exception(img)
                     pending.append((i, src, dst, cast(Plan, None), [], fut))
                     continue
-                notes = [f"{src.name}: {m}" for m in img.notes]
+                notes = [f"{src.name}: {m}" for m in img.notes] + _interpolated(src.name, by_index[i])
                 fut = pool.submit(_save_enhanced, dst, next(srs), _image_bit_depth(img, dst), text)
                 pending.append((i, src, dst, by_index[i], notes, fut))
             chunk.clear()
@@ -227,7 +232,7 @@ def enhance_volume_file(src: Path, output: Path, enhancer, axis: int | None) -> 
 
     out = enhance_volume(vol, enhance_stack, enhancer.scale, axis=axis)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return save_nifti(out, dst, enhancer.provenance), plans[0], notes
+    return save_nifti(out, dst, enhancer.provenance), plans[0], notes + _interpolated(src.name, plans[0])
 
 
 def _series_folder_name(series) -> str:
@@ -274,7 +279,7 @@ def _write_series(
         return []
     if enhancer.consistency == "auto":
         log(f"{label}: {plan.note()}")
-    report.notes += [f"{label}: {n}" for n in derived.notes]
+    report.notes += [f"{label}: {n}" for n in derived.notes] + _interpolated(label, plan)
     report.failed += [(Path(path), reason) for path, reason in derived.skipped]
     return derived.files
 

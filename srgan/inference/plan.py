@@ -78,7 +78,11 @@ class Plan:
     overruled the detector). ``projection``: one of ``PROJECTIONS``. ``log_ratio``: the residual test, None where
     it was not run. ``outputs``: generator outputs (modality units, before projection) already made with
     ``model_p``, by the key of their slice (an index into the planned stack, or ``(volume, slice)`` of a series);
-    they take no part in comparisons.
+    they take no part in comparisons. ``outer_energy``: the share of the planned slices' spectral energy beyond
+    half Nyquist (median; ``srgan.degrade.outer_kspace_fraction``), None where not measured;
+    ``scanner_interpolated``: it is below ``srgan.degrade.ZIP_OUTER_ENERGY``, i.e. the input was already
+    interpolated by zero-filling k-space (a scanner's ZIP), so enhancing it sharpens an interpolation and cannot
+    restore detail that was never acquired — said in the log and in the viewer, never silently.
     """
 
     scale: int
@@ -88,6 +92,8 @@ class Plan:
     projection: str = "off"
     log_ratio: float | None = None
     outputs: Mapping[Hashable, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    outer_energy: float | None = None
+    scanner_interpolated: bool = False
 
     @property
     def steps(self) -> int | None:
@@ -109,6 +115,15 @@ class Plan:
         test = "" if self.log_ratio is None else f", residual test {self.log_ratio:+.2f}"
         return f"{kind}{test}: consistency {self.projection}"
 
+    def interpolation_warning(self) -> str:
+        """One sentence for a scanner-interpolated input ('' otherwise)."""
+        if not self.scanner_interpolated:
+            return ""
+        return (
+            f"the input looks interpolated by the scanner (zero-filled k-space: {self.outer_energy:.1e} of its energy "
+            "beyond half Nyquist); enhancing sharpens that interpolation, it cannot restore detail never acquired"
+        )
+
     def lines(self) -> list[str]:
         """What the viewer's enhanced pane says about the plan: short lines, since a corner elides."""
         out = []
@@ -122,6 +137,8 @@ class Plan:
         if self.requested == "auto":
             shown += " → " + NAMES[self.projection]
         out.append(f"data consistency: {shown}")
+        if self.scanner_interpolated:
+            out.append("input already interpolated by the scanner (ZIP)")
         return out
 
 

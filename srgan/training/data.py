@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from srgan import degrade
-from srgan.degrade import DegradationConfig
+from srgan.degrade import ZIP_OUTER_ENERGY, DegradationConfig, outer_kspace_fraction
 from srgan.errors import InputError
 from srgan.normalize import Normalizer
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ALWAYS_EXCLUDED = ("TCGA-DU-7294",)  # the tumour-ROI evaluation case: never trained on
-ZIP_OUTER_ENERGY = 5e-4  # below this share of energy beyond half Nyquist a plane was zero-fill interpolated
 
 
 @dataclass
@@ -120,17 +119,6 @@ def _lr_norms(planes: np.ndarray, scale: int) -> list[Normalizer]:
     t = torch.from_numpy(np.ascontiguousarray(planes[:, :h, :w], dtype=np.float32))[:, None]
     lr = torch.cat([degrade.bicubic_down(c, scale) for c in t.split(64)])[:, 0].numpy()
     return [Normalizer.fit(p) for p in lr]
-
-
-def outer_kspace_fraction(plane: np.ndarray) -> float:
-    """Share of a ``(H, W)`` plane's spectral energy outside the central half of k-space (beyond half the Nyquist
-    frequency along either axis), its mean removed."""
-    p = np.asarray(plane, dtype=np.float64)
-    power = np.abs(np.fft.fftshift(np.fft.fft2(p - p.mean()))) ** 2
-    h, w = power.shape
-    inner = power[h // 4 : h - h // 4, w // 4 : w - w // 4].sum()
-    total = power.sum()
-    return float(1.0 - inner / total) if total > 0 else 0.0
 
 
 def _usable_slices(vol: np.ndarray, zooms, axes, cfg: DataConfig, *, scale: int, min_side: int, name: str = ""):

@@ -209,3 +209,21 @@ def test_nothing_to_enhance_names_the_series_reason_not_a_file_beside_it(shared_
     error = [line for line in p.stderr.splitlines() if line.startswith("srgan enhance: error")]
     assert len(error) == 1 and "phase" in error[0] and "raw.dcm" not in error[0], p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_input_the_scanner_already_interpolated_is_said_so(shared_data, tiny_weights, tmp_path):
+    """The Aera T2* GRE of extra-brain-mr was zero-filled ×2 by the scanner (its outer half of k-space is empty):
+    enhancing it is allowed but the run says it sharpens an interpolation; an acquired series gets no such note."""
+    aera = shared_data / "extra-brain-mr" / "siemens_aera_1p5t_clinical"
+    for name, zip_made in (("T2_GRE_TRA", True), ("T2_FLAIR_TRA", False)):
+        img = nib.load(aera / f"{name}.nii.gz")
+        k = img.shape[2] // 2
+        nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:, :, k - 1 : k + 2], img.affine), tmp_path / f"{name}.nii.gz")
+        p = srgan("enhance", tmp_path / f"{name}.nii.gz", "-o", tmp_path / f"{name}-sr.nii.gz", "--scale", 2,
+                  "--weights", tiny_weights, check_rc=0)
+        said = [line for line in p.stderr.splitlines() if "interpolated by the scanner" in line]
+        assert len(said) == (1 if zip_made else 0), p.stderr
+        if zip_made:
+            assert said[0].startswith(f"note: {name}.nii.gz: the input looks interpolated by the scanner (zero-filled")
+            assert "cannot restore detail never acquired" in said[0]
+        assert (tmp_path / f"{name}-sr.nii.gz").is_file()

@@ -180,3 +180,27 @@ def test_auto_consistency_benchmark_separates_the_kinds_on_training_slices(share
     assert all(r["detector"]["r"] <= RATIO_KSPACE[4] for r in rows if r["kind"] == "kspace")
     text = capsys.readouterr().out
     assert "| now: detector, then residual test |" in text and "command: python benchmarks/auto_consistency.py" in text
+
+
+def test_the_plan_says_when_the_scanner_had_zero_filled_the_input(tiny_weights):
+    """``Plan.scanner_interpolated`` from the planned slices' energy beyond half Nyquist: a real slice is acquired,
+    the same slice zero-filled ×2 is not, a blank stack has no spectrum to judge; the viewer's lines say it."""
+    from srgan.degrade import ZIP_OUTER_ENERGY, zerofill_up
+    from srgan.inference.engine import Enhancer
+    from srgan.io.dicom_series import scan
+
+    from tests.conftest import SHARED_DATA
+
+    series = scan(SHARED_DATA / "dicom" / "siemens_prisma_t1_sag_hfs").series[0]
+    real = np.stack([series.pixels(0, k) for k in (16, 17, 18)]).astype(np.float32)
+    zip2 = np.stack([zerofill_up(s[::2, ::2], 2) for s in real]).astype(np.float32)
+    enhancer = Enhancer(weights=tiny_weights, scale=2, device="cpu", consistency="off")
+    acquired, interpolated = enhancer.plan(real), enhancer.plan(zip2)
+    assert acquired.outer_energy > 10 * ZIP_OUTER_ENERGY and not acquired.scanner_interpolated
+    assert interpolated.outer_energy < ZIP_OUTER_ENERGY and interpolated.scanner_interpolated
+    assert "input already interpolated by the scanner (ZIP)" in interpolated.lines()
+    assert not any("scanner" in line for line in acquired.lines()) and acquired.interpolation_warning() == ""
+    blank = enhancer.plan(np.zeros((3, 32, 32), np.float32))
+    assert blank.outer_energy is None and not blank.scanner_interpolated
+    each = enhancer.plan_images([real[0], zip2[0]])
+    assert [p.scanner_interpolated for p in each] == [False, True]
