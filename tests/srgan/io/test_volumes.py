@@ -13,6 +13,7 @@ import pytest
 from nibabel.testing import data_path
 
 from srgan.inference.files import enhance_volume_file
+from srgan.inference.plan import Plan
 from srgan.io.geometry import refine_affine
 from srgan.io.nifti import through_plane_axis
 from srgan.provenance import Provenance
@@ -27,7 +28,7 @@ class Nearest:
     provenance = Provenance(model="nearest", weights_name="t", weights_sha256="ab" * 32, scale=SCALE)
 
     def plan(self, stack):
-        return object()
+        return Plan(scale=SCALE, requested="off", p_kspace=None, model_p=None)
 
     def enhance_stack(self, stack, plan, keys=None):
         out = np.kron(stack, np.ones((1, SCALE, SCALE), np.float32))
