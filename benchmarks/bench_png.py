@@ -1,8 +1,9 @@
-"""PNG encoding settings for enhanced slices: Pillow's zlib level and strategy against time and size.
+"""PNG encoding settings for enhanced slices: Pillow's zlib level and strategy, and imagecodecs' libpng with one
+row filter, against time and size.
 
 ``srgan enhance`` writes every enhanced 2D image as a PNG (``srgan.io.images.save_image``), on the I/O threads
 beside the generator; on the ×4 folder path of issue 17 the encoder is the largest cost after the generator. This
-times Pillow's encoder on 256² 8-bit slices made like the ×4 outputs of that path (64 Kaggle tumour slices, every
+times both encoders on 256² 8-bit slices made like the ×4 outputs of that path (64 Kaggle tumour slices, every
 class, sorted, Pillow bicubic to 256²), and on 16-bit slices of a real volume (``--volume``), one thread, in
 memory, then ``save_image`` itself (quantisation, text chunks, atomic write) with the settings it uses.
 
@@ -62,6 +63,20 @@ def encode(slices: list[np.ndarray], level: int, strategy: int, repeats: int) ->
     return 1e3 * best / len(slices), size / len(slices) / 1024
 
 
+FILTERS = {None: "adaptive filters", 0x10: "Sub filter", 0x80: "Paeth filter"}
+
+
+def encode_imagecodecs(slices: list[np.ndarray], png_encode, level: int, fl: int | None, repeats: int):
+    """As ``encode``, through imagecodecs' libpng (``fl``: one row filter, None: libpng's adaptive choice)."""
+    best, size = float("inf"), 0
+    for _ in range(repeats):
+        t0, size = time.perf_counter(), 0
+        for a in slices:
+            size += len(png_encode(np.ascontiguousarray(a), level=level, strategy=zlib.Z_RLE, filter=fl))
+        best = min(best, time.perf_counter() - t0)
+    return 1e3 * best / len(slices), size / len(slices) / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=64)
@@ -71,11 +86,18 @@ def main() -> None:
     sets = {"256² 8-bit (Kaggle, ×4 size)": kaggle_slices(args.n)}
     if args.volume.exists():
         sets[f"16-bit ({args.volume.name})"] = volume_slices(args.volume, min(args.n, 32))
+    from srgan.io.images import _imagecodecs_png
+
+    ic_png = _imagecodecs_png()
     print("| slices | zlib level | strategy | ms per slice | kB per slice |\n|---|---|---|---|---|")
     for name, slices in sets.items():
         for level, strategy in SETTINGS:
             ms, kb = encode(slices, level, strategy, args.repeats)
             print(f"| {name} | {level} | {NAMES[strategy]} | {ms:.2f} | {kb:.1f} |")
+        if ic_png is not None:
+            for level, fl in [(4, None), (4, 0x10), (4, 0x80)]:
+                ms, kb = encode_imagecodecs(slices, ic_png, level, fl, args.repeats)
+                print(f"| {name} | {level} | imagecodecs libpng, Z_RLE, {FILTERS[fl]} | {ms:.2f} | {kb:.1f} |")
     from srgan.io.images import PNG_COMPRESS_LEVEL, PNG_STRATEGY, save_image
 
     floats = [a.astype(np.float32) / 255 for a in sets["256² 8-bit (Kaggle, ×4 size)"]]
@@ -87,7 +109,8 @@ def main() -> None:
             for i, a in enumerate(floats):
                 save_image(Path(tmp) / f"{i}.png", a, bit_depth=8, text=text)
             best = min(best, time.perf_counter() - t0)
-    print(f"\nsave_image (level {PNG_COMPRESS_LEVEL}, {NAMES[PNG_STRATEGY]}, 8-bit, text chunks, atomic write): "
+    encoder = "imagecodecs, Paeth" if ic_png is not None else "Pillow"
+    print(f"\nsave_image ({encoder}, level {PNG_COMPRESS_LEVEL}, {NAMES[PNG_STRATEGY]}, 8-bit, text chunks, atomic write): "
           f"{1e3 * best / len(floats):.2f} ms per 256² slice")
     print(f"command: python benchmarks/bench_png.py --n {args.n} --repeats {args.repeats}")
 

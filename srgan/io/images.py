@@ -8,6 +8,7 @@ bit depth is exact. Float TIFFs keep their values (no [0, 1] guarantee, ``bit_de
 
 from __future__ import annotations
 
+import io
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -25,6 +26,46 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # runs of zeros (docs/benchmarks.md); with Z_RLE the level hardly matters
 PNG_COMPRESS_LEVEL = 4
 PNG_STRATEGY = zlib.Z_RLE
+# Where imagecodecs is installed (the ``fast`` extra) its libpng encoder writes PNGs with one row filter, Paeth,
+# instead of trying all five per row as Pillow does: 2.5x faster, same size on MR slices (docs/benchmarks.md)
+PNG_FILTER_PAETH = 0x80
+
+
+def _imagecodecs_png():
+    """imagecodecs' ``png_encode``, or None where imagecodecs (optional) is not installed or lacks libpng."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    return imagecodecs.png_encode if getattr(imagecodecs.PNG, "available", False) else None
+
+
+def png_bytes(levels: np.ndarray, info: PngImagePlugin.PngInfo, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """(H, W) uint8/uint16 ``levels`` as a grayscale PNG with ``info``'s text chunks.
+
+    The pixels go through imagecodecs' libpng where it is installed (Paeth filter, Z_RLE), otherwise through
+    Pillow (adaptive filters, Z_RLE); either way Pillow's own chunk writer adds the text chunks before IEND,
+    where tEXt/iTXt may stand.
+    """
+    encode = _imagecodecs_png()
+    if encode is None:
+        buf = io.BytesIO()
+        Image.fromarray(levels).save(
+            buf, format="PNG", pnginfo=info, compress_level=int(compress_level), compress_type=PNG_STRATEGY
+        )
+        return buf.getvalue()
+    png = encode(
+        np.ascontiguousarray(levels), level=int(compress_level), strategy=PNG_STRATEGY, filter=PNG_FILTER_PAETH
+    )
+    iend = len(png) - 12
+    if png[iend + 4 : iend + 8] != b"IEND":
+        raise RuntimeError("imagecodecs.png_encode wrote no IEND chunk last")
+    buf = io.BytesIO()
+    buf.write(png[:iend])
+    for cid, data, _after_idat in info.chunks:
+        PngImagePlugin.putchunk(buf, cid, data)
+    buf.write(png[iend:])
+    return buf.getvalue()
 
 
 @dataclass
@@ -154,25 +195,24 @@ def save_image(
         raise InputError(out.parent, "output folder does not exist")
     text = {str(k): str(v) for k, v in (text or {}).items()}
     if bit_depth == 32:
-        im = Image.fromarray(a.astype(np.float32), mode=None)
+        levels = a.astype(np.float32)
     else:
         top = 2**bit_depth - 1
         # 8 bits in single precision (a level differs from double only within 2e-5 of a half level); 16 in double
         levels = np.rint(np.clip(np.nan_to_num(a.astype(np.float32 if bit_depth == 8 else np.float64)), 0.0, 1.0) * top)
-        im = Image.fromarray(levels.astype(np.uint8 if bit_depth == 8 else np.uint16))
-    kwargs: dict = {}
+        levels = levels.astype(np.uint8 if bit_depth == 8 else np.uint16)
     if ext == ".png":
-        fmt = "PNG"
         info = PngImagePlugin.PngInfo()
         for k, v in text.items():
             if v.isascii():
                 info.add_text(k, v)
             else:
                 info.add_itxt(k, v)
-        kwargs["pnginfo"] = info
-        kwargs["compress_level"] = int(compress_level)
-        kwargs["compress_type"] = PNG_STRATEGY
-    elif ext in (".jpg", ".jpeg"):
+        atomic.write_bytes(out, png_bytes(levels, info, compress_level))
+        return out
+    im = Image.fromarray(levels, mode=None)
+    kwargs: dict = {}
+    if ext in (".jpg", ".jpeg"):
         fmt = "JPEG"
         kwargs["quality"] = 95
         if text:

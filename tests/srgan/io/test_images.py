@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from srgan.errors import InputError
+from srgan.io import images
 from srgan.io.images import find_images, load_image, save_image
 
 KAGGLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "kaggle-brain-tumor-mri"
@@ -42,8 +43,19 @@ def test_find_images_recursive_sorted_and_filtered(tmp_path):
         find_images(tmp_path / "nope")
 
 
+ENCODERS = ["pillow"] + (["imagecodecs"] if images._imagecodecs_png() is not None else [])
+
+
+@pytest.fixture(params=ENCODERS)
+def png_encoder(request, monkeypatch):
+    """Each PNG encoder save_image can use: imagecodecs' libpng where installed, Pillow without it."""
+    if request.param == "pillow":
+        monkeypatch.setattr(images, "_imagecodecs_png", lambda: None)
+    return request.param
+
+
 @pytest.mark.parametrize("bits", [8, 16])
-def test_png_round_trip_exact_with_text(tmp_path, bits):
+def test_png_round_trip_exact_with_text(tmp_path, bits, png_encoder):
     top = 2 ** bits - 1
     data = (levels((37, 53), top) / top).astype(np.float32)
     p = save_image(tmp_path / "x.png", data, bits, {"Software": "BrainSR", "Comment": "AI-enhanced é"})
@@ -53,7 +65,25 @@ def test_png_round_trip_exact_with_text(tmp_path, bits):
     with Image.open(p) as im:
         assert im.text["Software"] == "BrainSR" and im.text["Comment"] == "AI-enhanced é"
         assert np.asarray(im).dtype == (np.uint8 if bits == 8 else np.uint16)
+    with Image.open(p) as im:
+        im.verify()  # every chunk's CRC, the spliced text chunks' too
     assert [q.name for q in tmp_path.iterdir()] == ["x.png"]
+
+
+@pytest.mark.skipif("imagecodecs" not in ENCODERS, reason="imagecodecs (the fast extra) is not installed")
+@needs_data
+@pytest.mark.parametrize("bits", [8, 16])
+def test_both_png_encoders_write_the_same_pixels_of_real_slices(tmp_path, bits, monkeypatch):
+    """A real slice (and its 16-bit version) decodes to the same levels whichever encoder wrote it."""
+    data = np.asarray(Image.open(find_images(KAGGLE)[5]).convert("L"), np.float32) / 255
+    data = data if bits == 8 else np.clip(data * 1.003 - 0.001, 0, 1)
+    fast = save_image(tmp_path / "fast.png", data, bits, {"Software": "BrainSR"})
+    monkeypatch.setattr(images, "_imagecodecs_png", lambda: None)
+    slow = save_image(tmp_path / "slow.png", data, bits, {"Software": "BrainSR"})
+    assert fast.read_bytes() != slow.read_bytes()  # two encoders really ran
+    with Image.open(fast) as a, Image.open(slow) as b:
+        assert a.text == b.text == {"Software": "BrainSR"} and a.mode == b.mode
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_save_clips_and_rounds(tmp_path):
@@ -128,7 +158,7 @@ def test_error_paths(tmp_path):
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".tif"])
-def test_truncated_files(tmp_path, ext):
+def test_truncated_files(tmp_path, ext, png_encoder):
     data = np.random.default_rng(3).random((64, 64)).astype(np.float32)
     full = save_image(tmp_path / f"full{ext}", data, 8).read_bytes()
     cut = tmp_path / f"cut{ext}"
