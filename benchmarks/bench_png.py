@@ -110,7 +110,8 @@ def main() -> None:
                 save_image(Path(tmp) / f"{i}.png", a, bit_depth=8, text=text)
             best = min(best, time.perf_counter() - t0)
     encoder = "imagecodecs, Paeth" if ic_png is not None else "Pillow"
-    print(f"\nsave_image ({encoder}, level {PNG_COMPRESS_LEVEL}, {NAMES[PNG_STRATEGY]}, 8-bit, text chunks, atomic write): "
+    settings = f"{encoder}, level {PNG_COMPRESS_LEVEL}, {NAMES[PNG_STRATEGY]}"
+    print(f"\nsave_image ({settings}, 8-bit, text chunks, atomic write): "
           f"{1e3 * best / len(floats):.2f} ms per 256² slice")
     print(f"command: python benchmarks/bench_png.py --n {args.n} --repeats {args.repeats}")
 
