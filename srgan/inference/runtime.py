@@ -73,6 +73,7 @@ PROBE_SIDE = 24  # a probe input checks every built graph against torch
 PROBE_TOL = {"fp32": 1e-3, "bf16": 5e-2}  # max |difference| from torch fp32 accepted on the probe
 AUTO_SIDE = {2: 128, 3: 96, 4: 64}  # LR side of the slice ``auto`` times (within one tile: no tiling)
 AUTO_RUNS = 3  # timed runs per runtime after one warm-up; the minimum counts
+AUTO_METHOD = 2  # in the cache key: choices timed by an earlier method of ``_time`` are measured again
 # torch's thread count before loading an exported runtime set it to 1 (see "Threads"), restored for a torch one
 _LOWERED: dict[str, int] = {}
 
@@ -376,8 +377,10 @@ def _time(gens: dict[str, Generator], model: Any, side: int, threads: int) -> di
     """Minimum ms per generator of ``AUTO_RUNS`` rounds after one warm-up on a ``side``² slice, the generators
     taking turns round by round, so that a burst of load from other processes slows them all alike. Each runs with
     torch's threads as it would run for real: ``threads`` for torch, one beside an exported runtime. A change of
-    torch's thread count makes its next convolution slow (oneDNN's kernels are set up per thread count), so torch
-    runs twice per round and the second run counts."""
+    torch's thread count makes its next operation slow (oneDNN's kernels and OpenMP's pool are set up per thread
+    count), torch's convolutions and the torch operations around an exported graph alike, so every generator runs
+    twice per round and the second run counts (timing the exported ones' first run after the switch made ``auto``
+    pick torch at ×4 although OpenVINO ran the folder path 7 % faster, docs/benchmarks.md)."""
     import torch
 
     x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
@@ -387,7 +390,7 @@ def _time(gens: dict[str, Generator], model: Any, side: int, threads: int) -> di
         for _ in range(AUTO_RUNS + 1):
             for name, gen in gens.items():
                 torch.set_num_threads(threads if name == "torch" else 1)
-                for _ in range(2 if name == "torch" else 1):
+                for _ in range(2):
                     t0 = time.perf_counter()
                     gen(x, None, kind)
                     dt = time.perf_counter() - t0
@@ -403,7 +406,8 @@ def _auto(model: Any, card: dict, precision: str, threads: int, scale: int, warn
     cpu = torch.device("cpu")
     versions = {name: runtime_version(name) for name in EXPORTED}
     sha256 = str(card.get("sha256", ""))
-    path = cache_dir() / f"auto-{_key(sha256, versions, torch.__version__, cpu_id(), threads, precision)}.json"
+    key = _key(sha256, versions, torch.__version__, cpu_id(), threads, precision, AUTO_METHOD)
+    path = cache_dir() / f"auto-{key}.json"
     try:
         choice = json.loads(path.read_text())["runtime"]
     except (OSError, ValueError, KeyError, TypeError):
