@@ -105,7 +105,8 @@ def enhance_image_folder(
     batches the rest through the generator (each row with its own plan's LR-kind input), then projects each image
     as its plan says, so every output equals the one-image path's and no slice goes through the generator twice.
     Decoding (read ahead) and PNG encoding (write behind) run on ``io_threads`` threads overlapped with the
-    generator (Pillow and imagecodecs release the GIL while they decode, compress and write). Results are logged in order.
+    generator (Pillow and imagecodecs release the GIL while they decode, compress and write). Results are logged
+    in order.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 

@@ -62,6 +62,8 @@ def test_png_round_trip_exact_with_text(tmp_path, bits, png_encoder):
     img = load_image(p)
     assert img.bit_depth == bits and img.data.shape == (37, 53)
     np.testing.assert_array_equal(np.rint(img.data.astype(np.float64) * top), np.rint(data.astype(np.float64) * top))
+    with Image.open(p) as im:  # before the pixels: in ``info`` without loading them
+        assert im.info["Software"] == "BrainSR" and im.info["Comment"] == "AI-enhanced é"
     with Image.open(p) as im:
         assert im.text["Software"] == "BrainSR" and im.text["Comment"] == "AI-enhanced é"
         assert np.asarray(im).dtype == (np.uint8 if bits == 8 else np.uint16)
