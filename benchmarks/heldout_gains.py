@@ -10,6 +10,9 @@ and k-space LR: LR made by contract_check's own ``degrade`` and saved as an 8-bi
 weights, and so their sha256, stay as they are; the card is re-read with ``srgan.models.weights.read_card``.
 
   PYTHONPATH=$PWD python benchmarks/heldout_gains.py [--models NAME ...] [--dry-run]
+  PYTHONPATH=$PWD python benchmarks/heldout_gains.py --weights CANDIDATE.safetensors [--consistency auto]
+
+``--weights`` measures candidates (a run's export, ``benchmarks/weights``) the same way and only prints.
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ def srgan_exe() -> str:
     return str(exe) if exe.exists() else "srgan"
 
 
-def measure(cc, files: list[Path], card: dict, lr_kind: str, consistency: str) -> dict:
+def measure(cc, files: list[Path], card: dict, lr_kind: str, consistency: str, weights: Path | None = None) -> dict:
     """Means over ``files`` of PSNR/SSIM of the model, bicubic and zero-fill, and the gains."""
     from PIL import Image
     from skimage.metrics import peak_signal_noise_ratio as psnr
@@ -72,7 +75,7 @@ def measure(cc, files: list[Path], card: dict, lr_kind: str, consistency: str) -
             name = f"{f.parent.name}_{f.stem}.png"
             Image.fromarray(np.round(cc.degrade(hr, s, lr_kind) * 255).astype(np.uint8)).save(lr_dir / name)
             hrs[name] = hr
-        weights = REPO / "resources" / "weights" / card["file"]
+        weights = weights or REPO / "resources" / "weights" / card["file"]
         cmd = [srgan_exe(), "enhance", str(lr_dir), "-o", str(sr_dir), "--scale", str(s), "--weights", str(weights),
                "--consistency", consistency, "--device", "cpu", "-q"]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -107,6 +110,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", help="bundled model names (default: all)")
     ap.add_argument("--dry-run", action="store_true", help="print the metrics, leave the cards as they are")
+    ap.add_argument("--weights", nargs="+", type=Path, help="candidate .safetensors files to measure (prints only)")
+    ap.add_argument("--consistency", help="with --weights: instead of the candidate card's consistency")
     a = ap.parse_args(argv)
     from srgan.evaluation.selection import heldout_images, split_config
 
@@ -115,6 +120,16 @@ def main(argv=None) -> int:
     files = [Path(f) for _, f in held_out]
     if not files:
         raise SystemExit(f"no held-out slices under {KAGGLE}")
+    for w in a.weights or []:
+        card = read_card(w)
+        cons = a.consistency or str(card.get("consistency", "off"))
+        for key, c in ((cons, cons), ("off", "off")):
+            for lr in ("bicubic", "kspace"):
+                m = measure(cc, files, card, lr, c, weights=w)
+                print(f"{w} consistency {key} {lr}: {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}, "
+                      f"{m['gain_db']:+.2f} over bicubic, {m['gain_over_zerofill_db']:+.2f} over zero-fill", flush=True)
+    if a.weights:
+        return 0
     for card in list_bundled():
         if a.models and card["name"] not in a.models:
             continue
