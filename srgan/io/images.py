@@ -12,6 +12,7 @@ import io
 import json
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,10 @@ PNG_FILTER_PAETH = 0x80
 _AFTER_IHDR = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, 13 bytes of data and CRC
 
 
+@lru_cache(maxsize=1)
 def _imagecodecs_png():
-    """imagecodecs' ``png_encode``, or None where imagecodecs (optional) is not installed or lacks libpng."""
+    """imagecodecs' ``png_encode``, or None where imagecodecs (optional) is not installed or lacks libpng; looked up
+    once, since a failed import searches the path again on every call and this runs for every PNG written."""
     try:
         import imagecodecs
     except ImportError:
