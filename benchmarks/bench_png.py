@@ -48,33 +48,34 @@ def volume_slices(path: Path, n: int) -> list[np.ndarray]:
     return [np.rint(v[:, :, k] * 65535).astype(np.uint16) for k in ks]
 
 
-def encode(slices: list[np.ndarray], level: int, strategy: int, repeats: int) -> tuple[float, float]:
-    """(best ms per slice over ``repeats``, mean kB per slice)."""
-    from PIL import Image
-
+def timed(slices: list[np.ndarray], to_png, repeats: int) -> tuple[float, float]:
+    """(best ms per slice over ``repeats``, mean kB per slice) of ``to_png`` (an array → PNG bytes)."""
     best, size = float("inf"), 0
     for _ in range(repeats):
         t0, size = time.perf_counter(), 0
         for a in slices:
-            buf = io.BytesIO()
-            Image.fromarray(a).save(buf, format="PNG", compress_level=level, compress_type=strategy)
-            size += buf.tell()
+            size += len(to_png(a))
         best = min(best, time.perf_counter() - t0)
     return 1e3 * best / len(slices), size / len(slices) / 1024
+
+
+def pillow_png(level: int, strategy: int):
+    from PIL import Image
+
+    def to_png(a: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG", compress_level=level, compress_type=strategy)
+        return buf.getvalue()
+
+    return to_png
 
 
 FILTERS = {None: "adaptive filters", 0x10: "Sub filter", 0x80: "Paeth filter"}
 
 
-def encode_imagecodecs(slices: list[np.ndarray], png_encode, level: int, fl: int | None, repeats: int):
-    """As ``encode``, through imagecodecs' libpng (``fl``: one row filter, None: libpng's adaptive choice)."""
-    best, size = float("inf"), 0
-    for _ in range(repeats):
-        t0, size = time.perf_counter(), 0
-        for a in slices:
-            size += len(png_encode(np.ascontiguousarray(a), level=level, strategy=zlib.Z_RLE, filter=fl))
-        best = min(best, time.perf_counter() - t0)
-    return 1e3 * best / len(slices), size / len(slices) / 1024
+def imagecodecs_png(png_encode, level: int, fl: int | None):
+    """imagecodecs' libpng with Z_RLE (``fl``: one row filter, None: libpng's adaptive choice)."""
+    return lambda a: png_encode(np.ascontiguousarray(a), level=level, strategy=zlib.Z_RLE, filter=fl)
 
 
 def main() -> None:
@@ -92,11 +93,11 @@ def main() -> None:
     print("| slices | zlib level | strategy | ms per slice | kB per slice |\n|---|---|---|---|---|")
     for name, slices in sets.items():
         for level, strategy in SETTINGS:
-            ms, kb = encode(slices, level, strategy, args.repeats)
+            ms, kb = timed(slices, pillow_png(level, strategy), args.repeats)
             print(f"| {name} | {level} | {NAMES[strategy]} | {ms:.2f} | {kb:.1f} |")
         if ic_png is not None:
             for level, fl in [(4, None), (4, 0x10), (4, 0x80)]:
-                ms, kb = encode_imagecodecs(slices, ic_png, level, fl, args.repeats)
+                ms, kb = timed(slices, imagecodecs_png(ic_png, level, fl), args.repeats)
                 print(f"| {name} | {level} | imagecodecs libpng, Z_RLE, {FILTERS[fl]} | {ms:.2f} | {kb:.1f} |")
     from srgan.io.images import PNG_COMPRESS_LEVEL, PNG_STRATEGY, save_image
 

@@ -123,10 +123,10 @@ def main(argv=None) -> int:
     for w in a.weights or []:
         card = read_card(w)
         cons = a.consistency or str(card.get("consistency", "off"))
-        for key, c in ((cons, cons), ("off", "off")):
+        for c in dict.fromkeys((cons, "off")):  # the card's consistency, then without projection (once if off)
             for lr in ("bicubic", "kspace"):
                 m = measure(cc, files, card, lr, c, weights=w)
-                print(f"{w} consistency {key} {lr}: {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}, "
+                print(f"{w} consistency {c} {lr}: {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}, "
                       f"{m['gain_db']:+.2f} over bicubic, {m['gain_over_zerofill_db']:+.2f} over zero-fill", flush=True)
     if a.weights:
         return 0
