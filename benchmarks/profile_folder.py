@@ -27,8 +27,8 @@ from bench_folder import make_folder  # noqa: E402
 
 STAGES = [
     ("srgan.inference.engine", "_pooled_each", "LR-kind estimate"),
-    ("srgan.inference.engine", "_interpolation", "ZIP check"),
-    ("srgan.inference.engine", "residual_log_ratio", "residual test"),
+    ("srgan.inference.engine", "_interpolation_each", "ZIP check"),
+    ("srgan.inference.engine", "residual_log_ratios", "residual test"),
     ("srgan.inference.engine", "project", "projection"),
 ]
 

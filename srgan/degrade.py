@@ -108,12 +108,17 @@ def outer_kspace_fraction(plane: np.ndarray) -> float:
     """Share of a ``(H, W)`` plane's spectral energy outside the central half of k-space (beyond half the Nyquist
     frequency along either axis), its mean removed: below ``ZIP_OUTER_ENERGY`` the plane holds no detail at its
     own grid (it was zero-fill interpolated), so a super-resolved copy can only sharpen an interpolation."""
-    p = np.asarray(plane, dtype=np.float64)
-    power = np.abs(np.fft.fftshift(np.fft.fft2(p - p.mean()))) ** 2
-    h, w = power.shape
-    inner = power[h // 4 : h - h // 4, w // 4 : w - w // 4].sum()
-    total = power.sum()
-    return float(1.0 - inner / total) if total > 0 else 0.0
+    return float(outer_kspace_fractions(np.asarray(plane)[None])[0])
+
+
+def outer_kspace_fractions(planes: np.ndarray) -> np.ndarray:
+    """``outer_kspace_fraction`` of each ``(H, W)`` plane of a ``(B, H, W)`` stack, in one batched FFT."""
+    p = np.asarray(planes, dtype=np.float64)
+    power = np.abs(np.fft.fftshift(np.fft.fft2(p - p.mean(axis=(-2, -1), keepdims=True)), axes=(-2, -1))) ** 2
+    h, w = power.shape[-2:]
+    inner = power[:, h // 4 : h - h // 4, w // 4 : w - w // 4].sum(axis=(-2, -1))
+    total = power.sum(axis=(-2, -1))
+    return np.where(total > 0, 1.0 - inner / np.where(total > 0, total, 1.0), 0.0)
 
 
 def _centred_hamming(n: int, dtype, device) -> torch.Tensor:

@@ -21,19 +21,38 @@ from srgan.options import PROJECTIONS
 
 def residual_log_ratio(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
     """log(‖K(SR) − LR‖ / ‖B(SR) − LR‖) of an ``(s·h, s·w)`` SR image and its ``(h, w)`` LR input, same units:
-    negative where k-space truncation reproduces the LR better than antialiased bicubic. Single precision torch,
-    with the projections' cached operators (see docs/benchmarks.md for its cost)."""
+    negative where k-space truncation reproduces the LR better than antialiased bicubic. ``residual_log_ratios``
+    of one image."""
+    return float(residual_log_ratios(np.asarray(sr)[None], np.asarray(lr)[None], scale)[0])
+
+
+def residual_log_ratios(srs: np.ndarray, lrs: np.ndarray, scale: int) -> np.ndarray:
+    """``residual_log_ratio`` of each row of ``(B, s·h, s·w)`` SR images and their ``(B, h, w)`` LR inputs, in one
+    batch: single precision torch, k-space truncation by FFT, bicubic by its cached separable operator (see
+    docs/benchmarks.md for their cost)."""
     import torch
 
-    x = torch.as_tensor(np.asarray(sr, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(lr, dtype=np.float32))
-    H, W = x.shape
-    if (H // scale, W // scale) != tuple(y.shape) or H % scale or W % scale:
-        raise ValueError(f"SR shape {tuple(x.shape)} is not LR shape {tuple(y.shape)} × {scale}")
+    x = torch.as_tensor(np.asarray(srs, dtype=np.float32))
+    y = torch.as_tensor(np.asarray(lrs, dtype=np.float32))
+    _check_shapes(x, y, scale)
+    H, W = x.shape[-2:]
     rows, cols = _bicubic_operators(H, scale, True), _bicubic_operators(W, scale, True)
-    k = float(torch.linalg.norm(_kspace_complex(x, scale).abs() - y))
-    b = float(torch.linalg.norm(rows.down @ x @ cols.down_t - y))
-    return float(np.log(max(k, 1e-12) / max(b, 1e-12)))
+    k = torch.linalg.norm((_kspace_complex(x, scale).abs() - y).flatten(-2), dim=-1)
+    b = torch.linalg.norm((_separable(rows.down, x, cols.down_t) - y).flatten(-2), dim=-1)
+    return np.log(np.maximum(k.numpy(), 1e-12) / np.maximum(b.numpy(), 1e-12)).astype(np.float64)
+
+
+def _separable(left, x, right_t):
+    """``left @ x @ right_t`` of images ``(..., H, W)``: the right product first, as one matrix product over all
+    the rows of the batch (a broadcast ``left @ x`` over a batch ran at half that speed)."""
+    t = x.reshape(-1, x.shape[-1]) @ right_t
+    return left @ t.reshape(*x.shape[:-1], right_t.shape[-1])
+
+
+def _check_shapes(x, y, scale: int) -> None:
+    H, W = x.shape[-2:]
+    if (H // scale, W // scale) != tuple(y.shape[-2:]) or H % scale or W % scale or x.shape[:-2] != y.shape[:-2]:
+        raise ValueError(f"SR shape {tuple(x.shape)} is not LR shape {tuple(y.shape)} × {scale}")
 
 
 @lru_cache(maxsize=32)
@@ -65,39 +84,11 @@ def relative_residual(sr: np.ndarray, lr: np.ndarray, scale: int, kind: str) -> 
     return float(np.linalg.norm(degrade(sr, scale, kind) - lr) / max(float(np.linalg.norm(lr)), 1e-12))
 
 
-@lru_cache(maxsize=32)
-def _kspace_matrices(n_hr: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """1D factors of k-space truncation before its final magnitude, ``down`` (n_lr × n_hr, complex), and of its
-    right inverse (zero-padding the spectrum back to HR), ``up`` (n_hr × n_lr).
-
-    The half-pixel phase ramp of ``srgan.degrade.kspace_truncate`` (LR pixel i centred on HR i·s + (s−1)/2), the
-    centre crop and the shifts are all separable, so the 2D operators are ``down_r · X · down_cᵀ`` and
-    ``Re(up_r · R · up_cᵀ)``: two small matrix products instead of four FFTs and a complex ramp per step."""
-    n_lr = n_hr // scale
-    ramp = np.exp(2j * np.pi * (scale - 1) / 2 * np.fft.fftfreq(n_hr))
-    lo = n_hr // 2 - n_lr // 2
-    k = np.fft.fftshift(np.fft.fft(np.eye(n_hr), axis=0) * ramp[:, None], axes=0)[lo : lo + n_lr]
-    down = np.fft.ifft(np.fft.ifftshift(k, axes=0), axis=0) / scale
-    padded = np.zeros((n_hr, n_lr), dtype=np.complex128)
-    padded[lo : lo + n_lr] = np.fft.fftshift(np.fft.fft(np.eye(n_lr), axis=0), axes=0) * scale
-    up = np.fft.ifft(np.fft.ifftshift(padded, axes=0) / ramp[:, None], axis=0)
-    return down, up
-
-
 class _Bicubic(NamedTuple):
     down: Any  # (n_lr, n_hr) torch tensors
     down_t: Any
     up: Any  # right inverse, (n_hr, n_lr)
     up_t: Any
-
-
-class _Kspace(NamedTuple):
-    down_re: Any  # real and imaginary parts of down (n_lr, n_hr): a real image needs two real products
-    down_im: Any
-    down_t: Any  # complex
-    up: Any  # complex, (n_hr, n_lr)
-    up_t_re: Any  # only the real part of a lift is kept: two real products
-    up_t_im: Any
 
 
 # The projections run in torch, on torch's own threads: numpy's BLAS threads, started right after the generator,
@@ -111,38 +102,52 @@ def _bicubic_operators(n_hr: int, scale: int, single: bool) -> _Bicubic:
 
 
 @lru_cache(maxsize=32)
-def _kspace_operators(n_hr: int, scale: int, single: bool) -> _Kspace:
+def _kspace_band(H: int, W: int, scale: int, single: bool) -> tuple[Any, Any, Any, Any]:
+    """Where the LR band of an ``(H, W)`` image's spectrum lies and how it is weighted: its row frequencies as
+    indices into the HR spectrum (LR order, ``fftfreq``), the same rows negated, its column frequencies (signed,
+    LR order) and the ``(h, w)`` factor that turns HR spectrum samples into the LR spectrum (the half-pixel phase
+    ramp of ``srgan.degrade.kspace_truncate`` and the 1/s² that keeps intensities); the lift divides by it."""
     import torch
 
-    real, cplx = (torch.float32, torch.complex64) if single else (torch.float64, torch.complex128)
-    down, up = _kspace_matrices(n_hr, scale)
-    return _Kspace(
-        down_re=torch.tensor(down.real, dtype=real),
-        down_im=torch.tensor(down.imag, dtype=real),
-        down_t=torch.tensor(down.T, dtype=cplx),
-        up=torch.tensor(up, dtype=cplx),
-        up_t_re=torch.tensor(up.T.real.copy(), dtype=real),
-        up_t_im=torch.tensor(up.T.imag.copy(), dtype=real),
-    )
+    h, w = H // scale, W // scale
+    fy = np.rint(np.fft.fftfreq(h) * h).astype(np.int64)
+    fx = np.rint(np.fft.fftfreq(w) * w).astype(np.int64)
+    d = (scale - 1) / 2
+    ramp = np.exp(2j * np.pi * d * fy / H)[:, None] * np.exp(2j * np.pi * d * fx / W)[None, :] / scale**2
+    cdt = torch.complex64 if single else torch.complex128
+    return torch.from_numpy(fy % H), torch.from_numpy(-fy % H), torch.from_numpy(fx), torch.tensor(ramp, dtype=cdt)
 
 
 def _kspace_complex(x, scale: int):
-    """k-space truncation of a real ``(H, W)`` tensor before its final magnitude: complex ``(h, w)``."""
+    """k-space truncation of real ``(..., H, W)`` images before its final magnitude: complex ``(..., h, w)``.
+
+    The LR spectrum is the central band of the HR one, so one real FFT of the HR image and a small inverse FFT
+    give it (the band's negative column frequencies are the conjugates of positive ones at negated rows)."""
     import torch
 
-    single = x.dtype == torch.float32
-    rows, cols = _kspace_operators(x.shape[0], scale, single), _kspace_operators(x.shape[1], scale, single)
-    return torch.complex(rows.down_re @ x, rows.down_im @ x) @ cols.down_t
+    rows, neg_rows, cols, ramp = _kspace_band(x.shape[-2], x.shape[-1], scale, x.dtype == torch.float32)
+    spectrum = torch.fft.rfft2(x)  # (..., H, W//2 + 1)
+    pos, neg = cols[cols >= 0], -cols[cols < 0]
+    band = torch.cat([spectrum[..., rows, :][..., pos], spectrum[..., neg_rows, :][..., neg].conj()], dim=-1)
+    return torch.fft.ifft2(band * ramp)
 
 
 def _kspace_lift(r, scale: int, hr_shape: tuple[int, int]):
-    """Right inverse of the complex truncation, real part: the smallest HR correction for an LR residual."""
+    """Right inverse of the complex truncation, real part: the smallest HR correction ``(..., H, W)`` for complex
+    LR residuals ``(..., h, w)``: their spectrum placed back in the HR band, real part by a half-spectrum inverse
+    FFT (Re F⁻¹Z is F⁻¹ of Z's Hermitian part, whose non-negative columns are all an inverse real FFT needs)."""
     import torch
 
-    single = r.dtype == torch.complex64
-    rows, cols = _kspace_operators(hr_shape[0], scale, single), _kspace_operators(hr_shape[1], scale, single)
-    left = rows.up @ r
-    return left.real @ cols.up_t_re - left.imag @ cols.up_t_im
+    H, W = hr_shape
+    rows, neg_rows, cols, ramp = _kspace_band(H, W, scale, r.dtype == torch.complex64)
+    band = torch.fft.fft2(r) / ramp / 2
+    half = torch.zeros((*r.shape[:-2], H, W // 2 + 1), dtype=r.dtype)
+    nonneg, neg = cols >= 0, cols < 0
+    half[..., rows[:, None], cols[nonneg][None, :]] = band[..., nonneg]
+    half[..., neg_rows[:, None], -cols[neg][None, :]] += band[..., neg].conj()
+    zero = int(torch.nonzero(cols == 0)[0, 0])
+    half[..., neg_rows, 0] += band[..., zero].conj()
+    return torch.fft.irfft2(half, s=(H, W))
 
 
 def project(
@@ -155,10 +160,13 @@ def project(
     max_iter: int = 30,
     steps: int | None = None,
 ) -> np.ndarray:
-    """SR corrected to be consistent with ``lr`` under degradation ``kind``; float32 like the input.
+    """SR corrected to be consistent with ``lr`` under degradation ``kind``; float32 like the input. ``sr`` is
+    ``(s·h, s·w)`` or a batch ``(B, s·h, s·w)`` (with ``lr`` ``(B, h, w)``), each row projected alone.
 
-    Bicubic: one exact linear projection (the operator is linear and separable). k-space: alternating projection
-    that keeps the current phase and imposes the measured magnitude, until the relative residual is below ``tol``.
+    Bicubic: one exact linear projection (the operator is linear and separable), in the precision of ``sr``
+    (float32 for a generator's output: its rounding, ~1e-7 of the signal, is far below any residual). k-space:
+    alternating projection that keeps the current phase and imposes the measured magnitude, until the relative
+    residual is below ``tol``.
     ``steps``: instead, exactly that many k-space updates in single precision, without residual checks — what a
     plan's k-space projection runs (``srgan.inference.plan.KSPACE_STEPS``): on a generator's output, already
     close, one update gains nearly what iterating to convergence does (docs/benchmarks.md).
@@ -169,16 +177,16 @@ def project(
         raise ValueError(f"unknown projection {kind!r}; choose from {', '.join(PROJECTIONS)}")
     import torch
 
-    single = steps is not None
-    x = torch.tensor(np.asarray(sr), dtype=torch.float32 if single else torch.float64)
+    sr = np.asarray(sr)
+    single = steps is not None or (kind == "bicubic" and sr.dtype == np.float32)
+    x = torch.tensor(sr, dtype=torch.float32 if single else torch.float64)
     y = torch.tensor(np.asarray(lr), dtype=x.dtype)
-    H, W = x.shape
-    if (H // scale, W // scale) != tuple(y.shape) or H % scale or W % scale:
-        raise ValueError(f"SR shape {tuple(x.shape)} is not LR shape {tuple(y.shape)} × {scale}")
+    _check_shapes(x, y, scale)
+    H, W = x.shape[-2:]
     if kind == "bicubic":
         rows, cols = _bicubic_operators(H, scale, single), _bicubic_operators(W, scale, single)
-        x += rows.up @ (y - rows.down @ x @ cols.down_t) @ cols.up_t
-        return x.numpy().astype(np.float32)
+        x += _separable(rows.up, y - _separable(rows.down, x, cols.down_t), cols.up_t)
+        return x.numpy().astype(np.float32, copy=False)
     # The magnitude makes the model non-linear: each step keeps the phase of the current complex LR image and
     # moves only its magnitude onto the measured LR (a Gerchberg–Saxton-style alternating projection).
     if steps is not None:
@@ -186,6 +194,8 @@ def project(
             c = _kspace_complex(x, scale)
             x += _kspace_lift(torch.polar(y, torch.angle(c)) - c, scale, (H, W))
         return x.numpy()
+    if x.ndim == 3:
+        return np.stack([project(a.numpy(), b.numpy(), scale, kind, tol=tol, max_iter=max_iter) for a, b in zip(x, y)])
     norm = max(float(torch.linalg.norm(y)), 1e-12)
     best, best_err = x.clone(), np.inf
     for _ in range(max_iter):

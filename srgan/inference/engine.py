@@ -17,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 
 from srgan.errors import InputError
-from srgan.inference.consistency import project, residual_log_ratio
+from srgan.inference.consistency import project, residual_log_ratios
 from srgan.inference.plan import Plan, decide, describe, kind_sample, needs_test, residual_test_slices
 from srgan.inference.runtime import load_generator
 from srgan.models.weights import bundled_weights, load_weights
@@ -225,7 +225,8 @@ class Enhancer:
 
         fitted = {k: norms[k] for k in picks} if norms is not None else {k: Normalizer.fit(stack[k]) for k in picks}
         outputs = self._raw(stack, picks, fitted, p_kspace)
-        ratio = float(np.median([residual_log_ratio(outputs[k], stack[k], self.scale) for k in picks]))
+        ratios = residual_log_ratios(np.stack([outputs[k] for k in picks]), stack[picks], self.scale)
+        ratio = float(np.median(ratios))
         plan = replace(decide(consistency, p_kspace, self.scale, ratio), **interpolation)
         # the test's outputs are what enhancing would compute only if the generator's input stays the same
         made: dict[Hashable, np.ndarray] = {k: v for k, v in outputs.items()}
@@ -313,8 +314,8 @@ class Enhancer:
                 have.update(self._raw(stack, todo, norms, plan.model_p) if todo else {})
                 for k in range(i, j):
                     out[k] = have[k]
-                    if plan.projection != "off":
-                        out[k] = project(out[k], stack[k], self.scale, plan.projection, steps=plan.steps)
+                if plan.projection != "off":
+                    out[i:j] = project(out[i:j], stack[i:j], self.scale, plan.projection, steps=plan.steps)
                 if progress is not None:
                     progress(j, n)
         return out
@@ -347,14 +348,20 @@ class Enhancer:
             tested = [k for k in range(len(stacks)) if needs_test(self.consistency, p[k])]
             norms = {k: Normalizer.fit(stacks[k]) for k in tested}
             outputs = self._raw_rows(stacks, tested, norms, p)
+            interpolation: dict[int, dict[str, Any]] = {}
+            ratios: dict[int, float] = {}  # one slice: its own test
+            for idx in _by_shape(stacks, range(len(stacks))):
+                interpolation.update(zip(idx, _interpolation_each(np.stack([stacks[k] for k in idx]))))
+                idx = [k for k in idx if k in outputs]
+                if idx:
+                    srs, lrs = np.stack([outputs[k] for k in idx]), np.stack([stacks[k] for k in idx])
+                    ratios.update(zip(idx, (float(r) for r in residual_log_ratios(srs, lrs, self.scale))))
             plans = []
-            for k, im in enumerate(stacks):
-                interpolation = _interpolation([im])
+            for k in range(len(stacks)):
                 if k not in outputs:
-                    plans.append(replace(decide(self.consistency, p[k], self.scale), **interpolation))
+                    plans.append(replace(decide(self.consistency, p[k], self.scale), **interpolation[k]))
                     continue
-                ratio = residual_log_ratio(outputs[k], im, self.scale)  # one slice: its own test
-                plan = replace(decide(self.consistency, p[k], self.scale, ratio), **interpolation)
+                plan = replace(decide(self.consistency, p[k], self.scale, ratios[k]), **interpolation[k])
                 plans.append(replace(plan, outputs={0: outputs[k]}) if plan.model_p == p[k] else plan)
         return plans
 
@@ -400,12 +407,20 @@ class Enhancer:
         with self._lock, torch.inference_mode():
             norms = {k: Normalizer.fit(stacks[k]) for k in todo}
             raw.update(self._raw_rows(stacks, todo, norms, [pl.model_p for pl in plans]))
-            out = []
-            for i, plan in enumerate(plans):
-                sr = np.asarray(raw[i], dtype=np.float32)
+            out = [np.asarray(raw[i], dtype=np.float32) for i in range(len(plans))]
+            # images of equal size projected alike share one batched projection
+            for idx in _by_shape(stacks, range(len(plans)), key=lambda i: (plans[i].projection, plans[i].steps)):
+                plan = plans[idx[0]]
                 if plan.projection != "off":
-                    sr = project(sr, stacks[i], self.scale, plan.projection, steps=plan.steps)
-                out.append(sr)
+                    srs = project(
+                        np.stack([out[i] for i in idx]),
+                        np.stack([stacks[i] for i in idx]),
+                        self.scale,
+                        plan.projection,
+                        steps=plan.steps,
+                    )
+                    for i, sr in zip(idx, srs):
+                        out[i] = sr
         return out
 
     def enhance(self, image: np.ndarray, plan: Plan | None = None, *, key: Hashable | None = None) -> np.ndarray:
@@ -443,9 +458,24 @@ def _pooled_each(detector: Any, slices: Any) -> list[float]:
 
 def _interpolation(planes: Iterable[np.ndarray]) -> dict[str, Any]:
     """``Plan``'s ``outer_energy`` and ``scanner_interpolated`` of an acquisition from some of its planes."""
-    from srgan.degrade import ZIP_OUTER_ENERGY, outer_kspace_fraction
+    from srgan.degrade import outer_kspace_fraction
 
     shares = [outer_kspace_fraction(p) for p in planes if np.ptp(p) > 0]  # a blank plane has no spectrum
+    return _interpolation_of(shares)
+
+
+def _interpolation_each(planes: np.ndarray) -> list[dict[str, Any]]:
+    """``_interpolation`` of each plane of ``(B, H, W)`` alone (each its own acquisition), in one batch."""
+    from srgan.degrade import outer_kspace_fractions
+
+    flat = planes.reshape(len(planes), -1)
+    shares = outer_kspace_fractions(planes)
+    return [_interpolation_of([float(v)] if has else []) for v, has in zip(shares, np.ptp(flat, axis=1) > 0)]
+
+
+def _interpolation_of(shares: Sequence[float]) -> dict[str, Any]:
+    from srgan.degrade import ZIP_OUTER_ENERGY
+
     if not shares:
         return {}
     outer = float(np.median(shares))

@@ -47,19 +47,59 @@ def test_enhancer_applies_projection_in_modality_units(tiny_weights):
     assert relative_residual(sr, lr, 2, "bicubic") <= 1e-3
 
 
-@pytest.mark.parametrize("shape, scale", [((64, 48), 4), ((30, 42), 2), ((40, 40), 4)])
+def _centred_band(shape, scale):
+    """Reference for the operators: the HR spectrum centred (fftshift), the LR band its central h × w block,
+    the half-pixel phase ramp of ``kspace_truncate`` at the HR frequencies."""
+    (H, W), (h, w) = shape, (shape[0] // scale, shape[1] // scale)
+    d = (scale - 1) / 2
+    ramp = np.fft.fftshift(np.exp(2j * np.pi * d * np.add.outer(np.fft.fftfreq(H), np.fft.fftfreq(W))))
+    block = np.s_[..., H // 2 - h // 2 : H // 2 - h // 2 + h, W // 2 - w // 2 : W // 2 - w // 2 + w]
+    return ramp, block
+
+
+def _reference_down(x, scale):
+    ramp, block = _centred_band(x.shape[-2:], scale)
+    k = (np.fft.fftshift(np.fft.fft2(x), axes=(-2, -1)) * ramp)[block]
+    return np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1))) / scale**2
+
+
+def _reference_lift(r, scale, shape):
+    ramp, block = _centred_band(shape, scale)
+    big = np.zeros((*r.shape[:-2], *shape), dtype=complex)
+    big[block] = np.fft.fftshift(np.fft.fft2(r), axes=(-2, -1)) * scale**2
+    return np.fft.ifft2(np.fft.ifftshift(big / ramp, axes=(-2, -1)))
+
+
+@pytest.mark.parametrize("shape, scale", [((64, 48), 4), ((30, 42), 2), ((40, 40), 4), ((36, 60), 4)])
 def test_kspace_operator_matches_the_degradation_and_its_lift_is_a_right_inverse(shape, scale):
+    """The FFT operators of the projection and the residual test against a plain centred-spectrum reference:
+    truncation equals ``kspace_truncate`` (odd and even LR sides, batched or not); the lift is the real part of
+    the zero-padding right inverse."""
     import torch
 
-    from srgan.inference.consistency import _kspace_complex, _kspace_matrices
     from srgan.degrade import kspace_truncate
+    from srgan.inference.consistency import _kspace_complex, _kspace_lift
     rng = np.random.default_rng(1)
-    x = rng.random(shape)
-    np.testing.assert_allclose(_kspace_complex(torch.from_numpy(x), scale).abs().numpy(), kspace_truncate(x, scale),
-                               atol=1e-9)
-    (dr, ur), (dc, uc) = _kspace_matrices(shape[0], scale), _kspace_matrices(shape[1], scale)
-    r = rng.standard_normal((shape[0] // scale, shape[1] // scale, 2)) @ np.array([1, 1j])
-    np.testing.assert_allclose(dr @ (ur @ r @ uc.T) @ dc.T, r, atol=1e-9)
+    x = rng.random((3, *shape))
+    down = _kspace_complex(torch.from_numpy(x), scale).numpy()
+    np.testing.assert_allclose(down, _reference_down(x, scale), atol=1e-9)
+    np.testing.assert_allclose(np.abs(down), np.stack([kspace_truncate(a, scale) for a in x]), atol=1e-9)
+    np.testing.assert_allclose(_kspace_complex(torch.from_numpy(x[1]), scale).numpy(), down[1], atol=1e-12)
+    r = rng.standard_normal((3, shape[0] // scale, shape[1] // scale, 2)) @ np.array([1, 1j])
+    reference = _reference_lift(r, scale, shape)
+    np.testing.assert_allclose(_reference_down(reference, scale), r, atol=1e-9)  # a right inverse
+    lifted = _kspace_lift(torch.from_numpy(r), scale, shape)
+    assert lifted.dtype == torch.float64
+    np.testing.assert_allclose(lifted.numpy(), reference.real, atol=1e-9)
+
+
+def test_a_batch_is_projected_row_by_row(hr):
+    lrs = np.stack([degrade(hr, 4, "kspace"), degrade(hr[::-1].copy(), 4, "kspace")])
+    srs = np.stack([interpolate(lr.astype(np.float32), 4) for lr in lrs])
+    for kind, steps in (("bicubic", None), ("kspace", 1), ("kspace", None)):
+        batch = project(srs, lrs, 4, kind, steps=steps)
+        for k in range(2):
+            np.testing.assert_allclose(batch[k], project(srs[k], lrs[k], 4, kind, steps=steps), atol=1e-6)
 
 
 @pytest.mark.parametrize("scale", [2, 4])

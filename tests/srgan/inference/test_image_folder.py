@@ -71,11 +71,12 @@ def test_plan_images_equals_plan_of_each_image(shared_data):
     together = enhancer.plan_images(lrs)
     for lr, plan in zip(lrs, together):
         alone = enhancer.plan(lr[None])
-        assert (plan.p_kspace, plan.model_p, plan.projection, plan.log_ratio) == (
+        assert (plan.p_kspace, plan.model_p, plan.projection, plan.log_ratio, plan.outer_energy) == (
             alone.p_kspace,
             alone.model_p,
             alone.projection,
             alone.log_ratio,
+            alone.outer_energy,
         )
         assert plan.outputs.keys() == alone.outputs.keys()
         for k in plan.outputs:
