@@ -71,7 +71,7 @@ def _image_bit_depth(img, dst: Path) -> int:
 def _save_enhanced(dst: Path, sr: np.ndarray, bit_depth: int, text: dict) -> None:
     from srgan.io.images import save_image
 
-    save_image(dst, sr if bit_depth == 32 else np.clip(sr, 0.0, 1.0), bit_depth=bit_depth, text=text)
+    save_image(dst, sr, bit_depth=bit_depth, text=text)  # integer depths clip there
 
 
 def enhance_image_file(src: Path, dst: Path, enhancer) -> tuple[list[str], Plan]:

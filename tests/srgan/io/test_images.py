@@ -88,10 +88,15 @@ def test_both_png_encoders_write_the_same_pixels_of_real_slices(tmp_path, bits, 
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_save_clips_and_rounds(tmp_path):
-    data = np.array([[-0.5, 0.0, 0.5, 1.0, 7.0, np.nan]], np.float32).repeat(3, 0)
-    img = load_image(save_image(tmp_path / "c.png", data, 8))
-    np.testing.assert_allclose(img.data[0], [0, 0, 128 / 255, 1, 1, 0], atol=1e-7)
+@pytest.mark.parametrize("bits", [8, 16])
+def test_save_clips_and_rounds(tmp_path, bits):
+    data = np.array([[-0.5, 0.0, 0.5, 1.0, 7.0, np.nan, np.inf, -np.inf, 0.25]], np.float32).repeat(3, 0)
+    before = data.copy()
+    img = load_image(save_image(tmp_path / "c.png", data, bits))
+    top = 2**bits - 1
+    half, quarter = np.rint(0.5 * top) / top, np.rint(0.25 * top) / top
+    np.testing.assert_allclose(img.data[0], [0, 0, half, 1, 1, 0, 1, 0, quarter], atol=1e-7)
+    np.testing.assert_array_equal(data, before)  # the caller's array is not written to
 
 
 def test_rgb_becomes_luminance_with_note(tmp_path):
