@@ -28,7 +28,9 @@ the LR-kind estimate, projections) would leave them spinning on the cores the ru
 
 ``runtime="auto"`` (the default) times each installed runtime on a representative slice (``AUTO_SIDE``) and keeps
 the fastest; the choice is cached on disk by the same key plus the thread count and precision, so a machine
-measures once. CUDA and MPS stay on torch. A runtime that is missing, fails to build or disagrees with torch gives
+measures once, or twice where the first measurement ran beside other work (the load average then at least
+``AUTO_BUSY_LOAD`` of the cores): such a choice is used, and measured again the first time the machine is
+quieter. CUDA and MPS stay on torch. A runtime that is missing, fails to build or disagrees with torch gives
 one log line and the generator runs on torch: never a crash.
 """
 
@@ -74,6 +76,7 @@ PROBE_TOL = {"fp32": 1e-3, "bf16": 5e-2}  # max |difference| from torch fp32 acc
 AUTO_SIDE = {2: 128, 3: 96, 4: 64}  # LR side of the slice ``auto`` times (within one tile: no tiling)
 AUTO_RUNS = 3  # timed runs per runtime after one warm-up; the minimum counts
 AUTO_METHOD = 2  # in the cache key: choices timed by an earlier method of ``_time`` are measured again
+AUTO_BUSY_LOAD = 0.5  # 1-minute load average per core at or above which a measurement counts as taken under load
 # torch's thread count before loading an exported runtime set it to 1 (see "Threads"), restored for a torch one
 _LOWERED: dict[str, int] = {}
 
@@ -408,8 +411,12 @@ def _auto(model: Any, card: dict, precision: str, threads: int, scale: int, warn
     sha256 = str(card.get("sha256", ""))
     key = _key(sha256, versions, torch.__version__, cpu_id(), threads, precision, AUTO_METHOD)
     path = cache_dir() / f"auto-{key}.json"
+    load = _load_share()
     try:
-        choice = json.loads(path.read_text())["runtime"]
+        record = json.loads(path.read_text())
+        choice = record["runtime"]
+        if _busy(record.get("load_share")) and load is not None and not _busy(load):
+            choice = None  # measured beside other work (a fresh machine's first use may be under a build)
     except (OSError, ValueError, KeyError, TypeError):
         choice = None
     if choice == "torch":
@@ -432,9 +439,22 @@ def _auto(model: Any, card: dict, precision: str, threads: int, scale: int, warn
     ms = _time(gens, model, side, threads)
     best = min(ms, key=lambda k: ms[k])
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"runtime": best, "ms": ms, "side": side, "threads": threads, "precision": precision}
+    record = {"runtime": best, "ms": ms, "side": side, "threads": threads, "precision": precision, "load_share": load}
     atomic.write_text(path, json.dumps(record, indent=2) + "\n")
     return gens[best]
+
+
+def _load_share() -> float | None:
+    """The 1-minute load average per core (other programs' runnable threads as well as ours); None where the
+    platform has none (Windows)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return None
+
+
+def _busy(load_share: Any) -> bool:
+    return isinstance(load_share, (int, float)) and load_share >= AUTO_BUSY_LOAD
 
 
 def _reason(e: BaseException) -> str:
