@@ -7,7 +7,7 @@ outside: decode → plan → generator → projection → derived DICOM encode a
 ``(wall(35) − wall(5)) / 30``, so start-up (imports, loading the weights, building the runtime) cancels out. Each
 is measured ``--repeats`` times (min and median printed); the machine may be shared.
 
-    python benchmarks/bench_dicom_path.py [--repeats 3] [--threads 2] [--runtime auto]
+    python benchmarks/bench_dicom_path.py [--repeats 3] [--threads 2] [--runtime auto] [--precision P]
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ SERIES = REPO.parent / "shared" / "data" / "dicom" / "siemens_prisma_t1_sag_hfs"
 FEW = 5
 
 
-def time_enhance(folder: Path, out: Path, threads: int, runtime: str) -> float:
+def time_enhance(folder: Path, out: Path, threads: int, runtime: str, precision: str | None = None) -> float:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "srgan.cli", "enhance", str(folder), "-o", str(out), "--scale", "2"]
-    cmd += ["--threads", str(threads), "--runtime", runtime, "-q"]
+    cmd += ["--threads", str(threads), "--runtime", runtime, "-q"] + (["--precision", precision] if precision else [])
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runtime", default="auto", help="srgan.options.RUNTIMES (default auto, as srgan enhance)")
+    ap.add_argument("--precision", help="fp32 or bf16 (default: as srgan enhance, the model card's recommendation)")
     ap.add_argument("--series", type=Path, default=SERIES, help="a folder of one DICOM series")
     args = ap.parse_args()
     files = sorted(p for p in args.series.iterdir() if p.is_file())
@@ -54,8 +55,8 @@ def main() -> None:
             shutil.copy2(p, few / p.name)
         per_slice = []
         for r in range(args.repeats):
-            w_few = time_enhance(few, root / "out-few", args.threads, args.runtime)
-            w_all = time_enhance(args.series, root / "out-all", args.threads, args.runtime)
+            w_few = time_enhance(few, root / "out-few", args.threads, args.runtime, args.precision)
+            w_all = time_enhance(args.series, root / "out-all", args.threads, args.runtime, args.precision)
             per_slice.append((w_all - w_few) / (len(files) - FEW))
             print(
                 f"run {r + 1}: wall {FEW} = {w_few:.2f} s, wall {len(files)} = {w_all:.2f} s, "

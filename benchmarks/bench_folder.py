@@ -11,7 +11,8 @@ the median of ``--seed-runs`` forward passes after one warm-up, in its own proce
 ``--repeats`` times (the machine may be shared): min and median are printed, and the ratio seed ms/slice ÷
 marginal ms/slice.
 
-    python benchmarks/bench_folder.py [--repeats 3] [--threads 2] [--seed-runs 5] [--weights X4] [--keep DIR]
+    python benchmarks/bench_folder.py [--repeats 3] [--threads 2] [--seed-runs 5] [--weights X4] [--precision P]
+        [--keep DIR]
 """
 
 from __future__ import annotations
@@ -46,11 +47,14 @@ def make_folder(dst: Path, n: int) -> Path:
     return dst
 
 
-def time_enhance(folder: Path, out: Path, threads: int, weights: Path | None = None) -> float:
+def time_enhance(
+    folder: Path, out: Path, threads: int, weights: Path | None = None, precision: str | None = None
+) -> float:
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "srgan.cli", "enhance", str(folder), "-o", str(out), "--scale", "4"]
     cmd += ["--threads", str(threads), "-q"] + (["--weights", str(weights)] if weights else [])
+    cmd += ["--precision", precision] if precision else []
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -93,6 +97,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed-runs", type=int, default=5)
     ap.add_argument("--weights", type=Path, help="a candidate ×4 .safetensors (default: the bundled ×4 fidelity)")
+    ap.add_argument("--precision", help="fp32 or bf16 (default: as srgan enhance, the model card's recommendation)")
     ap.add_argument("--keep", type=Path, help="make the folders here and keep them (default: a temporary folder)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-folder-")) if args.keep is None else args.keep
@@ -100,7 +105,9 @@ def main() -> None:
         folders = {n: make_folder(root / f"in{n}", n) for n in SIZES}
         seeds, marginals = [], []
         for r in range(args.repeats):
-            walls = {n: time_enhance(folders[n], root / f"out{n}", args.threads, args.weights) for n in SIZES}
+            walls = {
+                n: time_enhance(folders[n], root / f"out{n}", args.threads, args.weights, args.precision) for n in SIZES
+            }
             marginal = (walls[SIZES[1]] - walls[SIZES[0]]) / (SIZES[1] - SIZES[0])
             seed, shape = time_seed(args.threads, args.seed_runs)
             seeds.append(seed)
