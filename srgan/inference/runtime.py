@@ -75,7 +75,8 @@ PROBE_SIDE = 24  # a probe input checks every built graph against torch
 PROBE_TOL = {"fp32": 1e-3, "bf16": 5e-2}  # max |difference| from torch fp32 accepted on the probe
 AUTO_SIDE = {2: 128, 3: 96, 4: 64}  # LR side of the slice ``auto`` times (within one tile: no tiling)
 AUTO_RUNS = 3  # timed runs per runtime after one warm-up; the minimum counts
-AUTO_METHOD = 2  # in the cache key: choices timed by an earlier method of ``_time`` are measured again
+AUTO_CALLS = 4  # calls per generator and round in ``_time``; the last is timed
+AUTO_METHOD = 3  # in the cache key: choices timed by an earlier method of ``_time`` are measured again
 AUTO_BUSY_LOAD = 0.5  # 1-minute load average per core at or above which a measurement counts as taken under load
 # torch's thread count before loading an exported runtime set it to 1 (see "Threads"), restored for a torch one
 _LOWERED: dict[str, int] = {}
@@ -381,9 +382,10 @@ def _time(gens: dict[str, Generator], model: Any, side: int, threads: int) -> di
     taking turns round by round, so that a burst of load from other processes slows them all alike. Each runs with
     torch's threads as it would run for real: ``threads`` for torch, one beside an exported runtime. A change of
     torch's thread count makes its next operation slow (oneDNN's kernels and OpenMP's pool are set up per thread
-    count), torch's convolutions and the torch operations around an exported graph alike, so every generator runs
-    twice per round and the second run counts (timing the exported ones' first run after the switch made ``auto``
-    pick torch at ×4 although OpenVINO ran the folder path 7 % faster, docs/benchmarks.md)."""
+    count), and right after torch ran on several threads an exported runtime's next two calls are slow too
+    (OpenVINO bf16 at ×4: 4.1 and 3.7 ms, then 2.0 ms steady, which is what a folder of slices runs at), so every
+    generator runs ``AUTO_CALLS`` times per round and the last counts (timing the first one or two made ``auto``
+    pick torch where OpenVINO ran the path faster, docs/benchmarks.md)."""
     import torch
 
     x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
@@ -393,7 +395,7 @@ def _time(gens: dict[str, Generator], model: Any, side: int, threads: int) -> di
         for _ in range(AUTO_RUNS + 1):
             for name, gen in gens.items():
                 torch.set_num_threads(threads if name == "torch" else 1)
-                for _ in range(2):
+                for _ in range(AUTO_CALLS):
                     t0 = time.perf_counter()
                     gen(x, None, kind)
                     dt = time.perf_counter() - t0

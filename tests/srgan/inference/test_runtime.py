@@ -281,6 +281,30 @@ def test_auto_times_each_runtime_after_the_switch_of_torchs_threads_not_on_it(mo
     assert ms["openvino"] < 6 < ms["torch"] and min(ms, key=ms.get) == "openvino"
 
 
+def test_auto_times_an_exported_runtime_after_its_slow_calls_beside_a_busy_torch(models):
+    """Right after torch ran on several threads an exported runtime's next two calls are slow (measured with
+    OpenVINO); what a folder of slices gets is its steady speed, so that is what auto must compare."""
+    import time
+
+    since_torch = {"calls": 99}
+
+    class Fake:
+        def __init__(self, name, ms_steady, ms_slow=0.0):
+            self.name, self.steady, self.slow = name, ms_steady, ms_slow
+
+        def __call__(self, x, tile, kind):
+            if self.name == "torch":
+                since_torch["calls"] = 0
+            else:
+                since_torch["calls"] += 1
+            slow = self.name != "torch" and since_torch["calls"] <= 2
+            time.sleep((self.slow if slow else self.steady) / 1000)
+
+    gens = {"torch": Fake("torch", 6), "openvino": Fake("openvino", 2, 12)}
+    ms = rt._time(gens, torch.nn.Identity(), 16, 2)
+    assert ms["openvino"] < 4 < ms["torch"] and min(ms, key=ms.get) == "openvino"
+
+
 def test_fp32_unless_bf16_is_asked_for_or_the_card_recommends_it(models, tmp_path, shared_data):
     import shutil
 
