@@ -488,13 +488,17 @@ def load_generator(
         raise InputError(None, f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     if precision is not None and precision not in PRECISIONS:
         raise InputError(None, f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    asked = precision is not None
     if precision is None:
         precision = "bf16" if (card.get("precision") or {}).get("bf16_ok") is True else "fp32"
     device = torch.device(device)
     if precision == "bf16":
         ok = cpu_has_bf16() if device.type == "cpu" else device.type != "cuda" or torch.cuda.is_bf16_supported()
         if not ok:
-            warn(f"bf16 is not supported natively on this {device.type}; running the generator in fp32")
+            # the card's recommendation quietly does not apply here; a user's request gets its one line
+            (warn if asked else LOGGER.debug)(
+                f"bf16 is not supported natively on this {device.type}; running the generator in fp32"
+            )
             precision = "fp32"
     if device.type != "cpu":
         if runtime in EXPORTED:

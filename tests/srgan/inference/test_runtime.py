@@ -318,13 +318,32 @@ def test_fp32_unless_bf16_is_asked_for_or_the_card_recommends_it(models, tmp_pat
     rec = Enhancer(weights=tmp_path / "w.safetensors", scale=2, device="cpu", runtime="torch", log=lines.append)
     forced = Enhancer(weights=tmp_path / "w.safetensors", scale=2, device="cpu", runtime="torch", precision="fp32")
     assert forced.generator.precision == "fp32"
-    if not rt.cpu_has_bf16():  # refused with one line, never emulated slowly
-        assert rec.generator.precision == "fp32" and len(lines) == 1
+    if not rt.cpu_has_bf16():  # the recommendation does not apply: fp32, quietly, never emulated slowly
+        assert rec.generator.precision == "fp32" and lines == []
         return
     assert rec.generator.precision == "bf16" == rec.provenance.precision and lines == []
     image = kaggle_slice(shared_data, 64, 64)
     diff = np.abs(rec.enhance(image) - forced.enhance(image)).max() / Normalizer.fit(image).span
     assert 0 < diff < 0.05  # bf16 arithmetic: close, not equal
+
+
+def test_without_native_bf16_a_request_gets_one_line_and_a_recommendation_none(models, tmp_path, monkeypatch):
+    import shutil
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(models["tiny"].with_suffix(suffix), tmp_path / f"w{suffix}")
+    card = json.loads((tmp_path / "w.json").read_text())
+    card["precision"] = {"bf16_ok": True, "heldout_delta_db": -0.01}
+    (tmp_path / "w.json").write_text(json.dumps(card))
+    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: False)
+    for precision, expected_lines in ((None, 0), ("bf16", 1)):
+        lines: list[str] = []
+        e = Enhancer(
+            weights=tmp_path / "w.safetensors", scale=2, device="cpu", runtime="torch", precision=precision,
+            log=lines.append,
+        )
+        assert e.generator.precision == "fp32" == e.provenance.precision
+        assert len(lines) == expected_lines and all("bf16" in line for line in lines)
 
 
 @pytest.mark.skipif(not rt.cpu_has_bf16(), reason="no native bf16 on this CPU")
