@@ -53,3 +53,14 @@ def test_bundled_lookup(tiny_weights, tiny_weights_x4):
 def test_card_is_json(tiny_weights):
     card = read_card(tiny_weights)
     assert json.loads(json.dumps(card)) == card
+
+
+def test_a_bundled_card_recommends_bf16_only_with_its_measured_loss_within_the_bar():
+    """Issue 17's rule: reduced precision is the default only where the card says it was measured to cost at most
+    0.05 dB of held-out PSNR (mean) and names the measurement."""
+    cards = list_bundled()
+    assert cards
+    for card in cards:
+        precision = card.get("precision") or {}
+        if precision.get("bf16_ok") is True:
+            assert precision["heldout_delta_db"] >= -0.05 and precision["measured"], card["name"]
