@@ -343,6 +343,9 @@ def run(args: argparse.Namespace) -> dict:
                 "sha256": m.card.get("sha256"),
                 "consistency": m.card.get("consistency", "off"),
                 "kwargs": m.card.get("kwargs", {}),
+                # as ``srgan enhance`` runs it: the card's recommended precision where this machine has it
+                "runtime": enh[m.name].generator.name,
+                "precision": enh[m.name].generator.precision,
             }
             val_groups = (m.card.get("data") or {}).get("val_groups")
             sources = [Path(s).resolve() for s in (m.card.get("data") or {}).get("sources", [])]

@@ -310,6 +310,7 @@ def _sections(summary: dict, rows: list[dict], model_names: dict, flags: list[di
             f"{i['params']:,}",
             _macs(i.get("macs_per_lr_px")),
             i["consistency"],
+            f"{i.get('runtime', '?')} {i.get('precision', '?')}",
             str(i["sha256"])[:12],
             i["path"],
         ]
@@ -321,7 +322,19 @@ def _sections(summary: dict, rows: list[dict], model_names: dict, flags: list[di
         out.append(
             (
                 "Models (main rows use each card's recommended consistency projection)",
-                ["scale", "name", "role", "arch", "kwargs", "params", "MACs/LR px", "consistency", "sha256", "weights"],
+                [
+                    "scale",
+                    "name",
+                    "role",
+                    "arch",
+                    "kwargs",
+                    "params",
+                    "MACs/LR px",
+                    "consistency",
+                    "runtime, precision",
+                    "sha256",
+                    "weights",
+                ],
                 mrows,
                 None,
             )

@@ -103,6 +103,9 @@ def test_benchmark_report(shared_data, tmp_path, tiny_weights, tiny_weights_x4):
     # cost: MACs per LR pixel of every model (the tiny x2 by hand: head, one block, trunk, tail of 2² phases)
     assert summary["models"]["2"]["tiny-x2"]["macs_per_lr_px"] == 1 * 8 * 9 + 3 * 8 * 8 * 9 + 8 * 4 * 9
     assert "| MACs/LR px |" in table and "| 2.09k |" in table
+    # and what ran it, as ``srgan enhance`` would (the tiny cards recommend nothing: fp32)
+    assert summary["models"]["2"]["tiny-x2"]["precision"] == "fp32" and "| runtime, precision |" in table
+    assert re.search(r"\| tiny-x2 \|[^\n]*\| (torch|onnxruntime|openvino) fp32 \|", table)
     # the Pareto plot: one point per dataset, scale and model, from this run's own numbers
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "[pareto.png](pareto.png)" in table and 'src="pareto.png"' in page
