@@ -234,14 +234,16 @@ class ViewerModel:
         return model, version
 
     def enhanced_label(self, state: str) -> list[str]:
-        """Top-right text of the enhanced pane: what the image is, and for a model output its model, the plan
-        (``Plan.lines()``; the configured consistency before the plan is known) and the disclaimer, last."""
+        """Top-right text of the enhanced pane: what the image is, and for a model output its model, where and in
+        what arithmetic it ran (a card may recommend bf16), the plan (``Plan.lines()``; the configured consistency
+        before the plan is known) and the disclaimer, last."""
         model, version = self.model_name_version()
         label = overlays.enhanced_label(self.view.scale, model, version, state, self.interpolation)
         if state == "ready":
             plan = self.plan()
             extra = plan.lines() if plan is not None else [f"data consistency: {self.consistency_in_force()}"]
-            label[len(label) - 1:len(label) - 1] = extra
+            runtime = overlays.runtime_line(self.model_info)
+            label[len(label) - 1:len(label) - 1] = ([runtime] if runtime else []) + extra
         return label
 
     def corners(self, state: str, spread_scale: float | None = None) -> dict[str, dict[str, Corner]]:

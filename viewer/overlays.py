@@ -174,6 +174,16 @@ def enhanced_label(scale: int, model: str | None, version: str | None, state: st
     return lines
 
 
+def runtime_line(model_info: dict | None) -> str | None:
+    """Where the generator ran and in what arithmetic, e.g. ``runtime: openvino bf16`` (``… on cuda:0`` off the
+    CPU); None before a model is loaded (``model_info`` is the worker's ``model_ready`` dict)."""
+    if not model_info or not model_info.get("runtime"):
+        return None
+    device = str(model_info.get("device", "cpu"))
+    where = "" if device == "cpu" else f" on {device}"
+    return f"runtime: {model_info['runtime']} {model_info.get('precision', 'fp32')}{where}"
+
+
 def slice_position_mm(position: Sequence[float] | None, orientation: Sequence[float] | None) -> float | None:
     """Signed slice location: ImagePositionPatient projected on the slice normal (mm)."""
     if position is None or orientation is None:

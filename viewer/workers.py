@@ -215,7 +215,7 @@ class EnhanceWorker(_QueueThread):
       ``spread_ready(key, spread)`` — same key, the TTA spread (s·H, s·W) float32 asked for by ``request_spread``;
       ``progress(done, total)`` — slices of the current request finished (done == total: finished;
         (0, 0) after a cancel);
-      ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``provenance`` (one line), ``consistency``
+      ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``runtime``, ``precision``, ``provenance`` (one line), ``consistency``
         (the one in force, after the card's default), ``config``;
       ``planned(key, plan)`` — the ``srgan.inference.plan.Plan`` of a series (``key`` with volume 0, slice −1),
         made once per series and model before its first slice is enhanced (without its outputs);
@@ -311,6 +311,7 @@ class EnhanceWorker(_QueueThread):
         self.model_ready.emit({
             "card": dict(engine.card), "label": engine.label, "device": str(engine.device),
             "provenance": engine.provenance.long(), "consistency": engine.consistency, "config": config,
+            "runtime": engine.provenance.runtime, "precision": engine.provenance.precision,
         })
         return engine
 

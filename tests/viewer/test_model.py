@@ -207,6 +207,21 @@ def test_enhanced_label_takes_the_plan_lines_and_keeps_the_disclaimer_last(hfs_s
     assert m.enhanced_label("ready")[-2] == "data consistency: bicubic"
 
 
+def test_enhanced_label_names_the_runtime_and_precision_the_model_ran_in():
+    m = _model(FakeSeries("1.2"), weights="tiny.safetensors", consistency="off")
+    m.set_enhancing(True)
+    assert not any(line.startswith("runtime:") for line in m.enhanced_label("ready")), "no model loaded yet"
+    info = {"card": {"name": "tiny", "sha256": "abcdef0123"}, "consistency": "off", "config": m.config,
+            "label": "tiny", "device": "cpu", "provenance": "p", "runtime": "openvino", "precision": "bf16"}
+    m.set_model_info(info)
+    label = m.enhanced_label("ready")
+    assert label[:3] == ["AI-enhanced ×2", "tiny · abcdef01", "runtime: openvino bf16"]
+    assert label[-1] == "not for primary diagnosis"
+    assert not any(line.startswith("runtime:") for line in m.enhanced_label("enhancing"))
+    m.set_model_info({**info, "device": "cuda:0", "runtime": "torch", "precision": "fp32"})
+    assert "runtime: torch fp32 on cuda:0" in m.enhanced_label("ready")
+
+
 def test_consistency_in_force_follows_the_loaded_model():
     m = _model(FakeSeries("1.2"), weights="tiny.safetensors")
     assert m.consistency_in_force() == "model default"

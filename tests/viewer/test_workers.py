@@ -119,6 +119,8 @@ def test_worker_emits_model_info_and_progress(qtbot, worker, hfs_series):
         worker.request(hfs_series, 0, 10, whole_volume=False)
     info = blocker.args[0]
     assert "not for primary diagnosis" in info["provenance"] and info["device"] == "cpu"
+    assert f"runtime {info['runtime']} {info['precision']}" in info["provenance"]
+    assert info["runtime"] == worker.engine.generator.name and info["precision"] in ("fp32", "bf16")
     qtbot.waitUntil(lambda: (1, 1) in progress, timeout=60_000)
     assert progress[0] == (0, 1)
 
