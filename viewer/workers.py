@@ -215,8 +215,8 @@ class EnhanceWorker(_QueueThread):
       ``spread_ready(key, spread)`` — same key, the TTA spread (s·H, s·W) float32 asked for by ``request_spread``;
       ``progress(done, total)`` — slices of the current request finished (done == total: finished;
         (0, 0) after a cancel);
-      ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``runtime``, ``precision``, ``provenance`` (one line), ``consistency``
-        (the one in force, after the card's default), ``config``;
+      ``model_ready(info)`` — dict: ``card``, ``label``, ``device``, ``runtime``, ``precision``, ``provenance``
+        (one line), ``consistency`` (the one in force, after the card's default), ``config``;
       ``planned(key, plan)`` — the ``srgan.inference.plan.Plan`` of a series (``key`` with volume 0, slice −1),
         made once per series and model before its first slice is enhanced (without its outputs);
       ``failed(message)`` — a model that cannot load (no weights, bad device) or an error while enhancing;
