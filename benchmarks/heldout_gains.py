@@ -12,7 +12,8 @@ weights, and so their sha256, stay as they are; the card is re-read with ``srgan
   PYTHONPATH=$PWD python benchmarks/heldout_gains.py [--models NAME ...] [--dry-run]
   PYTHONPATH=$PWD python benchmarks/heldout_gains.py --weights CANDIDATE.safetensors [--consistency auto]
 
-``--weights`` measures candidates (a run's export, ``benchmarks/weights``) the same way and only prints.
+``--weights`` measures candidates (a run's export, ``benchmarks/weights``) the same way and prints; with
+``--write-card`` it also writes ``heldout_metrics`` into each candidate's own card (the ``.json`` beside it).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ KAGGLE = SHARED / "data" / "kaggle-brain-tumor-mri"
 TOOL = SHARED / "tools" / "contract_check.py"
 MEASURED_WITH = (
     "benchmarks/heldout_gains.py: shared/tools/contract_check.py's degradations, bicubic_up and zerofill_up (LR "
-    "saved as 8-bit PNG, SR from `srgan enhance --weights` of the bundled file) on the 24 held-out Kaggle slices of "
+    "saved as 8-bit PNG, SR from `srgan enhance --weights` of the weights file) on the 24 held-out Kaggle slices of "
     "the default split, with the card's consistency; gains over bicubic and over zero-filled (sinc) interpolation, "
     "headline over the better of the two"
 )
@@ -112,7 +113,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the metrics, leave the cards as they are")
     ap.add_argument("--weights", nargs="+", type=Path, help="candidate .safetensors files to measure (prints only)")
     ap.add_argument("--consistency", help="with --weights: instead of the candidate card's consistency")
+    ap.add_argument("--write-card", action="store_true",
+                    help="with --weights: write heldout_metrics into each candidate's card too")
     a = ap.parse_args(argv)
+    if a.write_card and not a.weights:
+        ap.error("--write-card needs --weights (bundled cards are written unless --dry-run)")
     from srgan.evaluation.selection import heldout_images, split_config
 
     cc = contract_check()
@@ -123,36 +128,47 @@ def main(argv=None) -> int:
     for w in a.weights or []:
         card = read_card(w)
         cons = a.consistency or str(card.get("consistency", "off"))
-        for c in dict.fromkeys((cons, "off")):  # the card's consistency, then without projection (once if off)
-            for lr in ("bicubic", "kspace"):
-                m = measure(cc, files, card, lr, c, weights=w)
-                print(f"{w} consistency {c} {lr}: {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}, "
-                      f"{m['gain_db']:+.2f} over bicubic, {m['gain_over_zerofill_db']:+.2f} over zero-fill", flush=True)
+        held = heldout_metrics(cc, files, card, cons, str(w), weights=w)
+        if a.write_card:
+            write_card(w, held)
     if a.weights:
         return 0
     for card in list_bundled():
         if a.models and card["name"] not in a.models:
             continue
-        consistency = str(card.get("consistency", "off"))
-        held: dict = dict(card.get("heldout_metrics") or {})
-        for key, cons in (("kaggle_heldout_24", consistency), ("kaggle_heldout_24_without_projection", "off")):
-            held[key] = {f"{lr}_lr": measure(cc, files, card, lr, cons) for lr in ("bicubic", "kspace")}
-            for lr, m in held[key].items():
-                print(f"{card['name']} {key} {lr}: {m['psnr_db']:.2f} dB, {m['gain_db']:+.2f} over bicubic, "
-                      f"{m['gain_over_zerofill_db']:+.2f} over zero-fill", flush=True)
-        held["consistency"], held["measured_with"] = consistency, MEASURED_WITH
-        if a.dry_run:
-            continue
-        path = REPO / "resources" / "weights" / card["file"]
-        card_path = path.with_suffix(".json")
-        stored = json.loads(card_path.read_text())
-        if sha256_file(path) != stored["sha256"]:
-            raise SystemExit(f"{path}: sha256 does not match its card")
-        stored["heldout_metrics"] = held
-        atomic.write_text(card_path, json.dumps(stored, indent=2, sort_keys=True) + "\n")
-        read_card(path)  # the card is still valid
-        print(f"wrote {card_path}", flush=True)
+        held = heldout_metrics(cc, files, card, str(card.get("consistency", "off")), card["name"])
+        if not a.dry_run:
+            write_card(REPO / "resources" / "weights" / card["file"], held)
     return 0
+
+
+def heldout_metrics(cc, files: list[Path], card: dict, consistency: str, name: str,
+                    weights: Path | None = None) -> dict:
+    """A card's ``heldout_metrics``: with ``consistency``, then without projection (printed as measured)."""
+    held: dict = dict(card.get("heldout_metrics") or {})
+    for key, cons in (("kaggle_heldout_24", consistency), ("kaggle_heldout_24_without_projection", "off")):
+        if key != "kaggle_heldout_24" and consistency == "off":  # the same measurement: made once
+            held[key] = held["kaggle_heldout_24"]
+            continue
+        held[key] = {f"{lr}_lr": measure(cc, files, card, lr, cons, weights=weights) for lr in ("bicubic", "kspace")}
+        for lr, m in held[key].items():
+            print(f"{name} {key} (consistency {cons}) {lr}: {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}, "
+                  f"{m['gain_db']:+.2f} over bicubic, {m['gain_over_zerofill_db']:+.2f} over zero-fill", flush=True)
+    held["consistency"], held["measured_with"] = consistency, MEASURED_WITH
+    return held
+
+
+def write_card(path: Path, held: dict) -> None:
+    """Write ``held`` as ``heldout_metrics`` into the card beside the weights ``path``, atomically; the weights
+    (and so their sha256) stay as they are."""
+    card_path = path.with_suffix(".json")
+    stored = json.loads(card_path.read_text())
+    if sha256_file(path) != stored["sha256"]:
+        raise SystemExit(f"{path}: sha256 does not match its card")
+    stored["heldout_metrics"] = held
+    atomic.write_text(card_path, json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    read_card(path)  # the card is still valid
+    print(f"wrote {card_path}", flush=True)
 
 
 if __name__ == "__main__":
