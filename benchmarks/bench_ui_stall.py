@@ -151,7 +151,7 @@ def run(args) -> list[dict]:
                 model = "tiny (random) srresnet_lite"
         else:
             model = Path(weights).name
-        config = EnhanceConfig(weights=weights, device=args.device, runtime=args.runtime)
+        config = EnhanceConfig(weights=weights, device=args.device, runtime=args.runtime, precision=args.precision)
         window = MainWindow(config, enhance=False, show_dialogs=False)
         if args.threads or args.batch:  # the window's worker, not yet started on a job: set what it builds with
             window.worker._threads, window.worker._batch = args.threads, args.batch
@@ -243,6 +243,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="the worker's torch threads (default: all cores but one)")
     p.add_argument("--batch", type=int, help="the worker's slices per batch (default: by device)")
     p.add_argument("--runtime", default="auto", help="srgan.options.RUNTIMES (default auto, as the viewer)")
+    p.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="the generator's arithmetic (default: the model card's recommendation, as the viewer)")
     p.add_argument("--slices", type=int, default=30)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--weights", help="weights file (default: bundled ×2 fidelity, else tiny random weights)")
