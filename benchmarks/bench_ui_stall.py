@@ -19,7 +19,7 @@ Model: the bundled ×2 fidelity weights when present, else randomly initialised 
 path, less compute per slice). Prints markdown tables and the command. No assertions: speed is reported.
 
     QT_QPA_PLATFORM=offscreen python benchmarks/bench_ui_stall.py [--series FOLDER] [--repeat 3]
-        [--slices 30] [--size 256] [--weights FILE] [--threads N] [--batch B] [--runtime auto]
+        [--slices 30] [--size 256] [--weights FILE] [--threads N] [--batch B] [--runtime auto] [--precision P]
 """
 from __future__ import annotations
 
@@ -237,13 +237,15 @@ def run(args) -> list[dict]:
 
 
 def main() -> None:
+    from srgan.options import PRECISIONS
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--series", help="a DICOM folder to open instead of the synthetic series (its first series)")
     p.add_argument("--repeat", type=int, default=3, help="runs of the enhance scenario (min and median reported)")
     p.add_argument("--threads", type=int, help="the worker's torch threads (default: all cores but one)")
     p.add_argument("--batch", type=int, help="the worker's slices per batch (default: by device)")
     p.add_argument("--runtime", default="auto", help="srgan.options.RUNTIMES (default auto, as the viewer)")
-    p.add_argument("--precision", choices=("fp32", "bf16"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="the generator's arithmetic (default: the model card's recommendation, as the viewer)")
     p.add_argument("--slices", type=int, default=30)
     p.add_argument("--size", type=int, default=256)

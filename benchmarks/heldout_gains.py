@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", help="bundled model names (default: all)")
     ap.add_argument("--dry-run", action="store_true", help="print the metrics, leave the cards as they are")
-    ap.add_argument("--weights", nargs="+", type=Path, help="candidate .safetensors files to measure (prints only)")
+    ap.add_argument("--weights", nargs="+", type=Path,
+                    help="candidate .safetensors files to measure (printed; their cards written with --write-card)")
     ap.add_argument("--consistency", help="with --weights: instead of the candidate card's consistency")
     ap.add_argument("--write-card", action="store_true",
                     help="with --weights: write heldout_metrics into each candidate's card too")
