@@ -6,7 +6,7 @@ the generator call and the main thread's other stages (LR-kind estimate, ZIP che
 projection) are timed by wrappers, per slice. The PNG decoding and encoding run on the I/O threads beside them and
 show up as a slower generator call (they share the two cores).
 
-    python benchmarks/profile_folder.py [--runtime openvino] [--weights X4.safetensors] [--repeats 3]
+    python benchmarks/profile_folder.py [--runtime openvino] [--weights X4.safetensors] [--repeats 3] [--precision fp32]
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ STAGES = [
 
 
 def main() -> None:
+    from srgan.options import PRECISIONS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runtime", default="auto")
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precision", choices=PRECISIONS, help="fp32 or bf16 (default: the model card's recommendation)")
     args = ap.parse_args()
     import importlib
 
@@ -63,7 +66,7 @@ def main() -> None:
         mod = importlib.import_module(module)
         setattr(mod, name, timed(getattr(mod, name), label))
     Normalizer.fit = classmethod(timed(Normalizer.fit.__func__, "normalisation"))  # type: ignore[method-assign]
-    enh = Enhancer(scale=4, weights=args.weights, threads=2, runtime=args.runtime)
+    enh = Enhancer(scale=4, weights=args.weights, threads=2, runtime=args.runtime, precision=args.precision)
     gen_type = type(enh.generator)
     gen_type.__call__ = timed(gen_type.__call__, "generator call")  # type: ignore[method-assign]
     root = Path(tempfile.mkdtemp(prefix="profile-folder-"))
